@@ -1,0 +1,181 @@
+// Package processors is the partition-task runtime: a consumer group over
+// the events topic, one task per partition, each with its Pebble state and
+// the next offset committed atomically with that state. Processors
+// (processors/shadow, processors/rules, ...) plug in through the Processor
+// interface; the runtime never imports them.
+package processors
+
+import (
+	"context"
+	"time"
+
+	"github.com/iotpipe/iotpipe/schemas"
+	"github.com/iotpipe/iotpipe/schemas/payload"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Processor handles the events of one partition, in log order. Process is
+// called once per event; all state it reads and writes goes through tx,
+// and every record it wants to send goes through tx.Emit. The runtime
+// commits the state, the emitted records and the next offset together,
+// so a processor never sees an event twice against the same state.
+//
+// A processor must be deterministic given its state and the event (use
+// tx.Now, never time.Now) so that a rebuild from the log gives the same
+// state.
+type Processor interface {
+	// Name is the processor's stable name; it namespaces its state keys.
+	Name() string
+	// Process applies one event.
+	Process(ctx context.Context, tx *Tx, ev *Event) error
+}
+
+// Ticker is implemented by processors with timers. Tick is called per
+// partition at the runtime's tick interval (and once after a restore),
+// with state access and emit like Process.
+type Ticker interface {
+	Tick(ctx context.Context, tx *Tx, now time.Time) error
+}
+
+// Event is one record of the events topic with its decoded envelope. The
+// payload is decoded as JSON at most once, on first use, and shared by
+// every processor.
+type Event struct {
+	// Partition and Offset locate the record in the events topic.
+	Partition int32
+	Offset    int64
+	// Thing is the record key: the thing name.
+	Thing string
+	// Payload is the record value: the payload bytes as received.
+	Payload []byte
+	// Envelope is the decoded record headers.
+	Envelope schemas.Envelope
+
+	decoded bool
+	value   any
+	err     error
+}
+
+// JSON returns the payload decoded by payload.Decode, decoding it on the
+// first call only. A payload that is not JSON returns an error wrapping
+// payload.ErrNotJSON.
+func (e *Event) JSON() (any, error) {
+	if !e.decoded {
+		e.value, e.err = payload.Decode(e.Payload)
+		e.decoded = true
+	}
+	return e.value, e.err
+}
+
+// ReceivedAt returns the envelope's receive time.
+func (e *Event) ReceivedAt() time.Time { return time.Unix(0, e.Envelope.ReceivedAt) }
+
+// Store is the key-value state a Tx reads and writes. The runtime backs it
+// with a Pebble batch; tests may use NewMemStore.
+type Store interface {
+	Get(key []byte) ([]byte, bool, error)
+	Set(key, value []byte) error
+	Delete(key []byte) error
+	// Scan calls fn for each key in [lower, upper) in order, until fn
+	// returns false. The slices are valid only during the call.
+	Scan(lower, upper []byte, fn func(key, value []byte) bool) error
+}
+
+// Tx is a processor's view of one partition during one event (or tick):
+// its own key space of the partition's state, the records it emits, and
+// the clock.
+type Tx struct {
+	store     Store
+	prefix    []byte
+	partition int32
+	now       time.Time
+	dryRun    bool
+	emit      func(*kgo.Record)
+	source    []byte
+	seq       int
+}
+
+// Partition returns the events-topic partition this Tx belongs to.
+func (tx *Tx) Partition() int32 { return tx.partition }
+
+// Now returns the task's clock (injectable in tests and replay).
+func (tx *Tx) Now() time.Time { return tx.now }
+
+// DryRun reports whether side effects are off (replay): emitted records
+// are collected for inspection but never produced.
+func (tx *Tx) DryRun() bool { return tx.dryRun }
+
+func (tx *Tx) key(k []byte) []byte {
+	out := make([]byte, 0, len(tx.prefix)+len(k))
+	return append(append(out, tx.prefix...), k...)
+}
+
+// Get reads a key of this processor's state in this partition.
+func (tx *Tx) Get(key []byte) ([]byte, bool, error) { return tx.store.Get(tx.key(key)) }
+
+// Set writes a key of this processor's state in this partition.
+func (tx *Tx) Set(key, value []byte) error { return tx.store.Set(tx.key(key), value) }
+
+// Delete removes a key of this processor's state in this partition.
+func (tx *Tx) Delete(key []byte) error { return tx.store.Delete(tx.key(key)) }
+
+// Scan iterates this processor's keys in [lower, upper) of this
+// partition; keys are passed without the partition/processor prefix.
+// A nil upper means "to the end of this processor's key space".
+func (tx *Tx) Scan(lower, upper []byte, fn func(key, value []byte) bool) error {
+	lo := tx.key(lower)
+	var hi []byte
+	if upper == nil {
+		hi = prefixEnd(tx.prefix)
+	} else {
+		hi = tx.key(upper)
+	}
+	n := len(tx.prefix)
+	return tx.store.Scan(lo, hi, func(k, v []byte) bool { return fn(k[n:], v) })
+}
+
+// Emit queues a record for production. The runtime adds the header
+// iot.src = "<partition>/<offset>/<seq>" (a deterministic id of the
+// output: the same event always yields the same ids), so consumers can
+// drop the duplicates a crash between produce and commit can cause.
+func (tx *Tx) Emit(r *kgo.Record) {
+	src := make([]byte, 0, len(tx.source)+4)
+	src = append(append(src, tx.source...), '/')
+	src = appendInt(src, int64(tx.seq))
+	tx.seq++
+	r.Headers = append(r.Headers, kgo.RecordHeader{Key: schemas.HeaderSource, Value: src})
+	tx.emit(r)
+}
+
+func prefixEnd(p []byte) []byte {
+	end := append([]byte(nil), p...)
+	for i := len(end) - 1; i >= 0; i-- {
+		end[i]++
+		if end[i] != 0 {
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+func appendInt(b []byte, n int64) []byte {
+	if n == 0 {
+		return append(b, '0')
+	}
+	var tmp [20]byte
+	i := len(tmp)
+	neg := n < 0
+	if neg {
+		n = -n
+	}
+	for n > 0 {
+		i--
+		tmp[i] = byte('0' + n%10)
+		n /= 10
+	}
+	if neg {
+		i--
+		tmp[i] = '-'
+	}
+	return append(b, tmp[i:]...)
+}

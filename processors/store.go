@@ -1,0 +1,89 @@
+package processors
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble"
+)
+
+// State key layout, partition first so a partition's state can be
+// dropped, restored or handed over as one key range:
+//
+//	'p' | partition (4 bytes, big endian) | processor name | 0x00 | key
+//
+// The runtime's own keys use the reserved processor name "" (so the
+// prefix is 'p' | partition | 0x00): "offset" holds the next offset.
+
+func partitionPrefix(partition int32) []byte {
+	b := make([]byte, 5, 32)
+	b[0] = 'p'
+	binary.BigEndian.PutUint32(b[1:], uint32(partition))
+	return b
+}
+
+func processorPrefix(partition int32, name string) []byte {
+	return append(append(partitionPrefix(partition), name...), 0)
+}
+
+func offsetKey(partition int32) []byte {
+	return append(processorPrefix(partition, ""), "offset"...)
+}
+
+// batchStore is a Store over an indexed Pebble batch: reads see the
+// batch's own writes, and nothing reaches the DB until the batch commits.
+type batchStore struct{ b *pebble.Batch }
+
+func (s batchStore) Get(key []byte) ([]byte, bool, error) {
+	v, closer, err := s.b.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("state get: %w", err)
+	}
+	out := append([]byte(nil), v...)
+	closer.Close()
+	return out, true, nil
+}
+
+func (s batchStore) Set(key, value []byte) error { return s.b.Set(key, value, nil) }
+
+func (s batchStore) Delete(key []byte) error { return s.b.Delete(key, nil) }
+
+func (s batchStore) Scan(lower, upper []byte, fn func(key, value []byte) bool) error {
+	it, err := s.b.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return fmt.Errorf("state scan: %w", err)
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		if !fn(it.Key(), it.Value()) {
+			break
+		}
+	}
+	return it.Close()
+}
+
+// readOffset returns the next offset to process for partition, or -1 when
+// the state holds none.
+func readOffset(db *pebble.DB, partition int32) (int64, error) {
+	v, closer, err := db.Get(offsetKey(partition))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return -1, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read offset of partition %d: %w", partition, err)
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return 0, fmt.Errorf("read offset of partition %d: corrupt value", partition)
+	}
+	return int64(binary.BigEndian.Uint64(v)), nil
+}
+
+func encodeOffset(o int64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, uint64(o))
+	return b
+}

@@ -1,0 +1,170 @@
+// Package schemas defines what iotpipe writes to its log: the event
+// envelope carried in Kafka record headers, the topic names, and the
+// ClickHouse DDL. It is the ground floor: it imports no other iotpipe
+// package.
+package schemas
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// EnvelopeVersion is the envelope version this build writes.
+//
+// Version rule: adding an optional header keeps the version (decoders
+// ignore headers they do not know and leave missing optional fields at
+// their zero value). Changing the meaning or encoding of an existing
+// header, or making a new header required, increments the version.
+// Decoders accept every version from 1 up to EnvelopeVersion and reject
+// newer ones with ErrFutureVersion, so an old processor never guesses at
+// a record written by a newer ingest (the record goes to the DLQ).
+const EnvelopeVersion = 1
+
+// Header keys of the envelope. They are short, printable and stable:
+// `kcat -f '%h'` shows them as they are.
+const (
+	HeaderVersion   = "iot.v"
+	HeaderType      = "iot.type"
+	HeaderTopic     = "iot.topic"
+	HeaderClientID  = "iot.client"
+	HeaderPrincipal = "iot.principal"
+	HeaderQoS       = "iot.qos"
+	HeaderRetain    = "iot.retain"
+	HeaderReceived  = "iot.rx"
+	HeaderRequestID = "iot.req"
+	HeaderSource    = "iot.src"
+)
+
+// EventType says what happened to produce an event.
+type EventType string
+
+// Event types written to the events topic.
+const (
+	EventPublish      EventType = "publish"
+	EventConnected    EventType = "connected"
+	EventDisconnected EventType = "disconnected"
+	EventSubscribed   EventType = "subscribed"
+	EventUnsubscribed EventType = "unsubscribed"
+)
+
+// ErrFutureVersion is returned by DecodeEnvelope for a record written with
+// a newer envelope version than this build understands.
+var ErrFutureVersion = errors.New("envelope version newer than this build")
+
+// Envelope is the metadata of one event. The Kafka key is the thing name
+// and the value is the payload exactly as received; everything else is
+// here, encoded as record headers.
+type Envelope struct {
+	// Version is the envelope version the record was written with.
+	Version int
+	// Type is the kind of event.
+	Type EventType
+	// Topic is the MQTT topic (for publish) or the topic filter (for
+	// subscribe events).
+	Topic string
+	// ClientID is the MQTT client id (or the HTTP caller's id).
+	ClientID string
+	// Principal is who authenticated: a certificate id, a user name, or
+	// "anonymous" in --dev mode.
+	Principal string
+	// QoS is the MQTT quality of service of the publish.
+	QoS byte
+	// Retain is the MQTT retain flag of the publish.
+	Retain bool
+	// ReceivedAt is when ingest received the event, in Unix nanoseconds.
+	ReceivedAt int64
+	// RequestID, when set, correlates the event with a waiting caller (an
+	// HTTP shadow update answered once applied).
+	RequestID string
+}
+
+// Headers encodes e as Kafka record headers, always at EnvelopeVersion.
+// Empty optional fields are left out.
+func (e *Envelope) Headers() []kgo.RecordHeader {
+	h := make([]kgo.RecordHeader, 0, 9)
+	h = append(h,
+		kgo.RecordHeader{Key: HeaderVersion, Value: []byte{'0' + EnvelopeVersion}},
+		kgo.RecordHeader{Key: HeaderType, Value: []byte(e.Type)},
+	)
+	if e.Topic != "" {
+		h = append(h, kgo.RecordHeader{Key: HeaderTopic, Value: []byte(e.Topic)})
+	}
+	if e.ClientID != "" {
+		h = append(h, kgo.RecordHeader{Key: HeaderClientID, Value: []byte(e.ClientID)})
+	}
+	if e.Principal != "" {
+		h = append(h, kgo.RecordHeader{Key: HeaderPrincipal, Value: []byte(e.Principal)})
+	}
+	if e.Type == EventPublish {
+		h = append(h, kgo.RecordHeader{Key: HeaderQoS, Value: []byte{'0' + e.QoS}})
+		if e.Retain {
+			h = append(h, kgo.RecordHeader{Key: HeaderRetain, Value: []byte{'1'}})
+		}
+	}
+	h = append(h, kgo.RecordHeader{Key: HeaderReceived, Value: strconv.AppendInt(nil, e.ReceivedAt, 10)})
+	if e.RequestID != "" {
+		h = append(h, kgo.RecordHeader{Key: HeaderRequestID, Value: []byte(e.RequestID)})
+	}
+	return h
+}
+
+// DecodeEnvelope reads an envelope from record headers. It fails on a
+// missing or unknown version, a missing type, or a malformed number.
+func DecodeEnvelope(headers []kgo.RecordHeader) (Envelope, error) {
+	var e Envelope
+	for _, h := range headers {
+		switch h.Key {
+		case HeaderVersion:
+			v, err := strconv.Atoi(string(h.Value))
+			if err != nil || v < 1 {
+				return e, fmt.Errorf("envelope: bad version %q", h.Value)
+			}
+			e.Version = v
+		case HeaderType:
+			e.Type = EventType(h.Value)
+		case HeaderTopic:
+			e.Topic = string(h.Value)
+		case HeaderClientID:
+			e.ClientID = string(h.Value)
+		case HeaderPrincipal:
+			e.Principal = string(h.Value)
+		case HeaderQoS:
+			if len(h.Value) != 1 || h.Value[0] < '0' || h.Value[0] > '2' {
+				return e, fmt.Errorf("envelope: bad qos %q", h.Value)
+			}
+			e.QoS = h.Value[0] - '0'
+		case HeaderRetain:
+			e.Retain = len(h.Value) == 1 && h.Value[0] == '1'
+		case HeaderReceived:
+			n, err := strconv.ParseInt(string(h.Value), 10, 64)
+			if err != nil {
+				return e, fmt.Errorf("envelope: bad receive time %q", h.Value)
+			}
+			e.ReceivedAt = n
+		case HeaderRequestID:
+			e.RequestID = string(h.Value)
+		}
+	}
+	switch {
+	case e.Version == 0:
+		return e, errors.New("envelope: no version header (not an iotpipe event?)")
+	case e.Version > EnvelopeVersion:
+		return e, fmt.Errorf("envelope: version %d: %w (%d)", e.Version, ErrFutureVersion, EnvelopeVersion)
+	case e.Type == "":
+		return e, errors.New("envelope: no type header")
+	}
+	return e, nil
+}
+
+// HeaderValue returns the value of the first header named key, or nil.
+func HeaderValue(headers []kgo.RecordHeader, key string) []byte {
+	for _, h := range headers {
+		if h.Key == key {
+			return h.Value
+		}
+	}
+	return nil
+}

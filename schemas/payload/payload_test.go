@@ -1,0 +1,70 @@
+package payload
+
+import (
+	"errors"
+	"reflect"
+	"testing"
+)
+
+func TestDecode(t *testing.T) {
+	tests := []struct {
+		in   string
+		want any
+		err  bool
+	}{
+		{in: `{"a":1,"b":1.5,"c":"x","d":[true,null]}`, want: map[string]any{"a": int64(1), "b": 1.5, "c": "x", "d": []any{true, nil}}},
+		{in: ` 42 `, want: int64(42)},
+		{in: `1e3`, want: 1000.0},
+		{in: `18446744073709551616`, want: 18446744073709551616.0},
+		{in: `"s"`, want: "s"},
+		{in: `{"a":`, err: true},
+		{in: ``, err: true},
+		{in: `1 2`, err: true},
+		{in: "\x00\x01binary", err: true},
+	}
+	for _, tt := range tests {
+		got, err := Decode([]byte(tt.in))
+		if tt.err {
+			if !errors.Is(err, ErrNotJSON) {
+				t.Errorf("Decode(%q) err = %v, want ErrNotJSON", tt.in, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("Decode(%q): %v", tt.in, err)
+			continue
+		}
+		if !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("Decode(%q) = %#v, want %#v", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestEncodeSortsKeys(t *testing.T) {
+	b, err := Encode(map[string]any{"b": int64(1), "a": map[string]any{"z": 1.5, "y": nil}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := string(b), `{"a":{"y":null,"z":1.5},"b":1}`; got != want {
+		t.Fatalf("Encode = %s, want %s", got, want)
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	for _, s := range []string{`{"a":[1,2.5,"x"]}`, `null`, `{"a":{"b":{}}}`, `-0`, `1e400`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		v, err := Decode(data)
+		if err != nil {
+			return
+		}
+		b, err := Encode(v)
+		if err != nil {
+			t.Fatalf("Encode after Decode(%q): %v", data, err)
+		}
+		if _, err := Decode(b); err != nil {
+			t.Fatalf("re-Decode(%q): %v", b, err)
+		}
+	})
+}
