@@ -1,0 +1,61 @@
+package schemas
+
+import (
+	"strconv"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Outbound is a message for ingest to deliver to MQTT subscribers. On the
+// outbound topic the record key is the thing (or client) it concerns, the
+// value is the MQTT payload, and the headers carry the MQTT topic, QoS,
+// retain flag and, for answers to a waiting HTTP caller, the request id.
+type Outbound struct {
+	// Topic is the MQTT topic to publish to.
+	Topic string
+	// QoS is the MQTT QoS to publish with (0 or 1).
+	QoS byte
+	// Retain asks ingest to retain the message.
+	Retain bool
+	// Key is the record key (thing name); it orders one thing's messages.
+	Key string
+	// Payload is the MQTT payload.
+	Payload []byte
+	// RequestID, when set, correlates the message with a waiting caller.
+	RequestID string
+}
+
+// Record encodes o as a record of the outbound topic named topic.
+func (o *Outbound) Record(topic string) *kgo.Record {
+	h := []kgo.RecordHeader{
+		{Key: HeaderTopic, Value: []byte(o.Topic)},
+		{Key: HeaderQoS, Value: []byte{'0' + o.QoS}},
+	}
+	if o.Retain {
+		h = append(h, kgo.RecordHeader{Key: HeaderRetain, Value: []byte{'1'}})
+	}
+	if o.RequestID != "" {
+		h = append(h, kgo.RecordHeader{Key: HeaderRequestID, Value: []byte(o.RequestID)})
+	}
+	return &kgo.Record{Topic: topic, Key: []byte(o.Key), Value: o.Payload, Headers: h}
+}
+
+// DecodeOutbound reads an outbound message from a record.
+func DecodeOutbound(r *kgo.Record) Outbound {
+	o := Outbound{Key: string(r.Key), Payload: r.Value}
+	for _, h := range r.Headers {
+		switch h.Key {
+		case HeaderTopic:
+			o.Topic = string(h.Value)
+		case HeaderQoS:
+			if q, err := strconv.Atoi(string(h.Value)); err == nil && q >= 0 && q <= 2 {
+				o.QoS = byte(q)
+			}
+		case HeaderRetain:
+			o.Retain = string(h.Value) == "1"
+		case HeaderRequestID:
+			o.RequestID = string(h.Value)
+		}
+	}
+	return o
+}
