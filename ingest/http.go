@@ -1,0 +1,77 @@
+package ingest
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/iotpipe/iotpipe/schemas"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/segmentio/encoding/json"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// HTTPPublish handles `POST /topics/{topic...}[?qos=0|1&retain=true]`
+// like AWS IoT's HTTPS publish (and Sigfox-style callbacks): the body is
+// the payload, written to the log, answered 200 once the log
+// acknowledged it, then routed to MQTT subscribers. The client id is the
+// X-Client-Id header (default "http"), which is also the thing name.
+func (s *Server) HTTPPublish(w http.ResponseWriter, r *http.Request) {
+	topic := r.PathValue("topic")
+	if err := validTopicName(topic); err != nil {
+		httpError(w, http.StatusBadRequest, "bad topic: "+err.Error())
+		return
+	}
+	if !s.opts.Dev {
+		httpError(w, http.StatusUnauthorized, "anonymous publish needs --dev (identity is not configured)")
+		return
+	}
+	qos := byte(1)
+	if q := r.URL.Query().Get("qos"); q != "" {
+		n, err := strconv.Atoi(q)
+		if err != nil || n < 0 || n > 1 {
+			httpError(w, http.StatusBadRequest, "qos must be 0 or 1")
+			return
+		}
+		qos = byte(n)
+	}
+	retain := r.URL.Query().Get("retain") == "true"
+	body, err := io.ReadAll(io.LimitReader(r.Body, int64(s.opts.MaxPayload)+1))
+	if err != nil {
+		httpError(w, http.StatusBadRequest, "read body: "+err.Error())
+		return
+	}
+	if len(body) > s.opts.MaxPayload {
+		s.metrics.refused.WithLabelValues("payload_too_large").Inc()
+		httpError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("payload larger than %d bytes", s.opts.MaxPayload))
+		return
+	}
+	client := r.Header.Get("X-Client-Id")
+	if client == "" {
+		client = "http"
+	}
+	env := schemas.Envelope{
+		Type: schemas.EventPublish, Topic: topic, ClientID: client, Principal: "http:anonymous",
+		QoS: qos, Retain: retain, ReceivedAt: time.Now().UnixNano(),
+	}
+	rec := &kgo.Record{Topic: s.opts.Topics.Events, Key: []byte(client), Value: body, Headers: env.Headers()}
+	if err := s.producer.ProduceSync(r.Context(), rec).FirstErr(); err != nil {
+		httpError(w, http.StatusServiceUnavailable, "event log unavailable: "+err.Error())
+		return
+	}
+	s.metrics.httpPublished.Inc()
+	s.route(packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: qos, Retain: retain},
+		TopicName:   topic, Payload: body, PacketID: 1,
+	})
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{"message": "OK", "partition": rec.Partition, "offset": rec.Offset})
+}
+
+func httpError(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(map[string]any{"message": msg})
+}

@@ -1,0 +1,46 @@
+package ingest
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	logged         prometheus.Counter
+	produceErrors  prometheus.Counter
+	produceLatency prometheus.Histogram
+	refused        *prometheus.CounterVec
+	lifecycle      *prometheus.CounterVec
+	delivered      prometheus.Counter
+	httpPublished  prometheus.Counter
+}
+
+func newMetrics() *metrics {
+	return &metrics{
+		logged: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "iotpipe_ingest_logged_total", Help: "Device publishes acknowledged by the log.",
+		}),
+		produceErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "iotpipe_ingest_produce_errors_total", Help: "Device publishes the log failed to accept (not acknowledged to the device).",
+		}),
+		produceLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "iotpipe_ingest_produce_seconds", Help: "Time from receiving a publish to the log's acknowledgement.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "iotpipe_ingest_refused_total", Help: "Publishes or connections refused, by reason.",
+		}, []string{"reason"}),
+		lifecycle: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "iotpipe_ingest_lifecycle_total", Help: "Lifecycle events written to the log, by type.",
+		}, []string{"type"}),
+		delivered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "iotpipe_ingest_outbound_delivered_total", Help: "Outbound messages handed to MQTT routing.",
+		}),
+		httpPublished: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "iotpipe_ingest_http_published_total", Help: "HTTP publishes acknowledged by the log.",
+		}),
+	}
+}
+
+// Collectors returns the server's Prometheus collectors for registration.
+func (s *Server) Collectors() []prometheus.Collector {
+	m := s.metrics
+	return []prometheus.Collector{m.logged, m.produceErrors, m.produceLatency, m.refused, m.lifecycle, m.delivered, m.httpPublished}
+}

@@ -1,0 +1,21 @@
+package ingest
+
+import (
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// ProducerOpts are the franz-go options ingest's producer needs:
+// idempotent, acks=all, a large buffer so many connections can have
+// publishes in flight, and a delivery timeout after which a publish
+// fails (and is not acknowledged) instead of waiting forever.
+func ProducerOpts() []kgo.Opt {
+	return []kgo.Opt{
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.MaxBufferedRecords(1 << 20),
+		kgo.ProducerLinger(0),
+		kgo.RecordDeliveryTimeout(10 * time.Second),
+		kgo.ProducerBatchMaxBytes(1 << 20),
+	}
+}

@@ -1,0 +1,300 @@
+package ingest
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/iotpipe/iotpipe/schemas"
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// pending is one PUBLISH on its way to the log.
+type pending struct {
+	pk    packets.Packet
+	state atomic.Int32 // 0 in flight, 1 logged, 2 failed
+}
+
+const (
+	inFlight int32 = iota
+	logged
+	failed
+)
+
+// conn is the per-connection half of the hot path: a bounded FIFO of
+// publishes in the order they arrived, completed by produce callbacks in
+// any order, acknowledged by one writer goroutine in arrival order with
+// every ready PUBACK in one write.
+type conn struct {
+	s    *Server
+	cl   *mqtt.Client
+	v5   bool
+	sem  chan struct{} // in-flight bound, taken by the reader
+	wake chan struct{} // cap 1: something completed
+	mu   sync.Mutex
+	ring []*pending
+	head int // next to acknowledge
+	n    int // entries in ring
+	gone atomic.Bool
+	done chan struct{}
+	// session is the AWS-style session identifier of this connection.
+	session string
+}
+
+func newConn(s *Server, cl *mqtt.Client) *conn {
+	c := &conn{
+		s: s, cl: cl, v5: cl.Properties.ProtocolVersion == 5,
+		sem:     make(chan struct{}, s.opts.MaxInFlight),
+		wake:    make(chan struct{}, 1),
+		ring:    make([]*pending, s.opts.MaxInFlight),
+		done:    make(chan struct{}),
+		session: newSessionID(),
+	}
+	go c.writer()
+	return c
+}
+
+// push appends p to the FIFO; the caller holds a sem slot.
+func (c *conn) push(p *pending) {
+	c.mu.Lock()
+	c.ring[(c.head+c.n)%len(c.ring)] = p
+	c.n++
+	c.mu.Unlock()
+}
+
+func (c *conn) signal() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// close marks the connection gone; the writer drains what is queued
+// (routing what the log accepted, acknowledging nothing) and exits.
+func (c *conn) close() {
+	c.gone.Store(true)
+	c.signal()
+}
+
+// writer acknowledges and routes completed publishes in arrival order.
+func (c *conn) writer() {
+	defer close(c.done)
+	var ready []*pending
+	var buf []byte
+	for range c.wake {
+		for {
+			ready = ready[:0]
+			c.mu.Lock()
+			for c.n > 0 {
+				p := c.ring[c.head]
+				if p.state.Load() == inFlight {
+					break
+				}
+				c.ring[c.head] = nil
+				c.head = (c.head + 1) % len(c.ring)
+				c.n--
+				ready = append(ready, p)
+			}
+			empty := c.n == 0
+			c.mu.Unlock()
+			if len(ready) == 0 {
+				if c.gone.Load() && empty {
+					return
+				}
+				break
+			}
+			buf = buf[:0]
+			var failure bool
+			for _, p := range ready {
+				ok := p.state.Load() == logged
+				if p.pk.FixedHeader.Qos == 1 {
+					switch {
+					case ok:
+						buf = append(buf, packets.Puback<<4, 2, byte(p.pk.PacketID>>8), byte(p.pk.PacketID))
+					case c.v5:
+						// MQTT 5: a PUBACK with a failure reason code.
+						buf = append(buf, packets.Puback<<4, 3, byte(p.pk.PacketID>>8), byte(p.pk.PacketID), packets.ErrUnspecifiedError.Code)
+					default:
+						failure = true
+					}
+				}
+			}
+			if len(buf) > 0 && !c.gone.Load() {
+				c.write(buf)
+			}
+			if failure && !c.gone.Load() {
+				// MQTT 3.1.1 has no negative PUBACK and forbids a server
+				// DISCONNECT: close the network connection so the client
+				// retries the unacknowledged publishes.
+				c.s.metrics.refused.WithLabelValues("log_unavailable").Inc()
+				c.cl.Stop(errLogUnavailable)
+			}
+			for _, p := range ready {
+				if p.state.Load() == logged {
+					c.s.route(p.pk)
+				}
+				<-c.sem
+			}
+		}
+	}
+}
+
+var errLogUnavailable = errors.New("event log unavailable: publish not acknowledged")
+
+// write sends raw bytes on the client's connection under the client's
+// lock (mochi's own writes take the same lock, so packets never
+// interleave). A client that stops reading blocks only this writer.
+func (c *conn) write(b []byte) {
+	c.cl.Lock()
+	defer c.cl.Unlock()
+	if c.cl.Net.Conn == nil || c.cl.Closed() {
+		return
+	}
+	if _, err := c.cl.Net.Conn.Write(b); err != nil {
+		c.s.opts.Logger.Debug("write acks", "client", c.cl.ID, "err", err)
+	}
+}
+
+// publishHook takes every device PUBLISH over: it writes the event to the
+// log asynchronously and lets the connection's writer acknowledge and
+// route it once the log acknowledged it.
+type publishHook struct {
+	mqtt.HookBase
+	s *Server
+}
+
+func (h *publishHook) ID() string { return "iotpipe-publish" }
+
+func (h *publishHook) Provides(b byte) bool {
+	switch b {
+	case mqtt.OnPublish, mqtt.OnPacketRead, mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnWillSent:
+		return true
+	}
+	return false
+}
+
+// OnPacketRead refuses a PUBLISH whose topic is not a valid topic name
+// (mochi would drop it silently): the client is disconnected with 0x90.
+func (h *publishHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type == packets.Publish && !(pk.Properties.TopicAliasFlag && pk.TopicName == "") {
+		if err := validTopicName(pk.TopicName); err != nil {
+			h.s.metrics.refused.WithLabelValues("bad_topic").Inc()
+			h.s.opts.Logger.Warn("refused publish", "client", cl.ID, "topic", pk.TopicName, "reason", err)
+			return pk, packets.ErrTopicNameInvalid
+		}
+	}
+	return pk, nil
+}
+
+func (h *publishHook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
+	if cl.Net.Inline {
+		return
+	}
+	c := newConn(h.s, cl)
+	h.s.conns.Store(cl, c)
+	h.s.lifecycle(cl, schemas.EventConnected, c.session, nil)
+}
+
+func (h *publishHook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
+	if cl.Net.Inline {
+		return
+	}
+	v, ok := h.s.conns.LoadAndDelete(cl)
+	if !ok {
+		return // never established (refused at connect): no lifecycle event
+	}
+	c := v.(*conn)
+	c.close()
+	h.s.lifecycle(cl, schemas.EventDisconnected, c.session, err)
+}
+
+// OnWillSent logs a Last Will message mochi delivered for a client that
+// went away.
+func (h *publishHook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
+	h.s.opts.Logger.Info("last will delivered", "client", cl.ID, "topic", pk.TopicName)
+	rec := h.s.record(cl, schemas.EventPublish, pk.TopicName, pk.FixedHeader.Qos, pk.FixedHeader.Retain, pk.Payload)
+	h.s.producer.Produce(h.s.ctx, rec, func(r *kgo.Record, err error) {
+		if err != nil {
+			h.s.opts.Logger.Error("log last will", "client", cl.ID, "err", err)
+		}
+	})
+}
+
+func (h *publishHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.Net.Inline {
+		return pk, nil // our own routing of logged messages
+	}
+	s := h.s
+	if len(pk.Payload) > s.opts.MaxPayload {
+		s.metrics.refused.WithLabelValues("payload_too_large").Inc()
+		s.opts.Logger.Warn("refused publish", "client", cl.ID, "topic", pk.TopicName, "reason", "payload too large", "bytes", len(pk.Payload))
+		return pk, packets.ErrPacketTooLarge
+	}
+	rec := s.record(cl, schemas.EventPublish, pk.TopicName, pk.FixedHeader.Qos, pk.FixedHeader.Retain, pk.Payload)
+	if pk.FixedHeader.Qos == 2 {
+		// Rare here (AWS IoT has no QoS 2): log synchronously and let
+		// mochi run the PUBREC/PUBREL exchange and routing.
+		if err := s.producer.ProduceSync(s.ctx, rec).FirstErr(); err != nil {
+			return pk, packets.ErrUnspecifiedError
+		}
+		s.metrics.logged.Inc()
+		return pk, nil
+	}
+	v, ok := s.conns.Load(cl)
+	if !ok { // not established (should not happen): be safe, log first
+		if err := s.producer.ProduceSync(s.ctx, rec).FirstErr(); err != nil {
+			return pk, packets.ErrUnspecifiedError
+		}
+		return pk, nil
+	}
+	c := v.(*conn)
+	c.sem <- struct{}{} // back-pressure: the reader waits, TCP pushes back
+	p := &pending{pk: pk}
+	c.push(p)
+	start := time.Now()
+	s.producer.Produce(s.ctx, rec, func(_ *kgo.Record, err error) {
+		if err != nil {
+			p.state.Store(failed)
+			s.metrics.produceErrors.Inc()
+		} else {
+			p.state.Store(logged)
+			s.metrics.logged.Inc()
+			s.metrics.produceLatency.Observe(time.Since(start).Seconds())
+		}
+		c.signal() // never block in a produce callback
+	})
+	return pk, packets.ErrRejectPacket
+}
+
+// route hands a logged publish to mochi's routing (subscribers and
+// retained messages) through the router's inline client.
+func (s *Server) route(pk packets.Packet) {
+	pk.FixedHeader.Dup = false
+	if err := s.mqtt.InjectPacket(s.router, pk); err != nil {
+		s.opts.Logger.Debug("route", "topic", pk.TopicName, "err", err)
+	}
+}
+
+// record builds the log record of an event of cl.
+func (s *Server) record(cl *mqtt.Client, typ schemas.EventType, topic string, qos byte, retain bool, payload []byte) *kgo.Record {
+	env := schemas.Envelope{
+		Type:       typ,
+		Topic:      topic,
+		ClientID:   cl.ID,
+		Principal:  principal(cl),
+		QoS:        qos,
+		Retain:     retain,
+		ReceivedAt: time.Now().UnixNano(),
+	}
+	return &kgo.Record{Topic: s.opts.Topics.Events, Key: []byte(cl.ID), Value: payload, Headers: env.Headers()}
+}
+
+func principal(cl *mqtt.Client) string {
+	if u := cl.Properties.Username; len(u) > 0 {
+		return string(u)
+	}
+	return "anonymous"
+}

@@ -1,0 +1,207 @@
+// Package ingest is iotpipe's device front: an MQTT 3.1.1/5 broker on
+// mochi-mqtt and an HTTP publish endpoint, writing every device event to
+// the events topic of the log, and delivering the outbound topic back to
+// subscribed devices. It reaches processors and sinks only through the
+// log.
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/iotpipe/iotpipe/schemas"
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/auth"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Producer is what ingest needs of a Kafka client: *kgo.Client.
+type Producer interface {
+	Produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error))
+	ProduceSync(ctx context.Context, rs ...*kgo.Record) kgo.ProduceResults
+}
+
+// Options configures a Server.
+type Options struct {
+	// MQTTAddr is the MQTT TCP listen address (default ":1883"; "" with
+	// NoMQTT set disables it).
+	MQTTAddr string
+	// Dev allows anonymous devices. Without it, and until identity is
+	// configured, every connection is refused.
+	Dev bool
+	// Topics are the log's topic names (default schemas.DefaultTopics()).
+	Topics schemas.Topics
+	// MaxInFlight bounds the publishes one connection may have on their
+	// way to the log (default 256). When full, that connection's reader
+	// waits and TCP pushes back on that client alone.
+	MaxInFlight int
+	// MaxPayload is the largest accepted payload in bytes (default
+	// 131072, AWS IoT's limit); larger ones are refused with 0x95.
+	MaxPayload int
+	// Node names this ingest node; its outbound consumer group is
+	// "iotpipe-outbound-<Node>" (default the host name).
+	Node string
+	// Logger receives logs (default slog.Default()).
+	Logger *slog.Logger
+}
+
+func (o *Options) defaults() {
+	if o.MQTTAddr == "" {
+		o.MQTTAddr = ":1883"
+	}
+	if o.Topics.Events == "" {
+		o.Topics = schemas.DefaultTopics()
+	}
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = 256
+	}
+	if o.MaxPayload <= 0 {
+		o.MaxPayload = 128 << 10
+	}
+	if o.Node == "" {
+		o.Node = "local"
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// Server is the device front. Start it with Start and stop it with Close.
+type Server struct {
+	opts     Options
+	producer Producer
+	mqtt     *mqtt.Server
+	router   *mqtt.Client
+	conns    sync.Map // *mqtt.Client -> *conn
+	metrics  *metrics
+	waiters  waiters
+	ctx      context.Context
+	cancel   context.CancelFunc
+	addr     net.Addr
+}
+
+// New returns a Server writing to producer.
+func New(producer Producer, opts Options) (*Server, error) {
+	opts.defaults()
+	ms := mqtt.New(&mqtt.Options{
+		InlineClient: true,
+		Logger:       opts.Logger.With("component", "mqtt"),
+		Capabilities: func() *mqtt.Capabilities {
+			c := mqtt.NewDefaultServerCapabilities()
+			// Fixed header + topic + properties fit in the slack.
+			c.MaximumPacketSize = uint32(opts.MaxPayload) + 64<<10
+			c.MaximumClientWritesPending = 8192
+			return c
+		}(),
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{opts: opts, producer: producer, mqtt: ms, metrics: newMetrics(), ctx: ctx, cancel: cancel}
+	s.waiters.m = map[string]chan schemas.Outbound{}
+	if opts.Dev {
+		if err := ms.AddHook(new(auth.AllowHook), nil); err != nil {
+			return nil, err
+		}
+	} else {
+		if err := ms.AddHook(&denyHook{log: opts.Logger}, nil); err != nil {
+			return nil, err
+		}
+	}
+	if err := ms.AddHook(&publishHook{s: s}, nil); err != nil {
+		return nil, err
+	}
+	s.router = ms.NewClient(nil, "local", "iotpipe-router", true)
+	return s, nil
+}
+
+// Start listens for MQTT and starts serving.
+func (s *Server) Start() error {
+	ln, err := net.Listen("tcp", s.opts.MQTTAddr)
+	if err != nil {
+		return fmt.Errorf("mqtt listen %s: %w", s.opts.MQTTAddr, err)
+	}
+	s.addr = ln.Addr()
+	l := listeners.NewNet("tcp", ln)
+	if err := s.mqtt.AddListener(l); err != nil {
+		return fmt.Errorf("mqtt listener: %w", err)
+	}
+	if err := s.mqtt.Serve(); err != nil {
+		return fmt.Errorf("mqtt serve: %w", err)
+	}
+	s.opts.Logger.Info("mqtt listening", "addr", s.addr.String(), "dev", s.opts.Dev)
+	return nil
+}
+
+// MQTTAddr returns the MQTT listener's address (after Start).
+func (s *Server) MQTTAddr() net.Addr { return s.addr }
+
+// Close disconnects clients and stops the broker. Publishes already
+// handed to the producer complete or fail with the producer.
+func (s *Server) Close() error {
+	err := s.mqtt.Close()
+	s.cancel()
+	return err
+}
+
+// denyHook refuses every connection: identity is not configured yet.
+type denyHook struct {
+	mqtt.HookBase
+	log *slog.Logger
+}
+
+func (h *denyHook) ID() string { return "iotpipe-deny" }
+
+func (h *denyHook) Provides(b byte) bool {
+	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
+}
+
+func (h *denyHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
+	h.log.Warn("connection refused: anonymous access needs --dev (identity is not configured)", "client", cl.ID, "remote", cl.Net.Remote)
+	return false
+}
+
+func (h *denyHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool { return false }
+
+// validTopicName checks an MQTT topic name of a PUBLISH: non-empty,
+// valid UTF-8 without NUL, no wildcards, at most 65535 bytes.
+func validTopicName(t string) error {
+	switch {
+	case t == "":
+		return errors.New("empty topic")
+	case len(t) > 65535:
+		return errors.New("topic longer than 65535 bytes")
+	case !utf8.ValidString(t):
+		return errors.New("topic is not valid UTF-8")
+	case strings.ContainsAny(t, "+#\x00"):
+		return errors.New("topic contains a wildcard or NUL")
+	}
+	return nil
+}
+
+// lifecycle writes a connected/disconnected event to the log and, once
+// logged, publishes AWS IoT's presence message for it.
+func (s *Server) lifecycle(cl *mqtt.Client, typ schemas.EventType, session string, cause error) {
+	ev := presence(cl, typ, session, cause, time.Now())
+	payload, _ := ev.marshal()
+	topic := "$aws/events/presence/" + string(typ) + "/" + cl.ID
+	rec := s.record(cl, typ, topic, 1, false, payload)
+	s.producer.Produce(s.ctx, rec, func(_ *kgo.Record, err error) {
+		if err != nil {
+			s.opts.Logger.Error("log lifecycle event", "client", cl.ID, "type", typ, "err", err)
+			return
+		}
+		go s.route(packets.Packet{
+			FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1},
+			TopicName:   topic, Payload: payload, PacketID: 1,
+		})
+	})
+	s.metrics.lifecycle.WithLabelValues(string(typ)).Inc()
+}
