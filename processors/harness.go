@@ -114,3 +114,9 @@ func snapshot(db *pebble.DB, partition int32) (map[string]string, error) {
 	}
 	return out, it.Close()
 }
+
+// Read returns the value of key in processor's state in any partition,
+// like Runner.Read.
+func (h *Harness) Read(processor string, key []byte) ([]byte, bool, error) {
+	return readAnyPartition(h.db, processor, key)
+}

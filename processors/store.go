@@ -87,3 +87,32 @@ func encodeOffset(o int64) []byte {
 	binary.BigEndian.PutUint64(b, uint64(o))
 	return b
 }
+
+// readAnyPartition finds key of processor in whichever partition holds
+// it, skipping from one partition's key range to the next.
+func readAnyPartition(db *pebble.DB, processor string, key []byte) ([]byte, bool, error) {
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{'p'}, UpperBound: []byte{'q'}})
+	if err != nil {
+		return nil, false, err
+	}
+	defer it.Close()
+	for ok := it.First(); ok; {
+		k := it.Key()
+		if len(k) < 5 {
+			ok = it.Next()
+			continue
+		}
+		p := int32(binary.BigEndian.Uint32(k[1:5]))
+		v, closer, err := db.Get(append(processorPrefix(p, processor), key...))
+		if err == nil {
+			out := append([]byte(nil), v...)
+			closer.Close()
+			return out, true, nil
+		}
+		if !errors.Is(err, pebble.ErrNotFound) {
+			return nil, false, err
+		}
+		ok = it.SeekGE(prefixEnd(partitionPrefix(p)))
+	}
+	return nil, false, nil
+}

@@ -1,0 +1,177 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// config is iotpipe's configuration. Precedence, lowest first: built-in
+// defaults, the config file (--config, or $IOTPIPE_CONFIG), environment
+// variables (IOTPIPE_<NAME>, e.g. IOTPIPE_DATA_DIR), then flags.
+type config struct {
+	DataDir        string        `yaml:"data_dir" flag:"data-dir" help:"directory for the embedded log, state and ClickHouse data"`
+	Dev            bool          `yaml:"dev" flag:"dev" help:"allow anonymous devices (development only: anyone can connect and publish)"`
+	MQTTAddr       string        `yaml:"mqtt_addr" flag:"mqtt-addr" help:"MQTT TCP listen address"`
+	HTTPAddr       string        `yaml:"http_addr" flag:"http-addr" help:"HTTP API, /metrics and dashboard listen address"`
+	Kafka          string        `yaml:"kafka" flag:"kafka" help:"external Kafka/Redpanda seed brokers host:port,... (empty: the embedded log)"`
+	KafkaPort      int           `yaml:"kafka_port" flag:"kafka-port" help:"TCP port of the embedded log on 127.0.0.1 (kcat -b 127.0.0.1:PORT)"`
+	SyncWrites     bool          `yaml:"sync_writes" flag:"sync-writes" help:"embedded log: fsync every batch before acknowledging (survives OS crashes, slower)"`
+	Partitions     int           `yaml:"partitions" flag:"partitions" help:"partitions of topics iotpipe creates"`
+	Retention      time.Duration `yaml:"retention" flag:"retention" help:"how long the event topics keep records"`
+	RetentionBytes int64         `yaml:"retention_bytes" flag:"retention-bytes" help:"bytes kept per partition of the event topics"`
+	MaxInFlight    int           `yaml:"max_inflight" flag:"max-inflight" help:"publishes one MQTT connection may have on their way to the log"`
+	MaxPayload     int           `yaml:"max_payload" flag:"max-payload" help:"largest accepted payload in bytes"`
+	Node           string        `yaml:"node" flag:"node" help:"name of this ingest node (its outbound consumer group)"`
+	LogLevel       string        `yaml:"log_level" flag:"log-level" help:"debug, info, warn or error"`
+	LogFormat      string        `yaml:"log_format" flag:"log-format" help:"text or json"`
+}
+
+func defaultConfig() config {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "local"
+	}
+	return config{
+		DataDir:        "data",
+		MQTTAddr:       ":1883",
+		HTTPAddr:       ":8080",
+		KafkaPort:      9092,
+		Partitions:     8,
+		Retention:      72 * time.Hour,
+		RetentionBytes: 256 << 20,
+		MaxInFlight:    256,
+		MaxPayload:     128 << 10,
+		Node:           host,
+		LogLevel:       "info",
+		LogFormat:      "text",
+	}
+}
+
+// bindFlags registers one flag per config field on fs (plus --config),
+// with the current values as defaults for --help.
+func (c *config) bindFlags(fs *flag.FlagSet) *string {
+	path := fs.String("config", os.Getenv("IOTPIPE_CONFIG"), "YAML config file (see deploy/iotpipe.example.yaml)")
+	v := reflect.ValueOf(c).Elem()
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, help := f.Tag.Get("flag"), f.Tag.Get("help")
+		help += " (env IOTPIPE_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_")) + ")"
+		switch p := v.Field(i).Addr().Interface().(type) {
+		case *string:
+			fs.StringVar(p, name, *p, help)
+		case *bool:
+			fs.BoolVar(p, name, *p, help)
+		case *int:
+			fs.IntVar(p, name, *p, help)
+		case *int64:
+			fs.Int64Var(p, name, *p, help)
+		case *time.Duration:
+			fs.DurationVar(p, name, *p, help)
+		}
+	}
+	return path
+}
+
+// load applies the file and the environment under the flags the user set:
+// it parses args into a scratch config to learn which flags were given,
+// then builds defaults < file < env < given flags.
+func loadConfig(fs *flag.FlagSet, args []string) (config, error) {
+	c := defaultConfig()
+	path := c.bindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	flagged := c // values as parsed (defaults + flags)
+	out := defaultConfig()
+	if *path != "" {
+		b, err := os.ReadFile(*path)
+		if err != nil {
+			return c, fmt.Errorf("read config: %w", err)
+		}
+		dec := yaml.NewDecoder(strings.NewReader(string(b)))
+		dec.KnownFields(true)
+		if err := dec.Decode(&out); err != nil {
+			return c, fmt.Errorf("config %s: %w", *path, err)
+		}
+	}
+	v, fv := reflect.ValueOf(&out).Elem(), reflect.ValueOf(&flagged).Elem()
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		name := t.Field(i).Tag.Get("flag")
+		env := "IOTPIPE_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+		if s, ok := os.LookupEnv(env); ok {
+			if err := setFromString(v.Field(i), s); err != nil {
+				return c, fmt.Errorf("%s=%q: %w", env, s, err)
+			}
+		}
+		if given[name] {
+			v.Field(i).Set(fv.Field(i))
+		}
+	}
+	return out, nil
+}
+
+func setFromString(f reflect.Value, s string) error {
+	switch p := f.Addr().Interface().(type) {
+	case *string:
+		*p = s
+	case *bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return err
+		}
+		*p = b
+	case *int:
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			return err
+		}
+		*p = n
+	case *int64:
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return err
+		}
+		*p = n
+	case *time.Duration:
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return err
+		}
+		*p = d
+	}
+	return nil
+}
+
+func (c *config) brokers() []string {
+	if c.Kafka == "" {
+		return nil
+	}
+	return strings.Split(c.Kafka, ",")
+}
+
+func (c *config) path(parts ...string) string {
+	return filepath.Join(append([]string{c.DataDir}, parts...)...)
+}
+
+func (c *config) logger() *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(c.LogLevel))
+	o := &slog.HandlerOptions{Level: lvl}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, o))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, o))
+}

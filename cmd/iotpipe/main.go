@@ -1,0 +1,83 @@
+// Command iotpipe is a self-hosted data plane for device fleets: an MQTT
+// front writing every device event to a Kafka log, and stream processors,
+// rules and sinks derived from that log. One binary, several roles.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"sort"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+type command struct {
+	run    func(ctx context.Context, args []string, stdout, stderr io.Writer) int
+	help   string
+	hidden bool
+}
+
+func commands() map[string]command {
+	return map[string]command{
+		"run":     {run: runMain, help: "run the whole pipeline (embedded log, MQTT, processors, HTTP)"},
+		"ingest":  {run: ingestMain, help: "run the MQTT/HTTP front only"},
+		"process": {run: processMain, help: "run the stream processors only"},
+		"version": {run: versionMain, help: "print the version"},
+	}
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := dispatch(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cmds := commands()
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stderr, cmds)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	c, ok := cmds[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "iotpipe: unknown command %q\n\n", args[0])
+		usage(stderr, cmds)
+		return 2
+	}
+	return c.run(ctx, args[1:], stdout, stderr)
+}
+
+func usage(w io.Writer, cmds map[string]command) {
+	fmt.Fprintln(w, "iotpipe: an open, self-hosted data plane for device fleets.")
+	fmt.Fprintln(w, "\nUsage: iotpipe <command> [flags]   (iotpipe <command> --help for its flags)")
+	fmt.Fprintln(w, "\nCommands:")
+	names := make([]string, 0, len(cmds))
+	for n, c := range cmds {
+		if !c.hidden {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-10s %s\n", n, cmds[n].help)
+	}
+}
+
+func versionMain(_ context.Context, _ []string, stdout, _ io.Writer) int {
+	v := version
+	if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		v = bi.Main.Version
+	}
+	fmt.Fprintln(stdout, "iotpipe", v)
+	return 0
+}
