@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,7 +16,9 @@ import (
 // pending is one PUBLISH on its way to the log.
 type pending struct {
 	pk    packets.Packet
+	ack   bool         // a client's QoS 1 publish: answer with a PUBACK
 	state atomic.Int32 // 0 in flight, 1 logged, 2 failed
+	start time.Time
 }
 
 const (
@@ -80,65 +83,93 @@ func (c *conn) close() {
 }
 
 // writer acknowledges and routes completed publishes in arrival order.
+// A publish the log has not answered within AckTimeout counts as failed
+// for the client (negative PUBACK or closed connection), so a client is
+// never left waiting on a dead log; if the log takes it later it is
+// logged but not routed, and the client's retry may log it twice
+// (at-least-once for what was never acknowledged).
 func (c *conn) writer() {
 	defer close(c.done)
 	var ready []*pending
 	var buf []byte
-	for range c.wake {
-		for {
-			ready = ready[:0]
-			c.mu.Lock()
-			for c.n > 0 {
-				p := c.ring[c.head]
-				if p.state.Load() == inFlight {
+	timeout := c.s.opts.AckTimeout
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		select {
+		case <-c.wake:
+		case <-timer.C:
+		}
+		ready = ready[:0]
+		now := time.Now()
+		var wait time.Duration
+		c.mu.Lock()
+		for c.n > 0 {
+			p := c.ring[c.head]
+			if p.state.Load() == inFlight {
+				if age := now.Sub(p.start); age < timeout {
+					wait = timeout - age
 					break
 				}
-				c.ring[c.head] = nil
-				c.head = (c.head + 1) % len(c.ring)
-				c.n--
-				ready = append(ready, p)
 			}
-			empty := c.n == 0
-			c.mu.Unlock()
-			if len(ready) == 0 {
-				if c.gone.Load() && empty {
-					return
-				}
-				break
-			}
-			buf = buf[:0]
-			var failure bool
-			for _, p := range ready {
-				ok := p.state.Load() == logged
-				if p.pk.FixedHeader.Qos == 1 {
-					switch {
-					case ok:
-						buf = append(buf, packets.Puback<<4, 2, byte(p.pk.PacketID>>8), byte(p.pk.PacketID))
-					case c.v5:
-						// MQTT 5: a PUBACK with a failure reason code.
-						buf = append(buf, packets.Puback<<4, 3, byte(p.pk.PacketID>>8), byte(p.pk.PacketID), packets.ErrUnspecifiedError.Code)
-					default:
-						failure = true
-					}
-				}
-			}
-			if len(buf) > 0 && !c.gone.Load() {
-				c.write(buf)
-			}
-			if failure && !c.gone.Load() {
-				// MQTT 3.1.1 has no negative PUBACK and forbids a server
-				// DISCONNECT: close the network connection so the client
-				// retries the unacknowledged publishes.
-				c.s.metrics.refused.WithLabelValues("log_unavailable").Inc()
-				c.cl.Stop(errLogUnavailable)
-			}
-			for _, p := range ready {
-				if p.state.Load() == logged {
-					c.s.route(p.pk)
-				}
-				<-c.sem
-			}
+			c.ring[c.head] = nil
+			c.head = (c.head + 1) % len(c.ring)
+			c.n--
+			ready = append(ready, p)
 		}
+		empty := c.n == 0
+		c.mu.Unlock()
+		if wait > 0 {
+			timer.Reset(wait)
+		}
+		if len(ready) > 0 {
+			c.answer(ready, &buf)
+		}
+		if empty && c.gone.Load() {
+			return
+		}
+	}
+}
+
+// answer acknowledges ready publishes in one write, then routes the
+// logged ones and frees their in-flight slots.
+func (c *conn) answer(ready []*pending, buf *[]byte) {
+	b := (*buf)[:0]
+	var failure bool
+	for _, p := range ready {
+		if !p.ack {
+			continue
+		}
+		switch {
+		case p.state.Load() == logged:
+			b = append(b, packets.Puback<<4, 2, byte(p.pk.PacketID>>8), byte(p.pk.PacketID))
+		case c.v5:
+			// MQTT 5: a PUBACK with a failure reason code.
+			b = append(b, packets.Puback<<4, 3, byte(p.pk.PacketID>>8), byte(p.pk.PacketID), packets.ErrUnspecifiedError.Code)
+		default:
+			failure = true
+		}
+	}
+	*buf = b
+	if failure && !c.gone.Load() {
+		// MQTT 3.1.1 has no negative PUBACK and forbids a server
+		// DISCONNECT: close the network connection so the client
+		// retries the unacknowledged publishes. Acks of earlier
+		// publishes are still written first.
+		c.s.metrics.refused.WithLabelValues("log_unavailable").Inc()
+		c.s.opts.Logger.Warn("closing client: the log did not acknowledge its publish", "client", c.cl.ID)
+	}
+	if len(b) > 0 && !c.gone.Load() {
+		c.write(b)
+	}
+	if failure && !c.gone.Load() {
+		c.cl.Stop(errLogUnavailable)
+	}
+	for _, p := range ready {
+		if p.state.Load() == logged {
+			c.s.route(p.pk)
+		}
+		<-c.sem
 	}
 }
 
@@ -176,17 +207,39 @@ func (h *publishHook) Provides(b byte) bool {
 	return false
 }
 
-// OnPacketRead refuses a PUBLISH whose topic is not a valid topic name
-// (mochi would drop it silently): the client is disconnected with 0x90.
+// OnPacketRead refuses, before anything else sees it, a PUBLISH whose
+// topic is not a valid topic name (0x90) or whose payload is over the
+// limit (0x95): an MQTT 5 client gets a DISCONNECT with that reason code,
+// an MQTT 3.1.1 client has its connection closed (3.1.1 has no server
+// DISCONNECT). Other clients are not affected.
 func (h *publishHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	if pk.FixedHeader.Type == packets.Publish && !(pk.Properties.TopicAliasFlag && pk.TopicName == "") {
+	if pk.FixedHeader.Type != packets.Publish {
+		return pk, nil
+	}
+	s := h.s
+	if !(pk.Properties.TopicAliasFlag && pk.TopicName == "") {
 		if err := validTopicName(pk.TopicName); err != nil {
-			h.s.metrics.refused.WithLabelValues("bad_topic").Inc()
-			h.s.opts.Logger.Warn("refused publish", "client", cl.ID, "topic", pk.TopicName, "reason", err)
-			return pk, packets.ErrTopicNameInvalid
+			return pk, s.refuse(cl, packets.ErrTopicNameInvalid, "bad_topic", err.Error())
 		}
 	}
+	if len(pk.Payload) > s.opts.MaxPayload {
+		return pk, s.refuse(cl, packets.ErrPacketTooLarge, "payload_too_large", fmt.Sprintf("payload of %d bytes over the %d-byte limit", len(pk.Payload), s.opts.MaxPayload))
+	}
 	return pk, nil
+}
+
+// refuse disconnects cl with code (a DISCONNECT on MQTT 5 only) and
+// returns packets.ErrRejectPacket, which makes mochi drop the packet and
+// end the client's read loop.
+func (s *Server) refuse(cl *mqtt.Client, code packets.Code, metric, reason string) error {
+	s.metrics.refused.WithLabelValues(metric).Inc()
+	s.opts.Logger.Warn("refused client", "client", cl.ID, "code", fmt.Sprintf("0x%02x", code.Code), "reason", reason)
+	if cl.Properties.ProtocolVersion == 5 {
+		_ = s.mqtt.DisconnectClient(cl, code)
+	} else {
+		cl.Stop(code)
+	}
+	return packets.ErrRejectPacket
 }
 
 func (h *publishHook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
@@ -195,7 +248,7 @@ func (h *publishHook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 	}
 	c := newConn(h.s, cl)
 	h.s.conns.Store(cl, c)
-	h.s.lifecycle(cl, schemas.EventConnected, c.session, nil)
+	h.s.lifecycle(cl, schemas.EventConnected, c, nil)
 }
 
 func (h *publishHook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
@@ -207,8 +260,8 @@ func (h *publishHook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 		return // never established (refused at connect): no lifecycle event
 	}
 	c := v.(*conn)
+	h.s.lifecycle(cl, schemas.EventDisconnected, c, err)
 	c.close()
-	h.s.lifecycle(cl, schemas.EventDisconnected, c.session, err)
 }
 
 // OnWillSent logs a Last Will message mochi delivered for a client that
@@ -228,11 +281,6 @@ func (h *publishHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pac
 		return pk, nil // our own routing of logged messages
 	}
 	s := h.s
-	if len(pk.Payload) > s.opts.MaxPayload {
-		s.metrics.refused.WithLabelValues("payload_too_large").Inc()
-		s.opts.Logger.Warn("refused publish", "client", cl.ID, "topic", pk.TopicName, "reason", "payload too large", "bytes", len(pk.Payload))
-		return pk, packets.ErrPacketTooLarge
-	}
 	rec := s.record(cl, schemas.EventPublish, pk.TopicName, pk.FixedHeader.Qos, pk.FixedHeader.Retain, pk.Payload)
 	if pk.FixedHeader.Qos == 2 {
 		// Rare here (AWS IoT has no QoS 2): log synchronously and let
@@ -250,15 +298,24 @@ func (h *publishHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pac
 		}
 		return pk, nil
 	}
-	c := v.(*conn)
-	c.sem <- struct{}{} // back-pressure: the reader waits, TCP pushes back
-	p := &pending{pk: pk}
-	c.push(p)
+	v.(*conn).produce(rec, pk, pk.FixedHeader.Qos == 1)
+	return pk, packets.ErrRejectPacket
+}
+
+// produce writes rec to the log asynchronously; once the log answered,
+// the writer acknowledges pk (when ack) and routes it, in FIFO order.
+// It waits for an in-flight slot first: back-pressure on this client.
+func (c *conn) produce(rec *kgo.Record, pk packets.Packet, ack bool) {
+	s := c.s
+	c.sem <- struct{}{}
 	start := time.Now()
+	p := &pending{pk: pk, ack: ack, start: start}
+	c.push(p)
 	s.producer.Produce(s.ctx, rec, func(_ *kgo.Record, err error) {
 		if err != nil {
 			p.state.Store(failed)
 			s.metrics.produceErrors.Inc()
+			s.opts.Logger.Debug("log write failed", "client", c.cl.ID, "topic", pk.TopicName, "err", err)
 		} else {
 			p.state.Store(logged)
 			s.metrics.logged.Inc()
@@ -266,7 +323,6 @@ func (h *publishHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pac
 		}
 		c.signal() // never block in a produce callback
 	})
-	return pk, packets.ErrRejectPacket
 }
 
 // route hands a logged publish to mochi's routing (subscribers and

@@ -47,6 +47,9 @@ type Options struct {
 	// MaxPayload is the largest accepted payload in bytes (default
 	// 131072, AWS IoT's limit); larger ones are refused with 0x95.
 	MaxPayload int
+	// AckTimeout is how long a publish may wait for the log before the
+	// client is told it failed (default 10s).
+	AckTimeout time.Duration
 	// Node names this ingest node; its outbound consumer group is
 	// "iotpipe-outbound-<Node>" (default the host name).
 	Node string
@@ -66,6 +69,9 @@ func (o *Options) defaults() {
 	}
 	if o.MaxPayload <= 0 {
 		o.MaxPayload = 128 << 10
+	}
+	if o.AckTimeout <= 0 {
+		o.AckTimeout = 10 * time.Second
 	}
 	if o.Node == "" {
 		o.Node = "local"
@@ -187,21 +193,17 @@ func validTopicName(t string) error {
 }
 
 // lifecycle writes a connected/disconnected event to the log and, once
-// logged, publishes AWS IoT's presence message for it.
-func (s *Server) lifecycle(cl *mqtt.Client, typ schemas.EventType, session string, cause error) {
-	ev := presence(cl, typ, session, cause, time.Now())
+// logged, publishes AWS IoT's presence message for it. It goes through
+// the connection's FIFO so presence messages keep their order with the
+// client's publishes.
+func (s *Server) lifecycle(cl *mqtt.Client, typ schemas.EventType, c *conn, cause error) {
+	ev := presence(cl, typ, c.session, cause, time.Now())
 	payload, _ := ev.marshal()
 	topic := "$aws/events/presence/" + string(typ) + "/" + cl.ID
 	rec := s.record(cl, typ, topic, 1, false, payload)
-	s.producer.Produce(s.ctx, rec, func(_ *kgo.Record, err error) {
-		if err != nil {
-			s.opts.Logger.Error("log lifecycle event", "client", cl.ID, "type", typ, "err", err)
-			return
-		}
-		go s.route(packets.Packet{
-			FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1},
-			TopicName:   topic, Payload: payload, PacketID: 1,
-		})
-	})
+	c.produce(rec, packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1},
+		TopicName:   topic, Payload: payload, PacketID: 1,
+	}, false)
 	s.metrics.lifecycle.WithLabelValues(string(typ)).Inc()
 }

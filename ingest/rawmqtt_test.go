@@ -1,0 +1,151 @@
+package ingest
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"testing"
+	"time"
+)
+
+// rawClient speaks MQTT bytes directly, to send what real clients never
+// would (bad topics, malformed packets) and to stop reading on purpose.
+type rawClient struct {
+	t  *testing.T
+	c  net.Conn
+	r  *bufio.Reader
+	v5 bool
+}
+
+func dialRaw(t *testing.T, addr, id string, v5 bool) *rawClient {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	rc := &rawClient{t: t, c: c, r: bufio.NewReader(c), v5: v5}
+	var body []byte
+	body = appendString(body, "MQTT")
+	level := byte(4)
+	if v5 {
+		level = 5
+	}
+	body = append(body, level, 0x02, 0, 60) // clean session, keepalive 60
+	if v5 {
+		body = append(body, 0) // no properties
+	}
+	body = appendString(body, id)
+	rc.send(0x10, body)
+	typ, ack := rc.read()
+	if typ != 0x20 || (v5 && ack[1] != 0) || (!v5 && ack[1] != 0) {
+		t.Fatalf("connack %x %v", typ, ack)
+	}
+	return rc
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.BigEndian.AppendUint16(b, uint16(len(s)))
+	return append(b, s...)
+}
+
+func appendVarint(b []byte, n int) []byte {
+	for {
+		d := byte(n % 128)
+		n /= 128
+		if n > 0 {
+			d |= 0x80
+		}
+		b = append(b, d)
+		if n == 0 {
+			return b
+		}
+	}
+}
+
+func (rc *rawClient) packet(header byte, body []byte) []byte {
+	return append(appendVarint([]byte{header}, len(body)), body...)
+}
+
+func (rc *rawClient) send(header byte, body []byte) {
+	rc.t.Helper()
+	if _, err := rc.c.Write(rc.packet(header, body)); err != nil {
+		rc.t.Fatalf("write: %v", err)
+	}
+}
+
+// publish builds a QoS 1 PUBLISH packet.
+func (rc *rawClient) publish(topic string, id uint16, payload []byte) []byte {
+	var body []byte
+	body = appendString(body, topic)
+	body = binary.BigEndian.AppendUint16(body, id)
+	if rc.v5 {
+		body = append(body, 0)
+	}
+	body = append(body, payload...)
+	return rc.packet(0x32, body)
+}
+
+// read returns the next packet's type nibble<<4 and body; on a closed
+// connection it returns type 0.
+func (rc *rawClient) read() (byte, []byte) {
+	rc.t.Helper()
+	rc.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	h, err := rc.r.ReadByte()
+	if err != nil {
+		return 0, nil
+	}
+	n, mul := 0, 1
+	for {
+		b, err := rc.r.ReadByte()
+		if err != nil {
+			return 0, nil
+		}
+		n += int(b&0x7f) * mul
+		mul *= 128
+		if b&0x80 == 0 {
+			break
+		}
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(rc.r, body); err != nil {
+		return 0, nil
+	}
+	return h & 0xf0, body
+}
+
+// closed as an expected refusal means: the connection ends, with or
+// without a DISCONNECT.
+const closed = 0
+
+// expectRefused reads until the connection ends; for MQTT 5 it wants a
+// DISCONNECT with reason code want first (unless want is closed).
+func (rc *rawClient) expectRefused(want byte) {
+	rc.t.Helper()
+	for {
+		typ, body := rc.read()
+		switch typ {
+		case 0:
+			if rc.v5 && want != closed {
+				rc.t.Fatalf("connection closed without DISCONNECT 0x%x", want)
+			}
+			return
+		case 0xe0:
+			if !rc.v5 {
+				rc.t.Fatalf("MQTT 3.1.1 server sent DISCONNECT")
+			}
+			if want != closed && (len(body) == 0 || body[0] != want) {
+				rc.t.Fatalf("DISCONNECT reason %v, want 0x%x", body, want)
+			}
+			return
+		case 0x40:
+			continue // acks of earlier publishes
+		default:
+			rc.t.Fatalf("unexpected packet 0x%x %v while waiting for refusal", typ, body)
+		}
+	}
+}
+
+func (rc *rawClient) String() string { return fmt.Sprintf("raw(v5=%v)", rc.v5) }
