@@ -11,6 +11,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/iotpipe/iotpipe/internal/eventlog"
 	"github.com/iotpipe/iotpipe/schemas"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -49,7 +50,8 @@ func newRig(t *testing.T, opts Options) *rig {
 	return &rig{log: l, prod: prod, srv: srv, addr: srv.MQTTAddr().String()}
 }
 
-// readAll reads every record of topic until n are read or the deadline.
+// readAll reads every record of topic up to its current end offsets
+// (waiting up to 20s for at least n records first).
 func (r *rig) readAll(t *testing.T, topic string, n int) []*kgo.Record {
 	t.Helper()
 	cl, err := r.log.Client(kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
@@ -59,13 +61,41 @@ func (r *rig) readAll(t *testing.T, topic string, n int) []*kgo.Record {
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	var out []*kgo.Record
-	for len(out) < n {
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
+	var ends kadm.ListedOffsets
+	for {
+		ends, err = kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		total := int64(0)
+		ends.Each(func(o kadm.ListedOffset) { total += o.Offset })
+		if total >= int64(n) || ctx.Err() != nil {
 			break
 		}
-		out = append(out, fs.Records()...)
+		time.Sleep(50 * time.Millisecond)
+	}
+	remaining := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			remaining[o.Partition] = o.Offset
+		}
+	})
+	var out []*kgo.Record
+	for len(remaining) > 0 {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("read %s: timed out with partitions %v unread", topic, remaining)
+		}
+		fs.EachRecord(func(rec *kgo.Record) {
+			end, ok := remaining[rec.Partition]
+			if !ok || rec.Offset >= end {
+				return
+			}
+			out = append(out, rec)
+			if rec.Offset == end-1 {
+				delete(remaining, rec.Partition)
+			}
+		})
 	}
 	return out
 }
