@@ -345,7 +345,27 @@ func (s *Server) record(cl *mqtt.Client, typ schemas.EventType, topic string, qo
 		Retain:     retain,
 		ReceivedAt: time.Now().UnixNano(),
 	}
-	return &kgo.Record{Topic: s.opts.Topics.Events, Key: []byte(cl.ID), Value: payload, Headers: env.Headers()}
+	return &kgo.Record{Topic: s.opts.Topics.Events, Key: []byte(thingOf(cl.ID, topic)), Value: payload, Headers: env.Headers()}
+}
+
+// thingOf returns the record key of an event: the thing named by an AWS
+// reserved thing topic ($aws/things/{thing}/..., e.g. a shadow request on
+// another thing's shadow, so all requests on one shadow share a
+// partition), else the client id.
+func thingOf(clientID, topic string) string {
+	const prefix = "$aws/things/"
+	if len(topic) > len(prefix) && topic[:len(prefix)] == prefix {
+		rest := topic[len(prefix):]
+		for i := 0; i < len(rest); i++ {
+			if rest[i] == '/' {
+				if i > 0 {
+					return rest[:i]
+				}
+				break
+			}
+		}
+	}
+	return clientID
 }
 
 func principal(cl *mqtt.Client) string {

@@ -1,0 +1,111 @@
+package ingest
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/iotpipe/iotpipe/schemas"
+	"github.com/segmentio/encoding/json"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// ShadowHTTP serves AWS IoT's data-plane shadow REST shape:
+// GET|POST|DELETE /things/{thing}/shadow[?name=shadowName]. The request
+// is written to the log like an MQTT shadow request (topic
+// $aws/things/{thing}/shadow[/name/{name}]/get|update|delete, keyed by
+// the thing, so HTTP and MQTT requests of one thing stay ordered) and
+// answered once the shadow processor applied it: 200 with the accepted
+// document, or the rejection's AWS error code and body.
+func (s *Server) ShadowHTTP(w http.ResponseWriter, r *http.Request) {
+	thing := r.PathValue("thing")
+	if thing == "" || strings.ContainsAny(thing, "/+#") {
+		httpError(w, http.StatusBadRequest, "bad thing name")
+		return
+	}
+	if !s.opts.Dev {
+		httpError(w, http.StatusUnauthorized, "anonymous shadow access needs --dev (identity is not configured)")
+		return
+	}
+	var op string
+	switch r.Method {
+	case http.MethodGet:
+		op = "get"
+	case http.MethodPost:
+		op = "update"
+	case http.MethodDelete:
+		op = "delete"
+	default:
+		httpError(w, http.StatusMethodNotAllowed, "use GET, POST or DELETE")
+		return
+	}
+	topic := "$aws/things/" + thing + "/shadow"
+	if name := r.URL.Query().Get("name"); name != "" {
+		topic += "/name/" + name
+	}
+	topic += "/" + op
+	var body []byte
+	if op == "update" {
+		var err error
+		body, err = io.ReadAll(io.LimitReader(r.Body, int64(s.opts.MaxPayload)+1))
+		if err != nil {
+			httpError(w, http.StatusBadRequest, "read body: "+err.Error())
+			return
+		}
+		if len(body) > s.opts.MaxPayload {
+			httpError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("payload larger than %d bytes", s.opts.MaxPayload))
+			return
+		}
+	}
+	client := r.Header.Get("X-Client-Id")
+	if client == "" {
+		client = "http"
+	}
+	var id [12]byte
+	_, _ = rand.Read(id[:])
+	reqID := hex.EncodeToString(id[:])
+	answers, done := s.Wait(reqID)
+	defer done()
+	env := schemas.Envelope{
+		Type: schemas.EventPublish, Topic: topic, ClientID: client, Principal: "http:anonymous",
+		QoS: 1, ReceivedAt: time.Now().UnixNano(), RequestID: reqID,
+	}
+	rec := &kgo.Record{Topic: s.opts.Topics.Events, Key: []byte(thing), Value: body, Headers: env.Headers()}
+	if err := s.producer.ProduceSync(r.Context(), rec).FirstErr(); err != nil {
+		httpError(w, http.StatusServiceUnavailable, "event log unavailable: "+err.Error())
+		return
+	}
+	timer := time.NewTimer(s.opts.AckTimeout)
+	defer timer.Stop()
+	for {
+		select {
+		case o := <-answers:
+			status := http.StatusOK
+			if strings.HasSuffix(o.Topic, "/rejected") {
+				var e struct {
+					Code int `json:"code"`
+				}
+				if json.Unmarshal(o.Payload, &e) == nil && e.Code >= 400 {
+					status = e.Code
+				} else {
+					status = http.StatusBadRequest
+				}
+			} else if !strings.HasSuffix(o.Topic, "/accepted") {
+				continue // delta/documents events of the same request
+			}
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(status)
+			_, _ = w.Write(o.Payload)
+			return
+		case <-timer.C:
+			httpError(w, http.StatusGatewayTimeout, "the shadow processor did not answer in time (is `iotpipe process` running?); the request is in the log and will still be applied")
+			return
+		case <-r.Context().Done():
+			return
+		}
+	}
+}
