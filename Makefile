@@ -10,7 +10,7 @@ APT_PKGS   := mosquitto mosquitto-clients kcat
 CHDB_LIB   := $(CACHE)/chdb/libchdb.so
 FUZZTIME   ?= 3s
 LONGFUZZ   ?= 2m
-STATICCHECK_VERSION := 2025.1.1
+STATICCHECK_VERSION := v0.8.2
 export IOTPIPE_CHDB_LIB ?= $(CHDB_LIB)
 
 .PHONY: all build run test deps deps-apt deps-go deps-chdb vet lint fuzz fuzz-short bench reliability clean help
