@@ -29,6 +29,7 @@ func commands() map[string]command {
 		"ingest":  {run: ingestMain, help: "run the MQTT/HTTP front only"},
 		"process": {run: processMain, help: "run the stream processors only"},
 		"version": {run: versionMain, help: "print the version"},
+		"rules":   {run: rulesMain, help: "check and test rule files (rules check|test)"},
 	}
 }
 

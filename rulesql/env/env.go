@@ -1,0 +1,66 @@
+// Package env holds what a compiled rule evaluates against: the event
+// (Input), the stores a rule may read or write (State, ShadowReader) and
+// the per-evaluation context (Ctx) that compiled closures receive.
+package env
+
+// Input is one event as a rule sees it.
+type Input struct {
+	// Payload is the decoded payload in the schemas/payload representation
+	// (map[string]any, []any, string, bool, nil, int64, float64). Set it to
+	// value.Undefined when the payload is not JSON; Raw then holds it.
+	Payload any
+	// Raw is the payload as received; encode(*, 'base64') and SELECT * on
+	// a non-JSON payload use it.
+	Raw []byte
+	// Topic is the MQTT topic the event was published to.
+	Topic string
+	// ClientID, Principal and Thing identify the sender.
+	ClientID  string
+	Principal string
+	Thing     string
+	// Timestamp is the receive time in milliseconds since the epoch;
+	// timestamp() returns it.
+	Timestamp int64
+	// Partition and Offset locate the event in the log; traceid() and
+	// newuuid() are derived from them when set, so replays repeat them.
+	Partition int32
+	Offset    int64
+	// Shadow answers get_thing_shadow(); nil reads as "no shadow".
+	Shadow ShadowReader
+}
+
+// State is the key-value store stateful functions such as pewma() keep
+// their state in. Keys are built by the rule from (rule, call site, thing).
+type State interface {
+	Get(key []byte) ([]byte, bool, error)
+	Set(key, value []byte) error
+}
+
+// ShadowReader reads iotpipe's shadow view for get_thing_shadow().
+type ShadowReader interface {
+	// ThingShadow returns the shadow document of a thing (shadowName ""
+	// is the classic shadow), and false when there is none.
+	ThingShadow(thing, shadowName string) (doc any, ok bool, err error)
+}
+
+// Ctx is the context of one evaluation of one rule. Compiled closures
+// read the event through it.
+type Ctx struct {
+	In *Input
+	// Doc is the current document: the payload at the top level, one
+	// element inside a nested SELECT.
+	Doc any
+	// St is the state store (may be nil when the rule has no stateful
+	// function).
+	St State
+	// Rule is the rule's name (it prefixes state keys).
+	Rule string
+	// Slots hold the values of the SELECT items when WHERE refers to an
+	// alias or the rule has stateful calls.
+	Slots []any
+	// Aggs hold the finished aggregate values while an aggregate row is
+	// built.
+	Aggs []any
+	// Err records the first error a stateful function met.
+	Err error
+}
