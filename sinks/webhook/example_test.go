@@ -1,0 +1,66 @@
+package webhook_test
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/iotpipe/iotpipe/sinks/webhook"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// A receiver checks the signature and the timestamp before trusting the
+// body, and drops duplicates by Idempotency-Key.
+func ExampleVerifyRequest() {
+	secret := []byte("shared-secret")
+	seen := map[string]bool{}
+	handler := func(w http.ResponseWriter, r *http.Request) {
+		body, err := webhook.VerifyRequest(r, secret, time.Now(), 5*time.Minute)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
+		key := r.Header.Get(webhook.HeaderIdempotencyKey)
+		if !seen[key] {
+			seen[key] = true
+			fmt.Printf("firing %s: %s\n", key, body)
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}
+
+	// What the executor sends:
+	body := `{"thing":"gh-7","event":"disconnected"}`
+	ts := strconv.FormatInt(time.Now().Unix(), 10)
+	r := httptest.NewRequest(http.MethodPost, "/hook", strings.NewReader(body))
+	r.Header.Set(webhook.HeaderIdempotencyKey, "3/1042/offline-alert/0")
+	r.Header.Set(webhook.HeaderTimestamp, ts)
+	r.Header.Set(webhook.HeaderSignature, webhook.Sign(secret, ts, []byte(body)))
+	w := httptest.NewRecorder()
+	handler(w, r)
+	fmt.Println(w.Code)
+	// Output:
+	// firing 3/1042/offline-alert/0: {"thing":"gh-7","event":"disconnected"}
+	// 204
+}
+
+func ExampleExecutor() {
+	e, err := webhook.New(webhook.Options{
+		Brokers: []string{"localhost:9092"},
+		Secret:  []byte("shared-secret"),
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	prometheus.MustRegister(e.Collectors()...)
+	ctx := context.Background()
+	if err := e.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
+	defer e.Stop(ctx)
+	// ... run until shutdown ...
+}
