@@ -18,6 +18,7 @@ import (
 	"github.com/iotpipe/iotpipe/internal/eventlog"
 	"github.com/iotpipe/iotpipe/processors"
 	"github.com/iotpipe/iotpipe/processors/lastseen"
+	"github.com/iotpipe/iotpipe/processors/shadow"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -146,10 +147,17 @@ func (n *node) run(ctx context.Context) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); errc <- srv.DeliverOutbound(ctx, out) }()
 		mux.HandleFunc("POST /topics/{topic...}", srv.HTTPPublish)
+		mux.HandleFunc("GET /things/{thing}/shadow", srv.ShadowHTTP)
+		mux.HandleFunc("POST /things/{thing}/shadow", srv.ShadowHTTP)
+		mux.HandleFunc("DELETE /things/{thing}/shadow", srv.ShadowHTTP)
 	}
 
 	if n.roles.process {
-		runner, err := processors.NewRunner(lg, []processors.Processor{lastseen.Processor{}}, processors.RunnerOptions{
+		procs := []processors.Processor{
+			lastseen.Processor{},
+			shadow.New(shadow.Options{Topics: lg.Topics(), AllowOtherThings: cfg.Dev}),
+		}
+		runner, err := processors.NewRunner(lg, procs, processors.RunnerOptions{
 			Topics: lg.Topics(), StateDir: cfg.path("state"), Logger: n.log,
 		})
 		if err != nil {

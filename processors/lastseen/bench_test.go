@@ -1,0 +1,36 @@
+package lastseen
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/iotpipe/iotpipe/processors"
+	"github.com/iotpipe/iotpipe/schemas"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// BenchmarkProcess measures events/s through the last-seen processor,
+// state included, over 1,000 things.
+func BenchmarkProcess(b *testing.B) {
+	ctx := context.Background()
+	h, err := processors.NewHarness(Processor{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Close()
+	recs := make([]*kgo.Record, 1000)
+	for i := range recs {
+		env := schemas.Envelope{Type: schemas.EventPublish, Topic: "t/x", ClientID: fmt.Sprint("thing-", i), ReceivedAt: 1}
+		recs[i] = &kgo.Record{Key: []byte(env.ClientID), Value: []byte(`{"v":1}`), Headers: env.Headers()}
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		r := recs[i%len(recs)]
+		r.Offset = int64(i)
+		if _, err := h.Record(ctx, r); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}

@@ -1,0 +1,133 @@
+package shadow_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"sync/atomic"
+	"testing"
+
+	"github.com/iotpipe/iotpipe/processors"
+	"github.com/iotpipe/iotpipe/processors/shadow"
+	"github.com/iotpipe/iotpipe/schemas"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// benchLog builds n typical shadow updates (100–300 bytes) over things
+// things: devices reporting telemetry-like state, and every tenth
+// request an app setting desired state.
+func benchLog(n, things int) []*kgo.Record { return benchLogSeed(n, things, 1) }
+
+func benchLogSeed(n, things int, seed uint64) []*kgo.Record {
+	rng := rand.New(rand.NewPCG(seed, 2))
+	recs := make([]*kgo.Record, n)
+	for i := range recs {
+		thing := fmt.Sprintf("device-%d-%05d", seed, rng.IntN(things))
+		var payload string
+		if i%10 == 9 {
+			payload = fmt.Sprintf(`{"state":{"desired":{"led":{"color":"%s","brightness":%d},"mode":"eco","interval":%d}},"clientToken":"app-%d"}`,
+				[]string{"red", "green", "blue"}[rng.IntN(3)], rng.IntN(100), 10+rng.IntN(50), i)
+		} else {
+			payload = fmt.Sprintf(`{"state":{"reported":{"temp":%.2f,"humidity":%d,"battery":%d,"led":{"color":"%s","brightness":%d},"fw":"1.4.%d","online":true}},"clientToken":"dev-%d"}`,
+				15+rng.Float64()*20, rng.IntN(100), rng.IntN(100), []string{"red", "green", "blue"}[rng.IntN(3)], rng.IntN(100), rng.IntN(9), i)
+		}
+		env := schemas.Envelope{Type: schemas.EventPublish, Topic: "$aws/things/" + thing + "/shadow/update", ClientID: thing, QoS: 1, ReceivedAt: 1767225600000000000}
+		recs[i] = &kgo.Record{Topic: "iotpipe.events", Key: []byte(thing), Value: []byte(payload), Headers: env.Headers(), Offset: int64(i)}
+	}
+	return recs
+}
+
+// BenchmarkUpdate measures shadow updates per second through the
+// processor in a processors.Harness (state in in-memory Pebble, one
+// batch committed per event, as the harness does), over 1000 things.
+func BenchmarkUpdate(b *testing.B) {
+	const logSize = 1 << 16
+	recs := benchLog(logSize, 1000)
+	h, err := processors.NewHarness(shadow.New(shadow.Options{}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Close()
+	ctx := context.Background()
+	var bytes int64
+	for _, r := range recs {
+		bytes += int64(len(r.Value))
+	}
+	b.SetBytes(bytes / logSize)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		r := recs[i%logSize]
+		r.Offset = int64(i)
+		if _, err := h.Record(ctx, r); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "updates/s")
+}
+
+// BenchmarkUpdateParallel is BenchmarkUpdate with one harness (one
+// partition, as the runtime runs one task per partition) per core, all
+// sharing one Processor: the throughput of the processor over as many
+// partitions as cores.
+func BenchmarkUpdateParallel(b *testing.B) {
+	const logSize = 1 << 15
+	p := shadow.New(shadow.Options{})
+	n := runtime.GOMAXPROCS(0)
+	logs := make([][]*kgo.Record, n)
+	harnesses := make([]*processors.Harness, n)
+	for i := range logs {
+		logs[i] = benchLogSeed(logSize, 1000, uint64(i+1))
+		h, err := processors.NewHarness(p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer h.Close()
+		harnesses[i] = h
+	}
+	var next atomic.Int32
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		w := int(next.Add(1)-1) % n
+		h, recs := harnesses[w], logs[w]
+		ctx := context.Background()
+		for i := 0; pb.Next(); i++ {
+			r := recs[i%logSize]
+			r.Offset = int64(i)
+			if _, err := h.Record(ctx, r); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "updates/s")
+}
+
+// BenchmarkHarnessBaseline is the harness alone (a processor that does
+// nothing), the ceiling BenchmarkUpdate can reach.
+func BenchmarkHarnessBaseline(b *testing.B) {
+	recs := benchLog(1024, 1000)
+	h, err := processors.NewHarness(nop{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Close()
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		r := recs[i%len(recs)]
+		r.Offset = int64(i)
+		if _, err := h.Record(ctx, r); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+type nop struct{}
+
+func (nop) Name() string                                                     { return "nop" }
+func (nop) Process(context.Context, *processors.Tx, *processors.Event) error { return nil }

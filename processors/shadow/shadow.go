@@ -1,0 +1,275 @@
+// Package shadow is the device shadow processor: AWS IoT Device Shadow
+// semantics as a materialized view of the event log.
+//
+// For every publish event on a shadow request topic
+// ($aws/things/{thing}/shadow/{update|get|delete}, or
+// $aws/things/{thing}/shadow/name/{shadowName}/{update|get|delete}) it
+// applies the request, in log order, to the shadow held in the partition's
+// state, and emits:
+//
+//   - the responses, as schemas.Outbound records on the outbound topic
+//     (…/accepted, …/rejected, update/delta, update/documents; QoS 1; key
+//     = thing; the accepted or rejected answer carries the event's
+//     RequestID so the HTTP front can answer a waiting caller);
+//   - every accepted change (update or delete) as a record on the
+//     compacted shadows topic, key "thing" or "thing/name", value the
+//     full document (see document.AppendStored).
+//
+// Timestamps (metadata, responses) are the request's receive time from
+// its envelope, in Unix seconds, so a rebuild from the log reproduces the
+// documents byte for byte. The AWS semantics themselves live in
+// processors/shadow/document.
+//
+// The shadow of a thing lives in the partition its events are keyed to,
+// so every request on a thing's shadow topics must be keyed by that
+// thing (ingest and the HTTP front key shadow requests by the topic's
+// thing, not by the publisher).
+package shadow
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/iotpipe/iotpipe/processors"
+	"github.com/iotpipe/iotpipe/processors/shadow/document"
+	"github.com/iotpipe/iotpipe/schemas"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Name is the processor's name; it namespaces its state keys.
+const Name = "shadow"
+
+// Options configure the processor. The zero value is usable.
+type Options struct {
+	// Topics names the outbound and shadows topics. Fields left empty
+	// take their value from schemas.DefaultTopics().
+	Topics schemas.Topics
+	// Limits bound update requests (size 8 KiB, depth 6 and clientToken
+	// 64 bytes by default).
+	Limits document.Limits
+	// AllowOtherThings lets a client use the shadow of a thing other than
+	// its own (ClientID different from the topic's thing); --dev mode
+	// sets it. Otherwise such requests are rejected with 403 unless
+	// Authorize allows them.
+	AllowOtherThings bool
+	// Authorize, when set and AllowOtherThings is not, decides requests
+	// from a client on another thing's shadow: true lets the request
+	// through. It must be deterministic (it runs again on a rebuild).
+	Authorize func(env *schemas.Envelope, req Request) bool
+	// CacheSize is how many decoded shadows the processor keeps in memory
+	// to skip decoding the stored document of a recently used shadow
+	// (each hit is checked against the bytes read from the state, so the
+	// cache never changes the result). Default DefaultCacheSize; negative
+	// disables it.
+	CacheSize int
+}
+
+// Processor applies shadow requests. It implements processors.Processor.
+// Its only memory outside the Tx is a cache of decoded documents, checked
+// against the state on every use, so one Processor may serve every
+// partition, concurrently.
+type Processor struct {
+	opts     Options
+	cache    *cache
+	outbound string
+	shadows  string
+}
+
+var _ processors.Processor = (*Processor)(nil)
+
+// New returns a shadow processor.
+func New(opts Options) *Processor {
+	def := schemas.DefaultTopics()
+	if opts.Topics.Outbound == "" {
+		opts.Topics.Outbound = def.Outbound
+	}
+	if opts.Topics.Shadows == "" {
+		opts.Topics.Shadows = def.Shadows
+	}
+	return &Processor{opts: opts, cache: newCache(opts.CacheSize), outbound: opts.Topics.Outbound, shadows: opts.Topics.Shadows}
+}
+
+// Name implements processors.Processor.
+func (p *Processor) Name() string { return Name }
+
+// Process implements processors.Processor: it applies one shadow request
+// and ignores every other event.
+func (p *Processor) Process(ctx context.Context, tx *processors.Tx, ev *processors.Event) error {
+	if ev.Envelope.Type != schemas.EventPublish {
+		return nil
+	}
+	req, ok := ParseTopic(ev.Envelope.Topic)
+	if !ok {
+		return nil
+	}
+	now := eventTime(tx, ev)
+	if ev.Envelope.ClientID != req.Thing && !p.opts.AllowOtherThings &&
+		(p.opts.Authorize == nil || !p.opts.Authorize(&ev.Envelope, req)) {
+		p.reject(tx, ev, &req, document.ErrForbidden, now, "", false)
+		return nil
+	}
+	switch req.Op {
+	case OpUpdate:
+		return p.update(tx, ev, &req, now)
+	case OpGet:
+		return p.get(tx, ev, &req, now)
+	default:
+		return p.delete(tx, ev, &req, now)
+	}
+}
+
+// eventTime is the time of a request in Unix seconds: when ingest
+// received it (so that a rebuild from the log gives the same metadata
+// timestamps, whatever the processing clock), or the task's clock for an
+// event without a receive time.
+func eventTime(tx *processors.Tx, ev *processors.Event) int64 {
+	if ev.Envelope.ReceivedAt > 0 {
+		return ev.Envelope.ReceivedAt / int64(time.Second)
+	}
+	return tx.Now().Unix()
+}
+
+// load reads the shadow of req; a missing one is a fresh Shadow.
+func (p *Processor) load(tx *processors.Tx, key []byte, req *Request) (document.Shadow, error) {
+	b, ok, err := tx.Get(key)
+	if err != nil {
+		return document.Shadow{}, fmt.Errorf("shadow %s: read state: %w", key, err)
+	}
+	if !ok {
+		return document.Shadow{Thing: req.Thing, Name: req.Name}, nil
+	}
+	if s, ok := p.cache.get(key, b); ok {
+		return s, nil
+	}
+	s, err := document.DecodeStored(b)
+	if err != nil {
+		return document.Shadow{}, fmt.Errorf("shadow %s: %w", key, err)
+	}
+	p.cache.put(key, b, s)
+	return s, nil
+}
+
+func (p *Processor) update(tx *processors.Tx, ev *processors.Event, req *Request, now int64) error {
+	if rej := document.CheckPayload(ev.Payload, p.opts.Limits); rej != nil {
+		p.reject(tx, ev, req, rej, now, "", false)
+		return nil
+	}
+	v, decErr := ev.JSON()
+	u, rej := document.ParseUpdate(v, decErr, len(ev.Payload), p.opts.Limits)
+	if rej != nil {
+		p.reject(tx, ev, req, rej, now, u.ClientToken, u.HasClientToken)
+		return nil
+	}
+	key := Key(req.Thing, req.Name)
+	cur, err := p.load(tx, key, req)
+	if err != nil {
+		p.reject(tx, ev, req, document.ErrInternal, now, u.ClientToken, u.HasClientToken)
+		return err
+	}
+	next, res, rej := document.Apply(&cur, &u, now, p.opts.Limits)
+	if rej != nil {
+		p.reject(tx, ev, req, rej, now, u.ClientToken, u.HasClientToken)
+		return nil
+	}
+	if err := tx.Set(key, res.Stored); err != nil {
+		p.reject(tx, ev, req, document.ErrInternal, now, u.ClientToken, u.HasClientToken)
+		return fmt.Errorf("shadow %s: write state: %w", key, err)
+	}
+	p.cache.put(key, res.Stored, next)
+	p.send(tx, req, "update/accepted", res.Accepted, ev.Envelope.RequestID)
+	if res.Delta != nil {
+		p.send(tx, req, "update/delta", res.Delta, "")
+	}
+	p.send(tx, req, "update/documents", res.Documents, "")
+	p.changelog(tx, key, res.Stored)
+	return nil
+}
+
+func (p *Processor) get(tx *processors.Tx, ev *processors.Event, req *Request, now int64) error {
+	tok, rej := p.token(ev)
+	if rej != nil {
+		p.reject(tx, ev, req, rej, now, tok.ClientToken, tok.HasClientToken)
+		return nil
+	}
+	cur, err := p.load(tx, Key(req.Thing, req.Name), req)
+	if err != nil {
+		p.reject(tx, ev, req, document.ErrInternal, now, tok.ClientToken, tok.HasClientToken)
+		return err
+	}
+	out, rej := document.AppendGet(make([]byte, 0, 1024), &cur, now, tok)
+	if rej != nil {
+		p.reject(tx, ev, req, rej, now, tok.ClientToken, tok.HasClientToken)
+		return nil
+	}
+	p.send(tx, req, "get/accepted", out, ev.Envelope.RequestID)
+	return nil
+}
+
+func (p *Processor) delete(tx *processors.Tx, ev *processors.Event, req *Request, now int64) error {
+	tok, rej := p.token(ev)
+	if rej != nil {
+		p.reject(tx, ev, req, rej, now, tok.ClientToken, tok.HasClientToken)
+		return nil
+	}
+	key := Key(req.Thing, req.Name)
+	cur, err := p.load(tx, key, req)
+	if err != nil {
+		p.reject(tx, ev, req, document.ErrInternal, now, tok.ClientToken, tok.HasClientToken)
+		return err
+	}
+	_, accepted, stored, rej := document.Delete(&cur, tok, now)
+	if rej != nil {
+		p.reject(tx, ev, req, rej, now, tok.ClientToken, tok.HasClientToken)
+		return nil
+	}
+	if err := tx.Set(key, stored); err != nil {
+		p.reject(tx, ev, req, document.ErrInternal, now, tok.ClientToken, tok.HasClientToken)
+		return fmt.Errorf("shadow %s: write state: %w", key, err)
+	}
+	p.send(tx, req, "delete/accepted", accepted, ev.Envelope.RequestID)
+	p.changelog(tx, key, stored)
+	return nil
+}
+
+// token parses the optional payload of a get or delete.
+func (p *Processor) token(ev *processors.Event) (document.Token, *document.Error) {
+	if rej := document.CheckPayload(ev.Payload, p.opts.Limits); rej != nil {
+		return document.Token{}, rej
+	}
+	empty := isBlank(ev.Payload)
+	var (
+		v   any
+		err error
+	)
+	if !empty {
+		v, err = ev.JSON()
+	}
+	return document.ParseRequest(v, err, empty, p.opts.Limits)
+}
+
+func isBlank(b []byte) bool {
+	for _, c := range b {
+		if c != ' ' && c != '\t' && c != '\n' && c != '\r' {
+			return false
+		}
+	}
+	return true
+}
+
+// reject emits the error document on the operation's rejected topic.
+func (p *Processor) reject(tx *processors.Tx, ev *processors.Event, req *Request, e *document.Error, now int64, token string, hasToken bool) {
+	out := document.AppendError(make([]byte, 0, 96+len(e.Message)+len(token)), e, now, token, hasToken)
+	p.send(tx, req, string(req.Op)+"/rejected", out, ev.Envelope.RequestID)
+}
+
+// send emits one message to the shadow's response topic suffix.
+func (p *Processor) send(tx *processors.Tx, req *Request, suffix string, body []byte, requestID string) {
+	o := schemas.Outbound{Topic: req.Prefix + suffix, QoS: 1, Key: req.Thing, Payload: body, RequestID: requestID}
+	tx.Emit(o.Record(p.outbound))
+}
+
+// changelog emits the stored document to the compacted shadows topic.
+func (p *Processor) changelog(tx *processors.Tx, key, stored []byte) {
+	tx.Emit(&kgo.Record{Topic: p.shadows, Key: key, Value: stored})
+}
