@@ -24,6 +24,8 @@ type Harness struct {
 	Now time.Time
 	// DLQ is the topic failures are emitted to (default iotpipe.dlq).
 	DLQ string
+	// DryRun turns side effects off (Tx.DryRun reports it), as in replay.
+	DryRun bool
 }
 
 // NewHarness returns a harness running procs, in order, over an
@@ -46,7 +48,7 @@ func (h *Harness) Close() error { return h.db.Close() }
 func (h *Harness) task(partition int32) *task {
 	t, ok := h.tasks[partition]
 	if !ok {
-		t = newTask(h.db, partition, h.procs, func() time.Time { return h.Now }, false, h.DLQ)
+		t = newTask(h.db, partition, h.procs, func() time.Time { return h.Now }, h.DryRun, h.DLQ)
 		h.tasks[partition] = t
 	}
 	return t
