@@ -30,6 +30,7 @@ func commands() map[string]command {
 		"process": {run: processMain, help: "run the stream processors only"},
 		"version": {run: versionMain, help: "print the version"},
 		"rules":   {run: rulesMain, help: "check and test rule files (rules check|test)"},
+		"bench":   {run: benchMain, help: "load generators and benchmarks (iotpipe bench mqtt --help)"},
 	}
 }
 

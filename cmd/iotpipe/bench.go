@@ -1,0 +1,41 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/iotpipe/iotpipe/benchmarks/mqttload"
+)
+
+const benchUsage = `Usage: iotpipe bench <target> [flags]
+
+Load generators and benchmarks over real connections.
+
+Targets:
+  mqtt    publish MQTT 3.1.1 load to a broker and measure acknowledged
+          messages per second and publish→PUBACK latency
+          (iotpipe bench mqtt --help for its flags)
+
+Example:
+  iotpipe bench mqtt --addr 127.0.0.1:1883 --conns 100 --qos 1 --duration 10s
+`
+
+// benchMain runs `iotpipe bench`; args are the arguments after "bench".
+// It returns the process exit status.
+func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, benchUsage)
+		return 2
+	}
+	switch args[0] {
+	case "mqtt":
+		return mqttload.Command(ctx, args[1:], stdout, stderr)
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, benchUsage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "iotpipe bench: unknown target %q\n\n%s", args[0], benchUsage)
+		return 2
+	}
+}
