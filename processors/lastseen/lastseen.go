@@ -9,9 +9,9 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/segmentio/encoding/json"
 	"github.com/iotpipe/iotpipe/processors"
 	"github.com/iotpipe/iotpipe/schemas"
+	"github.com/segmentio/encoding/json"
 )
 
 // Name is the processor's state namespace.
@@ -104,4 +104,3 @@ func Handler(r Reader) http.Handler {
 		}
 	})
 }
-

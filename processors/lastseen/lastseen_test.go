@@ -42,4 +42,3 @@ func TestCountsAndPresence(t *testing.T) {
 		}
 	}
 }
-

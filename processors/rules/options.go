@@ -1,0 +1,53 @@
+package rules
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/iotpipe/iotpipe/rulesql"
+	"github.com/iotpipe/iotpipe/schemas"
+)
+
+// Options configure a Processor. Every field is optional.
+type Options struct {
+	// Topics names the topics records are emitted to (Actions,
+	// Anomalies, Aggregates, DLQ). Default schemas.DefaultTopics().
+	Topics schemas.Topics
+	// Shadow answers get_thing_shadow(). Default nil: every thing reads as
+	// having no shadow.
+	Shadow rulesql.ShadowReader
+	// IdleAfter is how long a partition must have seen no event before
+	// Tick moves its window rules' watermarks on with the clock: to the
+	// watermark at the last event plus the time since, minus IdleAfter.
+	// Default 0 (windows of a quiet partition close on the next tick
+	// after their end plus allowed lateness).
+	IdleAfter time.Duration
+	// LastOutputs is how many recent outputs Status keeps per rule.
+	// Default 5.
+	LastOutputs int
+	// Logger receives reload and error logs. Default slog.Default().
+	Logger *slog.Logger
+}
+
+func (o Options) withDefaults() Options {
+	def := schemas.DefaultTopics()
+	set := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	set(&o.Topics.Actions, def.Actions)
+	set(&o.Topics.Anomalies, def.Anomalies)
+	set(&o.Topics.Aggregates, def.Aggregates)
+	set(&o.Topics.DLQ, def.DLQ)
+	set(&o.Topics.Events, def.Events)
+	set(&o.Topics.Outbound, def.Outbound)
+	set(&o.Topics.Shadows, def.Shadows)
+	if o.LastOutputs <= 0 {
+		o.LastOutputs = 5
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}

@@ -1,0 +1,301 @@
+package rules
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/iotpipe/iotpipe/processors"
+	"github.com/iotpipe/iotpipe/rulesql"
+	"github.com/iotpipe/iotpipe/schemas"
+)
+
+// Name is the processor's name, and its state namespace.
+const Name = "rules"
+
+// Processor runs the loaded rules over every event of its partitions.
+// Create it with New, load rules with Reload (or Watch, or SetRules), and
+// hand it to the processors runtime. It is safe to reload while events
+// are processed: each event sees one complete rule set.
+type Processor struct {
+	opts    Options
+	log     *slog.Logger
+	metrics *metrics
+
+	cur atomic.Pointer[loaded]
+
+	statsMu sync.Mutex
+	stats   map[string]*ruleStats
+
+	reloadMu sync.Mutex
+	dir      string
+	files    map[string]*fileState
+
+	partsMu sync.Mutex
+	parts   map[int32]*partState
+
+	matchPool sync.Pool // *[]*rulesql.Rule
+}
+
+// loaded is one rule set with what the processor derived from it.
+type loaded struct {
+	set      *rulesql.Set
+	info     map[*rulesql.Rule]*ruleInfo
+	windows  []*ruleInfo // GROUP BY rules, in load order
+	duration []*ruleInfo // FOR rules, in load order
+	at       time.Time
+}
+
+// ruleInfo is a rule of the current set with its counters and state
+// namespaces.
+type ruleInfo struct {
+	rule  *rulesql.Rule
+	stats *ruleStats
+	// fp identifies the rule's windows or duration definition: state
+	// kept for one definition is never read by another (editing the
+	// window of a rule starts it afresh).
+	fp string
+	// ns is the rule's state namespace for windows or timers:
+	// kind | name | 0 | fp | 0.
+	ns []byte
+	// Prometheus children, resolved once per load.
+	cMatched, cFired, cErrors prometheus.Counter
+	cActions                  []prometheus.Counter // by action index
+	cErrorAction              prometheus.Counter
+}
+
+// New returns a Processor with no rules loaded.
+func New(opts Options) *Processor {
+	o := opts.withDefaults()
+	p := &Processor{
+		opts:    o,
+		log:     o.Logger.With("processor", Name),
+		metrics: newMetrics(),
+		stats:   map[string]*ruleStats{},
+		files:   map[string]*fileState{},
+		parts:   map[int32]*partState{},
+	}
+	p.cur.Store(p.newLoaded(&rulesql.Set{}))
+	return p
+}
+
+// Name implements processors.Processor.
+func (p *Processor) Name() string { return Name }
+
+// Rules returns the rule set in use.
+func (p *Processor) Rules() *rulesql.Set { return p.cur.Load().set }
+
+// SetRules replaces the rule set at once (tests and embedders; Reload
+// and Watch use it too).
+func (p *Processor) SetRules(set *rulesql.Set) {
+	p.cur.Store(p.newLoaded(set))
+}
+
+func (p *Processor) newLoaded(set *rulesql.Set) *loaded {
+	l := &loaded{set: set, info: make(map[*rulesql.Rule]*ruleInfo, len(set.Rules)), at: time.Now()}
+	for _, r := range set.Rules {
+		ri := &ruleInfo{rule: r, stats: p.ruleStats(r),
+			cMatched: p.metrics.matched.WithLabelValues(r.Name),
+			cFired:   p.metrics.fired.WithLabelValues(r.Name),
+			cErrors:  p.metrics.errors.WithLabelValues(r.Name),
+		}
+		for _, a := range r.Actions {
+			ri.cActions = append(ri.cActions, p.metrics.actions.WithLabelValues(r.Name, a.Type))
+		}
+		if r.ErrorAction != nil {
+			ri.cErrorAction = p.metrics.actions.WithLabelValues(r.Name, r.ErrorAction.Type)
+		}
+		switch {
+		case r.Window != nil:
+			ri.fp = windowFingerprint(r)
+			ri.ns = namespace('w', r.Name, ri.fp)
+			l.windows = append(l.windows, ri)
+		case r.For != nil:
+			ri.fp = fmt.Sprintf("for:%d:%t", r.For.Duration, r.For.Resolve)
+			ri.ns = namespace('t', r.Name, ri.fp)
+			l.duration = append(l.duration, ri)
+		}
+		l.info[r] = ri
+	}
+	return l
+}
+
+func namespace(kind byte, rule, fp string) []byte {
+	b := make([]byte, 0, len(rule)+len(fp)+3)
+	b = append(b, kind)
+	b = append(b, rule...)
+	b = append(b, 0)
+	b = append(b, fp...)
+	return append(b, 0)
+}
+
+// partState is what the processor holds in memory for one partition:
+// caches over the state store (window aggregators, timers) and the
+// offset of the last event, to notice a rewind or a gap (a failed batch
+// replayed, a partition handed over and back) and drop the caches.
+type partState struct {
+	last      int64
+	lastEvent time.Time // tx.Now of the last event
+	windows   map[string]*windowRun
+	timers    map[string]*durationRun
+}
+
+func (p *Processor) part(partition int32) *partState {
+	p.partsMu.Lock()
+	defer p.partsMu.Unlock()
+	ps, ok := p.parts[partition]
+	if !ok {
+		ps = &partState{last: -1, windows: map[string]*windowRun{}, timers: map[string]*durationRun{}}
+		p.parts[partition] = ps
+	}
+	return ps
+}
+
+// reset drops the partition's caches: they are read again from the store.
+func (ps *partState) reset() {
+	for _, w := range ps.windows {
+		w.reset()
+	}
+	for _, t := range ps.timers {
+		t.tm.Reset()
+	}
+}
+
+// routable reports whether rules see events of this type: publishes and
+// the lifecycle events (on $aws/events/presence/...).
+func routable(t schemas.EventType) bool {
+	return t == schemas.EventPublish || t == schemas.EventConnected || t == schemas.EventDisconnected
+}
+
+// input builds what rules see of an event.
+func (p *Processor) input(ev *processors.Event) *rulesql.Input {
+	in := &rulesql.Input{
+		Raw:       ev.Payload,
+		Topic:     ev.Envelope.Topic,
+		ClientID:  ev.Envelope.ClientID,
+		Principal: ev.Envelope.Principal,
+		Thing:     ev.Thing,
+		Timestamp: ev.Envelope.ReceivedAt / int64(time.Millisecond),
+		Partition: ev.Partition,
+		Offset:    ev.Offset,
+		Shadow:    p.opts.Shadow,
+	}
+	if v, err := ev.JSON(); err == nil {
+		in.Payload = v
+	} else {
+		in.Payload = rulesql.Undefined
+	}
+	return in
+}
+
+// Process implements processors.Processor: it routes the event to the
+// rules whose topic filter matches and runs each. A rule that fails
+// fires its error action, or sends the event to the DLQ; the others
+// carry on. Only a state-store failure is returned.
+func (p *Processor) Process(ctx context.Context, tx *processors.Tx, ev *processors.Event) error {
+	l := p.cur.Load()
+	ps := p.part(tx.Partition())
+	if ps.last >= 0 && ev.Offset != ps.last+1 {
+		ps.reset()
+	}
+	ps.last = ev.Offset
+	ps.lastEvent = tx.Now()
+	if len(l.set.Rules) == 0 || !routable(ev.Envelope.Type) {
+		return nil
+	}
+	mp, _ := p.matchPool.Get().(*[]*rulesql.Rule)
+	if mp == nil {
+		mp = new([]*rulesql.Rule)
+	}
+	matched := l.set.Router.AppendMatch((*mp)[:0], ev.Envelope.Topic)
+	defer func() {
+		clear(matched)
+		*mp = matched[:0]
+		p.matchPool.Put(mp)
+	}()
+	if len(matched) == 0 {
+		return nil
+	}
+	in := p.input(ev)
+	base := eventBase(ev.Partition, ev.Offset)
+	st := newSubStore(tx, []byte{'s'})
+	for _, r := range matched {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		ri := l.info[r]
+		if !tx.DryRun() {
+			ri.stats.matched.Add(1)
+			ri.cMatched.Inc()
+		}
+		var err error
+		switch {
+		case r.Window != nil:
+			err = p.windowEvent(tx, ps, ri, ev, in, st)
+		case r.For != nil:
+			err = p.durationEvent(tx, ps, ri, ev, in, st, base)
+		default:
+			err = p.plainEvent(tx, ri, ev, in, st, base)
+		}
+		if err != nil {
+			return fmt.Errorf("rule %s: %w", r.Name, err)
+		}
+	}
+	return nil
+}
+
+// plainEvent runs a rule without window or duration.
+func (p *Processor) plainEvent(tx *processors.Tx, ri *ruleInfo, ev *processors.Event, in *rulesql.Input, st *subStore, base string) error {
+	out, fired, err := ri.rule.Eval(in, st)
+	if err != nil {
+		return p.ruleError(tx, ri, ev, in, base, err)
+	}
+	if !fired || rulesql.IsUndefined(out) {
+		return nil
+	}
+	if ri.rule.Stateful {
+		if err := p.anomalies(tx, ri, in, out); err != nil {
+			return err
+		}
+	}
+	return p.fire(tx, ri, in, out, base, in.Timestamp)
+}
+
+// eventBase is the first half of an event's idempotency keys.
+func eventBase(partition int32, offset int64) string {
+	b := make([]byte, 0, 24)
+	b = strconv.AppendInt(b, int64(partition), 10)
+	b = append(b, '/')
+	b = strconv.AppendInt(b, offset, 10)
+	return string(b)
+}
+
+// Tick implements processors.Ticker: it fires the duration timers that
+// are due and closes the windows of a partition that has gone quiet.
+func (p *Processor) Tick(ctx context.Context, tx *processors.Tx, now time.Time) error {
+	l := p.cur.Load()
+	ps := p.part(tx.Partition())
+	for _, ri := range l.duration {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := p.durationTick(tx, ps, ri, now); err != nil {
+			return fmt.Errorf("rule %s: %w", ri.rule.Name, err)
+		}
+	}
+	for _, ri := range l.windows {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := p.windowTick(tx, ps, ri, now); err != nil {
+			return fmt.Errorf("rule %s: %w", ri.rule.Name, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,372 @@
+package rules
+
+import (
+	"fmt"
+	"hash/fnv"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/segmentio/encoding/json"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/iotpipe/iotpipe/processors"
+	"github.com/iotpipe/iotpipe/processors/analytics/window"
+	"github.com/iotpipe/iotpipe/rulesql"
+	"github.com/iotpipe/iotpipe/rulesql/value"
+	"github.com/iotpipe/iotpipe/schemas"
+)
+
+// A GROUP BY rule runs one window.Aggregator per aggregate call, all fed
+// the same events in the same order (an event whose argument is not a
+// number only moves that aggregator's watermark, with Advance), so their
+// watermarks and closed windows stay in step; the results of one window
+// are joined by (start, group key) into the values AggregateRow takes.
+// Late events (their window closed: the watermark passed its end plus
+// the rule's ALLOWED LATENESS) go to the DLQ with the reason.
+
+var windowFuncs = map[string]window.Func{
+	"count": window.Count, "sum": window.Sum, "avg": window.Avg, "min": window.Min, "max": window.Max,
+	"first": window.First, "last": window.Last, "stddev": window.StdDev, "percentile": window.Percentile,
+}
+
+// windowFingerprint identifies a rule's window definition and aggregate
+// functions: state written under one is never read under another.
+func windowFingerprint(r *rulesql.Rule) string {
+	var b strings.Builder
+	w := r.Window
+	fmt.Fprintf(&b, "%s:%d:%d:%d", w.Kind, w.Size.Milliseconds(), w.Slide.Milliseconds(), w.Lateness.Milliseconds())
+	for _, a := range r.Aggregates {
+		fmt.Fprintf(&b, ":%s", strings.ToLower(a.Func))
+		if a.Arg == nil {
+			b.WriteString("*")
+		}
+		if a.Param != 0 {
+			fmt.Fprintf(&b, "%g", a.Param)
+		}
+	}
+	fmt.Fprintf(&b, ":k%d", len(r.Keys))
+	return b.String()
+}
+
+// maxEventTime bounds event times (ms), as the window package does.
+const maxEventTime = int64(1) << 61
+
+// windowRun is one GROUP BY rule on one partition.
+type windowRun struct {
+	aggs   []*window.Aggregator
+	aggNS  [][]byte // state namespace of each aggregator
+	count  []bool   // aggregate i is count (its value is an Int)
+	group  []byte   // namespace of the last event of each group key
+	baseWM int64    // watermark after the partition's last event
+	baseOK bool
+}
+
+func (w *windowRun) reset() {
+	for _, a := range w.aggs {
+		a.Reset()
+	}
+	w.baseOK = false
+}
+
+func (p *Processor) windowRun(ps *partState, ri *ruleInfo) (*windowRun, error) {
+	if w, ok := ps.windows[string(ri.ns)]; ok {
+		return w, nil
+	}
+	r := ri.rule
+	w := &windowRun{group: append(append([]byte(nil), ri.ns...), 'g')}
+	slide := int64(0)
+	if r.Window.Kind == "hopping" {
+		slide = r.Window.Slide.Milliseconds()
+	}
+	for i, a := range r.Aggregates {
+		f, ok := windowFuncs[strings.ToLower(a.Func)]
+		if !ok {
+			return nil, fmt.Errorf("aggregate %s is not supported", a.Func)
+		}
+		agg, err := window.New(window.Config{
+			Size:            r.Window.Size.Milliseconds(),
+			Slide:           slide,
+			AllowedLateness: r.Window.Lateness.Milliseconds(),
+			Late:            window.LateDLQ,
+			Aggregates:      []window.Aggregate{{Func: f, P: a.Param * 100}},
+		})
+		if err != nil {
+			return nil, err
+		}
+		w.aggs = append(w.aggs, agg)
+		ns := append(append([]byte(nil), ri.ns...), 'a')
+		ns = strconv.AppendInt(ns, int64(i), 10)
+		w.aggNS = append(w.aggNS, append(ns, 0))
+		w.count = append(w.count, f == window.Count)
+	}
+	ps.windows[string(ri.ns)] = w
+	return w, nil
+}
+
+// windowEvent adds an event that passes the rule's WHERE to its windows.
+func (p *Processor) windowEvent(tx *processors.Tx, ps *partState, ri *ruleInfo, ev *processors.Event, in *rulesql.Input, st *subStore) error {
+	r := ri.rule
+	base := eventBase(ev.Partition, ev.Offset)
+	_, fired, err := r.Eval(in, st)
+	if err != nil {
+		return p.ruleError(tx, ri, ev, in, base, err)
+	}
+	if !fired {
+		return nil
+	}
+	at := in.Timestamp
+	if r.EventTime != nil {
+		v, err := r.EventTime.Eval(in, st)
+		if err != nil {
+			return p.ruleError(tx, ri, ev, in, base, err)
+		}
+		switch t := v.(type) {
+		case int64:
+			at = t
+		case float64:
+			if !(t >= -float64(maxEventTime) && t <= float64(maxEventTime)) {
+				return p.ruleError(tx, ri, ev, in, base, fmt.Errorf("event time %v is out of range", t))
+			}
+			at = int64(t)
+		default:
+			return p.ruleError(tx, ri, ev, in, base, fmt.Errorf("event time is %s (%s), want a number of milliseconds since the epoch", value.Text(v), value.KindOf(v)))
+		}
+	}
+	var key string
+	if len(r.Keys) > 0 {
+		parts := make([]string, len(r.Keys))
+		for i, k := range r.Keys {
+			v, err := k.Eval(in, st)
+			if err != nil {
+				return p.ruleError(tx, ri, ev, in, base, err)
+			}
+			parts[i] = value.Text(v)
+		}
+		key = strings.Join(parts, "/")
+	}
+	w, err := p.windowRun(ps, ri)
+	if err != nil {
+		return err
+	}
+	enc, err := encodeInput(in)
+	if err != nil {
+		return err
+	}
+	gs := newSubStore(tx, w.group)
+	if err := gs.Set([]byte(key), enc); err != nil {
+		return err
+	}
+	// Evaluate every argument first, so that a failing one leaves all
+	// the aggregators untouched (they stay in step).
+	vals := make([]float64, len(r.Aggregates))
+	has := make([]bool, len(r.Aggregates))
+	for i, a := range r.Aggregates {
+		has[i] = true
+		if a.Arg == nil {
+			continue
+		}
+		x, err := a.Arg.Eval(in, st)
+		if err != nil {
+			return p.ruleError(tx, ri, ev, in, base, err)
+		}
+		if w.count[i] {
+			has[i] = !rulesql.IsUndefined(x) && x != nil
+		} else {
+			vals[i], has[i] = value.ToFloat(x)
+			has[i] = has[i] && !math.IsNaN(vals[i]) && !math.IsInf(vals[i], 0)
+		}
+	}
+	if at > maxEventTime || at < -maxEventTime {
+		return p.ruleError(tx, ri, ev, in, base, fmt.Errorf("event time %d is out of range", at))
+	}
+	results := make([][]window.Result, len(w.aggs))
+	var late bool
+	var missed []int64
+	for i := range r.Aggregates {
+		as := newSubStore(tx, w.aggNS[i])
+		if !has[i] {
+			rs, err := w.aggs[i].Advance(as, at)
+			if err != nil {
+				return err
+			}
+			results[i] = rs
+			continue
+		}
+		o, err := w.aggs[i].Add(as, key, at, vals[i])
+		if err != nil {
+			return err
+		}
+		results[i] = o.Results
+		if o.Late {
+			late = true
+			missed = o.Missed
+		}
+	}
+	if late {
+		if !tx.DryRun() {
+			p.metrics.late.WithLabelValues(r.Name).Inc()
+		}
+		p.dlqEvent(tx, ev, r.Name, fmt.Errorf("late event: event time %d is behind the watermark by more than the allowed lateness (%s); windows starting at %v have closed", at, r.Window.Lateness, missed))
+	}
+	wm, ok, err := w.aggs[0].Watermark(newSubStore(tx, w.aggNS[0]))
+	if err != nil {
+		return err
+	}
+	w.baseWM, w.baseOK = wm, ok
+	return p.windowResults(tx, ri, w, results, in)
+}
+
+// windowTick closes the windows of a partition that saw no event for
+// Options.IdleAfter: its watermark moves on with the clock.
+func (p *Processor) windowTick(tx *processors.Tx, ps *partState, ri *ruleInfo, now time.Time) error {
+	w, err := p.windowRun(ps, ri)
+	if err != nil {
+		return err
+	}
+	if !w.baseOK {
+		wm, ok, err := w.aggs[0].Watermark(newSubStore(tx, w.aggNS[0]))
+		if err != nil || !ok {
+			return err
+		}
+		w.baseWM, w.baseOK = wm, true
+		if ps.lastEvent.IsZero() {
+			ps.lastEvent = now // after a restart: idle from now on
+		}
+	}
+	idle := now.Sub(ps.lastEvent) - p.opts.IdleAfter
+	if idle <= 0 {
+		return nil
+	}
+	target := w.baseWM + idle.Milliseconds()
+	results := make([][]window.Result, len(w.aggs))
+	for i := range w.aggs {
+		rs, err := w.aggs[i].Advance(newSubStore(tx, w.aggNS[i]), target)
+		if err != nil {
+			return err
+		}
+		results[i] = rs
+	}
+	return p.windowResults(tx, ri, w, results, nil)
+}
+
+type winID struct {
+	start int64
+	key   string
+	rev   int64
+}
+
+type joined struct {
+	end    int64
+	count  int64
+	values []any
+}
+
+// windowResults joins the aggregators' results per window and emits
+// each: an Aggregate record, then the rule's actions with the row.
+func (p *Processor) windowResults(tx *processors.Tx, ri *ruleInfo, w *windowRun, results [][]window.Result, cur *rulesql.Input) error {
+	var ids []winID
+	byID := map[winID]*joined{}
+	for i, rs := range results {
+		for _, r := range rs {
+			id := winID{r.Start, r.Key, r.Revision}
+			j, ok := byID[id]
+			if !ok {
+				j = &joined{end: r.End, values: make([]any, len(w.aggs))}
+				for k := range j.values {
+					j.values[k] = rulesql.Undefined
+				}
+				byID[id] = j
+				ids = append(ids, id)
+			}
+			if w.count[i] {
+				j.values[i] = int64(r.Values[0])
+			} else {
+				j.values[i] = r.Values[0]
+			}
+			j.count = max(j.count, r.Count)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	sort.Slice(ids, func(a, b int) bool {
+		if ids[a].start != ids[b].start {
+			return ids[a].start < ids[b].start
+		}
+		if ids[a].key != ids[b].key {
+			return ids[a].key < ids[b].key
+		}
+		return ids[a].rev < ids[b].rev
+	})
+	gs := newSubStore(tx, w.group)
+	r := ri.rule
+	for _, id := range ids {
+		j := byID[id]
+		in := cur
+		if b, ok, err := gs.Get([]byte(id.key)); err != nil {
+			return err
+		} else if ok {
+			if in, err = p.decodeInput(b); err != nil {
+				return err
+			}
+		}
+		if in == nil {
+			in = &rulesql.Input{Payload: rulesql.Undefined, Partition: tx.Partition()}
+		}
+		row := r.AggregateRow(in, j.values)
+		agg := schemas.Aggregate{
+			Thing: in.Thing, Rule: r.Name, Key: id.key, WindowStart: id.start, WindowEnd: j.end,
+			Values: numericColumns(row), Count: j.count, Revision: int(id.rev),
+		}
+		if enc, err := value.MarshalJSON(row); err == nil {
+			agg.Output = json.RawMessage(enc)
+		}
+		b, err := json.Marshal(&agg)
+		if err != nil {
+			return fmt.Errorf("encode aggregate: %w", err)
+		}
+		k := id.key
+		if k == "" {
+			k = r.Name
+		}
+		tx.Emit(&kgo.Record{Topic: p.opts.Topics.Aggregates, Key: []byte(k), Value: b,
+			Headers: []kgo.RecordHeader{{Key: HeaderRule, Value: []byte(r.Name)}}})
+		if !tx.DryRun() {
+			p.metrics.windows.WithLabelValues(r.Name).Inc()
+		}
+		if err := p.fire(tx, ri, in, row, windowBase(tx.Partition(), id), j.end); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// windowBase is the first half of a window result's idempotency keys:
+// "<partition>/w<start>.<revision>.<fnv32 of the group key>", the same
+// whether an event or a tick closed the window.
+func windowBase(partition int32, id winID) string {
+	h := fnv.New32a()
+	h.Write([]byte(id.key))
+	return fmt.Sprintf("%d/w%d.%d.%08x", partition, id.start, id.rev, h.Sum32())
+}
+
+// numericColumns returns the numeric top-level columns of an output row.
+func numericColumns(row any) map[string]float64 {
+	m, ok := row.(map[string]any)
+	if !ok {
+		return map[string]float64{}
+	}
+	out := make(map[string]float64, len(m))
+	for k, v := range m {
+		switch t := v.(type) {
+		case int64:
+			out[k] = float64(t)
+		case float64:
+			out[k] = t
+		}
+	}
+	return out
+}

@@ -1,0 +1,58 @@
+// Package republish is the executor of the republish and command
+// actions: a consumer group (iotpipe-republish by default) over the
+// actions topic that turns each such firing into a message for devices
+// on the outbound topic (iotpipe.outbound), which ingest publishes over
+// MQTT. It commits an action record's offset only after its outbound
+// record was acknowledged by the log (at least once); each outbound
+// record carries the action's idempotency key in the header iot.action
+// so a duplicate is recognisable.
+//
+// # republish
+//
+//	republish(topic => 'alerts/${topic(2)}', qos => 1, retain => false, payload => '...')
+//
+// publishes to Params.topic with Params.qos (0 or 1, default 0) and
+// Params.retain (default false). The payload is Params.payload when the
+// action has one (a string is sent as is, anything else as JSON),
+// otherwise the rule's output as JSON. The record key is the action's
+// thing.
+//
+// # command
+//
+//	command(thing => '${topic(2)}', topic => 'greenhouse/${topic(2)}/shade', payload => '{"shade": "close"}')
+//
+// sends a command to a device: a QoS 1 outbound message (ingest keeps
+// it for an offline device with a persistent session and delivers it on
+// reconnect) to Params.topic, or by default to
+//
+//	cmd/{thing}/{id}
+//
+// where {id} is the command id, the action's idempotency key
+// ("<partition>/<offset>/<rule>/<action>", so it spans several topic
+// levels). The payload is Params.payload or the rule's output; when it
+// is a JSON object the executor adds "command_id" and "reply_topic" to
+// it (unless present), so a device that received it on any topic knows
+// how to answer. The device acknowledges by publishing to
+//
+//	cmd/{thing}/{id}/reply
+//
+// with any payload (the reply, kept as the command's result).
+//
+// # Command status
+//
+// GET /api/commands/{id} (Executor.Handler) returns
+//
+//	{"id": "0/17/shade/0", "thing": "gh-1", "rule": "shade", "topic": "greenhouse/gh-1/shade",
+//	 "state": "acknowledged", "fired_at": ..., "delivered_at": ..., "acknowledged_at": ...,
+//	 "reply": {...}}
+//
+// with state pending (the firing is on the actions log), delivered (its
+// outbound record is on the log: handed to the MQTT front, which
+// delivers it QoS 1 now or when the device reconnects) or acknowledged
+// (the device replied). The status is kept in memory and rebuilt from
+// the log on Start: a second, group-less consumer reads the actions,
+// outbound and events topics from Options.StatusWindow ago (default
+// 24h) and keeps reading them, so any instance answers for any command
+// of that window, and a restart loses nothing the log still holds.
+// Entries older than the window are dropped.
+package republish

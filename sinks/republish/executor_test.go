@@ -1,0 +1,354 @@
+package republish
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/iotpipe/iotpipe/schemas"
+)
+
+var topics = schemas.DefaultTopics()
+
+type broker struct {
+	addrs []string
+	cl    *kgo.Client
+}
+
+func newBroker(t *testing.T) *broker {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.SeedTopics(2, topics.Actions, topics.Outbound, topics.Events, topics.DLQ))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return &broker{addrs: c.ListenAddrs(), cl: cl}
+}
+
+func (b *broker) produce(t *testing.T, recs ...*kgo.Record) {
+	t.Helper()
+	if err := b.cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func actionRecord(t *testing.T, partition int32, a schemas.Action) *kgo.Record {
+	t.Helper()
+	v, err := json.Marshal(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &kgo.Record{Topic: topics.Actions, Partition: partition, Key: []byte(a.Key), Value: v}
+}
+
+// consume reads n records of topic from the start.
+func (b *broker) consume(t *testing.T, topic string, n int) []*kgo.Record {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.addrs...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var out []*kgo.Record
+	for len(out) < n {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("%s: got %d records, want %d", topic, len(out), n)
+		}
+		out = append(out, fs.Records()...)
+	}
+	return out
+}
+
+func start(t *testing.T, b *broker) (*Executor, func()) {
+	t.Helper()
+	e, err := New(Options{Brokers: b.addrs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := e.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error)
+	go func() { done <- e.Run(ctx) }()
+	return e, func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+		e.Close()
+	}
+}
+
+func header(r *kgo.Record, k string) string {
+	for _, h := range r.Headers {
+		if h.Key == k {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+func TestRepublishToOutbound(t *testing.T) {
+	b := newBroker(t)
+	b.produce(t,
+		actionRecord(t, 0, schemas.Action{Key: "0/1/alert/0", Rule: "alert", Type: "republish", Thing: "gh-1",
+			Params:  map[string]any{"topic": "alerts/gh-1", "qos": 1, "retain": true},
+			Payload: map[string]any{"lux": 40000}}),
+		actionRecord(t, 0, schemas.Action{Key: "0/2/other/0", Type: "webhook", Params: map[string]any{"url": "http://x"}}),
+		actionRecord(t, 1, schemas.Action{Key: "1/5/alert/1", Rule: "alert", Type: "republish", Thing: "gh-2",
+			Params: map[string]any{"topic": "alerts/raw", "payload": "shade=close"}, Payload: map[string]any{"x": 1}}),
+		actionRecord(t, 1, schemas.Action{Key: "1/6/alert/0", Rule: "alert", Type: "republish", Params: map[string]any{}}),
+	)
+	_, stop := start(t, b)
+	defer stop()
+	out := b.consume(t, topics.Outbound, 2)
+	got := map[string]schemas.Outbound{}
+	for _, r := range out {
+		got[header(r, HeaderAction)] = schemas.DecodeOutbound(r)
+	}
+	want := map[string]schemas.Outbound{
+		"0/1/alert/0": {Topic: "alerts/gh-1", QoS: 1, Retain: true, Key: "gh-1", Payload: []byte(`{"lux":40000}`)},
+		"1/5/alert/1": {Topic: "alerts/raw", QoS: 0, Key: "gh-2", Payload: []byte("shade=close")},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("outbound\n got %+v\nwant %+v", got, want)
+	}
+	dlq := b.consume(t, topics.DLQ, 1)
+	if string(dlq[0].Key) != "1/6/alert/0" || !strings.Contains(header(dlq[0], "dlq.reason"), `no "topic"`) {
+		t.Errorf("dlq = %s %v", dlq[0].Key, dlq[0].Headers)
+	}
+	// Offsets are committed past every record once acknowledged.
+	adm := kadm.NewClient(b.cl)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		offs, err := adm.FetchOffsets(context.Background(), DefaultGroup)
+		if err == nil {
+			o0, _ := offs.Lookup(topics.Actions, 0)
+			o1, _ := offs.Lookup(topics.Actions, 1)
+			if o0.At == 2 && o1.At == 2 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("offsets not committed: %v %v", offs, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func getStatus(t *testing.T, e *Executor, id string) (int, CommandStatus) {
+	t.Helper()
+	mux := http.NewServeMux()
+	mux.Handle("GET /api/commands/{id...}", e.Handler())
+	w := httptest.NewRecorder()
+	mux.ServeHTTP(w, httptest.NewRequest("GET", "/api/commands/"+id, nil))
+	var c CommandStatus
+	if w.Code == 200 {
+		if err := json.Unmarshal(w.Body.Bytes(), &c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return w.Code, c
+}
+
+func waitState(t *testing.T, e *Executor, id string, want State) CommandStatus {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, c := getStatus(t, e, id)
+		if code == 200 && c.State == want {
+			return c
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("command %s: %d %+v, want %s", id, code, c, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestCommandStatusFlow(t *testing.T) {
+	b := newBroker(t)
+	const id, id2 = "0/7/shade/0", "1/9/reboot/0"
+	b.produce(t,
+		actionRecord(t, 0, schemas.Action{Key: id, Rule: "shade", Type: "command", Thing: "gh-1",
+			Params:  map[string]any{"thing": "gh-1", "topic": "greenhouse/gh-1/shade", "payload": `{"shade": "close"}`},
+			Payload: map[string]any{"lux": 40000}, FiredAt: 1700000000000}),
+		actionRecord(t, 1, schemas.Action{Key: id2, Rule: "reboot", Type: "command", Thing: "dev-9",
+			Params: map[string]any{"thing": "dev-9"}, Payload: "now"}),
+	)
+	e, stop := start(t, b)
+	out := b.consume(t, topics.Outbound, 2)
+	byID := map[string]schemas.Outbound{}
+	for _, r := range out {
+		byID[header(r, HeaderCommand)] = schemas.DecodeOutbound(r)
+	}
+	shade := byID[id]
+	if shade.Topic != "greenhouse/gh-1/shade" || shade.QoS != 1 || shade.Key != "gh-1" {
+		t.Errorf("shade command = %+v", shade)
+	}
+	var body map[string]any
+	if err := json.Unmarshal(shade.Payload, &body); err != nil {
+		t.Fatalf("payload %s: %v", shade.Payload, err)
+	}
+	if body["shade"] != "close" || body["command_id"] != id || body["reply_topic"] != "cmd/gh-1/0/7/shade/0/reply" {
+		t.Errorf("payload = %s", shade.Payload)
+	}
+	if r := byID[id2]; r.Topic != "cmd/dev-9/1/9/reboot/0" || string(r.Payload) != `"now"` || r.QoS != 1 {
+		t.Errorf("default-topic command = %+v", r)
+	}
+	c := waitState(t, e, id, Delivered)
+	if c.Thing != "gh-1" || c.Rule != "shade" || c.Topic != "greenhouse/gh-1/shade" || c.FiredAt != 1700000000000 || c.DeliveredAt == 0 {
+		t.Errorf("delivered status = %+v", c)
+	}
+	if code, _ := getStatus(t, e, "0/999/none/0"); code != 404 {
+		t.Errorf("unknown command: %d", code)
+	}
+	// The device acknowledges on the reply topic.
+	env := schemas.Envelope{Type: schemas.EventPublish, Topic: ReplyTopic("gh-1", id), ClientID: "gh-1", ReceivedAt: time.Now().UnixNano()}
+	b.produce(t, &kgo.Record{Topic: topics.Events, Key: []byte("gh-1"), Value: []byte(`{"done": true}`), Headers: env.Headers()})
+	c = waitState(t, e, id, Acknowledged)
+	if string(c.Reply) != `{"done":true}` || c.AcknowledgedAt == 0 {
+		t.Errorf("acknowledged status = %+v", c)
+	}
+	stop()
+	// A restarted executor rebuilds the status from the log.
+	e2, stop2 := start(t, b)
+	defer stop2()
+	c = waitState(t, e2, id, Acknowledged)
+	if c.Rule != "shade" || string(c.Reply) != `{"done":true}` {
+		t.Errorf("rebuilt status = %+v", c)
+	}
+	waitState(t, e2, id2, Delivered)
+}
+
+func TestWithCommandID(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{`{"a": 1}`, `{"command_id":"i","reply_topic":"r","a": 1}`},
+		{`{}`, `{"command_id":"i","reply_topic":"r"}`},
+		{`{"command_id": "mine"}`, `{"reply_topic":"r","command_id": "mine"}`},
+		{`[1]`, `[1]`},
+		{`shade=close`, `shade=close`},
+		{`{broken`, `{broken`},
+	}
+	for _, tt := range tests {
+		got := string(withCommandID([]byte(tt.in), "i", "r"))
+		if got != tt.want {
+			t.Errorf("withCommandID(%s) = %s, want %s", tt.in, got, tt.want)
+		}
+		if json.Valid([]byte(tt.in)) && !json.Valid([]byte(got)) {
+			t.Errorf("withCommandID(%s) = %s is not JSON", tt.in, got)
+		}
+	}
+}
+
+func TestParseReply(t *testing.T) {
+	tests := []struct {
+		topic, thing, id string
+		ok               bool
+	}{
+		{"cmd/gh-1/0/7/shade/0/reply", "gh-1", "0/7/shade/0", true},
+		{"cmd/gh-1/reply", "", "", false},
+		{"cmd/gh-1/0/7/shade/0", "", "", false},
+		{"greenhouse/gh-1/reply", "", "", false},
+	}
+	for _, tt := range tests {
+		thing, id, ok := parseReply(tt.topic)
+		if thing != tt.thing || id != tt.id || ok != tt.ok {
+			t.Errorf("parseReply(%s) = %q %q %v", tt.topic, thing, id, ok)
+		}
+	}
+}
+
+func FuzzWithCommandID(f *testing.F) {
+	for _, s := range []string{`{"a":1}`, `{}`, `[]`, `x`, `{"command_id":1}`, ` { "a" : [1,2] } `} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		out := withCommandID(b, "0/1/r/0", "cmd/t/0/1/r/0/reply")
+		if json.Valid(b) && !json.Valid(out) {
+			t.Fatalf("%q became invalid JSON %q", b, out)
+		}
+	})
+}
+
+// TestCommitsOnlyAfterOutboundAcknowledged: while the outbound topic
+// cannot take records the action's offset is not committed; once it
+// can, the record is produced and then committed.
+func TestCommitsOnlyAfterOutboundAcknowledged(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.SeedTopics(1, topics.Actions, topics.Events, topics.DLQ))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	b := &broker{addrs: c.ListenAddrs()}
+	b.cl, err = kgo.NewClient(kgo.SeedBrokers(b.addrs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.cl.Close()
+	b.produce(t, actionRecord(t, 0, schemas.Action{Key: "0/1/r/0", Rule: "r", Type: "republish", Thing: "d",
+		Params: map[string]any{"topic": "x/y"}, Payload: map[string]any{"v": 1}}))
+	e, err := New(Options{Brokers: b.addrs, RetryBackoff: 20 * time.Millisecond,
+		KafkaOptions: []kgo.Opt{kgo.UnknownTopicRetries(1)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := e.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	done := make(chan error)
+	go func() { done <- e.Run(ctx) }()
+	adm := kadm.NewClient(b.cl)
+	committed := func() int64 {
+		offs, err := adm.FetchOffsets(context.Background(), DefaultGroup)
+		if err != nil {
+			return -1
+		}
+		o, ok := offs.Lookup(topics.Actions, 0)
+		if !ok {
+			return -1
+		}
+		return o.At
+	}
+	time.Sleep(500 * time.Millisecond) // several refused attempts
+	if at := committed(); at > 0 {
+		t.Fatalf("committed %d before the outbound record was acknowledged", at)
+	}
+	if _, err := adm.CreateTopic(context.Background(), 1, 1, nil, topics.Outbound); err != nil {
+		t.Fatal(err)
+	}
+	out := b.consume(t, topics.Outbound, 1)
+	if header(out[0], HeaderAction) != "0/1/r/0" || schemas.DecodeOutbound(out[0]).Topic != "x/y" {
+		t.Errorf("outbound = %+v", out[0])
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for committed() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("offset not committed after delivery: %d", committed())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	<-done
+}
