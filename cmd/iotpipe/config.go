@@ -31,6 +31,8 @@ type config struct {
 	MaxInFlight    int           `yaml:"max_inflight" flag:"max-inflight" help:"publishes one MQTT connection may have on their way to the log"`
 	MaxPayload     int           `yaml:"max_payload" flag:"max-payload" help:"largest accepted payload in bytes"`
 	Node           string        `yaml:"node" flag:"node" help:"name of this ingest node (its outbound consumer group)"`
+	RulesDir       string        `yaml:"rules_dir" flag:"rules" help:"directory of .sql rule files, hot-reloaded"`
+	WebhookSecret  string        `yaml:"webhook_secret" flag:"webhook-secret" help:"HMAC-SHA256 key signing webhook actions (X-Iotpipe-Signature)"`
 	LogLevel       string        `yaml:"log_level" flag:"log-level" help:"debug, info, warn or error"`
 	LogFormat      string        `yaml:"log_format" flag:"log-format" help:"text or json"`
 }
@@ -51,6 +53,7 @@ func defaultConfig() config {
 		MaxInFlight:    256,
 		MaxPayload:     128 << 10,
 		Node:           host,
+		RulesDir:       "rules",
 		LogLevel:       "info",
 		LogFormat:      "text",
 	}

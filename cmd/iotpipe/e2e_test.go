@@ -69,7 +69,8 @@ func (in *instance) start(extra ...string) {
 	args := append([]string{"run", "--dev", "--data-dir", in.dataDir,
 		"--mqtt-addr", fmt.Sprintf("127.0.0.1:%d", in.mqtt),
 		"--http-addr", fmt.Sprintf("127.0.0.1:%d", in.http),
-		"--kafka-port", strconv.Itoa(in.kafka), "--partitions", "4"}, extra...)
+		"--kafka-port", strconv.Itoa(in.kafka), "--partitions", "4",
+		"--rules", filepath.Join(in.dataDir, "rules")}, extra...)
 	in.cmd = exec.Command(iotpipeBin, args...)
 	f, err := os.OpenFile(filepath.Join(in.dataDir, "iotpipe.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {

@@ -27,7 +27,8 @@ func commands() map[string]command {
 	return map[string]command{
 		"run":     {run: runMain, help: "run the whole pipeline (embedded log, MQTT, processors, HTTP)"},
 		"ingest":  {run: ingestMain, help: "run the MQTT/HTTP front only"},
-		"process": {run: processMain, help: "run the stream processors only"},
+		"process": {run: processMain, help: "run the stream processors only (last-seen, shadows, rules)"},
+		"sink":    {run: sinkMain, help: "run the action executors only (republish, command, webhook, kafka)"},
 		"version": {run: versionMain, help: "print the version"},
 		"rules":   {run: rulesMain, help: "check and test rule files (rules check|test)"},
 		"bench":   {run: benchMain, help: "load generators and benchmarks (iotpipe bench mqtt --help)"},

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,7 +19,11 @@ import (
 	"github.com/iotpipe/iotpipe/internal/eventlog"
 	"github.com/iotpipe/iotpipe/processors"
 	"github.com/iotpipe/iotpipe/processors/lastseen"
+	"github.com/iotpipe/iotpipe/processors/rules"
 	"github.com/iotpipe/iotpipe/processors/shadow"
+	kafkaaction "github.com/iotpipe/iotpipe/sinks/kafka"
+	"github.com/iotpipe/iotpipe/sinks/republish"
+	"github.com/iotpipe/iotpipe/sinks/webhook"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -27,7 +32,7 @@ import (
 
 // roles says which parts one process runs.
 type roles struct {
-	ingest, process bool
+	ingest, process, sink bool
 }
 
 const roleHelp = `Usage: iotpipe %s [flags]
@@ -38,7 +43,7 @@ Flags (precedence: defaults < --config file < IOTPIPE_* environment < flags):
 `
 
 func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	return serve(ctx, "run", "Runs the whole pipeline in one process: the embedded log (unless --kafka),\nthe MQTT front, the processors and the HTTP API.", roles{ingest: true, process: true}, args, stderr)
+	return serve(ctx, "run", "Runs the whole pipeline in one process: the embedded log (unless --kafka),\nthe MQTT front, the processors, the action executors and the HTTP API.", roles{ingest: true, process: true, sink: true}, args, stderr)
 }
 
 func ingestMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -46,7 +51,11 @@ func ingestMain(ctx context.Context, args []string, stdout, stderr io.Writer) in
 }
 
 func processMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	return serve(ctx, "process", "Runs the partition-task processors only, in the consumer group\niotpipe-processors, against --kafka (default 127.0.0.1:9092).", roles{process: true}, args, stderr)
+	return serve(ctx, "process", "Runs the partition-task processors only (last-seen, shadows, rules), in the\nconsumer group iotpipe-processors, against --kafka (default 127.0.0.1:9092).", roles{process: true}, args, stderr)
+}
+
+func sinkMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return serve(ctx, "sink", "Runs the sinks only: the action executors (republish, command, webhook,\nkafka), each its own consumer group, against --kafka (default 127.0.0.1:9092).", roles{sink: true}, args, stderr)
 }
 
 func serve(ctx context.Context, name, what string, r roles, args []string, stderr io.Writer) int {
@@ -76,27 +85,54 @@ func serve(ctx context.Context, name, what string, r roles, args []string, stder
 	return 0
 }
 
-// node is one running iotpipe process.
+// node is one running iotpipe process: the parts its roles ask for, the
+// HTTP mux and metrics registry they share, and the goroutines to wait
+// for on shutdown.
 type node struct {
 	cfg   config
 	roles roles
 	log   *slog.Logger
 	ready atomic.Bool
+
+	lg   *eventlog.Log
+	reg  *prometheus.Registry
+	mux  *http.ServeMux
+	wg   sync.WaitGroup
+	errc chan error
+	// stops run in reverse order at shutdown, after the goroutines ended.
+	stops []func()
 }
+
+// goRun runs fn in a goroutine the node waits for; its error stops the node.
+func (n *node) goRun(fn func() error) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := fn(); err != nil {
+			select {
+			case n.errc <- err:
+			default:
+			}
+		}
+	}()
+}
+
+func (n *node) onStop(f func()) { n.stops = append(n.stops, f) }
 
 func (n *node) run(ctx context.Context) error {
 	cfg := n.cfg
 	if n.roles.ingest && cfg.Dev {
 		n.log.Warn("**********************************************************************")
 		n.log.Warn("--dev: ANONYMOUS DEVICES ALLOWED. Anyone who reaches " + cfg.MQTTAddr + " can connect,")
-		n.log.Warn("publish and subscribe to any topic. Never expose this to a network.")
+		n.log.Warn("publish and subscribe to any topic, and use any shadow. Never expose this to a network.")
 		n.log.Warn("**********************************************************************")
 	} else if n.roles.ingest {
 		n.log.Warn("identity is not configured yet: every device connection will be refused; pass --dev to allow anonymous devices")
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	mux := http.NewServeMux()
+	n.reg = prometheus.NewRegistry()
+	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	n.mux = http.NewServeMux()
+	n.errc = make(chan error, 16)
 
 	lg, err := eventlog.Open(ctx, eventlog.Options{
 		Brokers: cfg.brokers(), DataDir: cfg.path("kafka"), Port: cfg.KafkaPort, SyncWrites: cfg.SyncWrites,
@@ -105,71 +141,183 @@ func (n *node) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer lg.Close()
+	n.lg = lg
+	n.onStop(lg.Close)
 
-	var wg sync.WaitGroup
-	errc := make(chan error, 4)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-
-	var srv *ingest.Server
+	defer func() {
+		for i := len(n.stops) - 1; i >= 0; i-- {
+			n.stops[i]()
+		}
+	}()
 	if n.roles.ingest {
-		prod, err := lg.Client(ingest.ProducerOpts()...)
-		if err != nil {
+		if err := n.startIngest(ctx); err != nil {
 			return err
 		}
-		defer prod.Close()
-		srv, err = ingest.New(prod, ingest.Options{
-			MQTTAddr: cfg.MQTTAddr, Dev: cfg.Dev, Topics: lg.Topics(), MaxInFlight: cfg.MaxInFlight,
-			MaxPayload: cfg.MaxPayload, Node: cfg.Node, Logger: n.log,
-		})
-		if err != nil {
-			return err
-		}
-		reg.MustRegister(srv.Collectors()...)
-		if err := srv.Start(); err != nil {
-			return err
-		}
-		defer func() {
-			srv.Close()
-			fctx, c := context.WithTimeout(context.Background(), 10*time.Second)
-			defer c()
-			if err := prod.Flush(fctx); err != nil {
-				n.log.Warn("flush producer", "err", err)
-			}
-		}()
-		out, err := lg.Client(kgo.ConsumeTopics(lg.Topics().Outbound), kgo.ConsumerGroup(srv.OutboundGroup()),
-			kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()), kgo.FetchMaxWait(50*time.Millisecond))
-		if err != nil {
-			return err
-		}
-		defer out.Close()
-		wg.Add(1)
-		go func() { defer wg.Done(); errc <- srv.DeliverOutbound(ctx, out) }()
-		mux.HandleFunc("POST /topics/{topic...}", srv.HTTPPublish)
-		mux.HandleFunc("GET /things/{thing}/shadow", srv.ShadowHTTP)
-		mux.HandleFunc("POST /things/{thing}/shadow", srv.ShadowHTTP)
-		mux.HandleFunc("DELETE /things/{thing}/shadow", srv.ShadowHTTP)
 	}
-
 	if n.roles.process {
-		procs := []processors.Processor{
-			lastseen.Processor{},
-			shadow.New(shadow.Options{Topics: lg.Topics(), AllowOtherThings: cfg.Dev}),
-		}
-		runner, err := processors.NewRunner(lg, procs, processors.RunnerOptions{
-			Topics: lg.Topics(), StateDir: cfg.path("state"), Logger: n.log,
-		})
-		if err != nil {
+		if err := n.startProcessors(ctx); err != nil {
 			return err
 		}
-		defer runner.Close()
-		reg.MustRegister(runner.Collectors()...)
-		mux.Handle("GET /api/things/{name}", lastseen.Handler(runner))
-		wg.Add(1)
-		go func() { defer wg.Done(); errc <- runner.Run(ctx) }()
 	}
+	if n.roles.sink {
+		if err := n.startSinks(ctx); err != nil {
+			return err
+		}
+	}
+	hs, addr, err := n.serveHTTP()
+	if err != nil {
+		return err
+	}
+	n.ready.Store(true)
+	n.log.Info("iotpipe ready", "http", addr, "kafka", lg.Brokers(), "ingest", n.roles.ingest, "process", n.roles.process, "sink", n.roles.sink)
 
+	var runErr error
+	select {
+	case <-ctx.Done():
+		n.log.Info("shutting down")
+	case runErr = <-n.errc:
+	}
+	n.ready.Store(false)
+	cancel()
+	sctx, c := context.WithTimeout(context.Background(), 10*time.Second)
+	defer c()
+	_ = hs.Shutdown(sctx)
+	n.wg.Wait()
+	return runErr
+}
+
+func (n *node) startIngest(ctx context.Context) error {
+	cfg, lg := n.cfg, n.lg
+	prod, err := lg.Client(ingest.ProducerOpts()...)
+	if err != nil {
+		return err
+	}
+	n.onStop(prod.Close)
+	srv, err := ingest.New(prod, ingest.Options{
+		MQTTAddr: cfg.MQTTAddr, Dev: cfg.Dev, Topics: lg.Topics(), MaxInFlight: cfg.MaxInFlight,
+		MaxPayload: cfg.MaxPayload, Node: cfg.Node, Logger: n.log,
+	})
+	if err != nil {
+		return err
+	}
+	n.reg.MustRegister(srv.Collectors()...)
+	if err := srv.Start(); err != nil {
+		return err
+	}
+	n.onStop(func() {
+		srv.Close()
+		fctx, c := context.WithTimeout(context.Background(), 10*time.Second)
+		defer c()
+		if err := prod.Flush(fctx); err != nil {
+			n.log.Warn("flush producer", "err", err)
+		}
+	})
+	out, err := lg.Client(kgo.ConsumeTopics(lg.Topics().Outbound), kgo.ConsumerGroup(srv.OutboundGroup()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()), kgo.FetchMaxWait(50*time.Millisecond))
+	if err != nil {
+		return err
+	}
+	n.onStop(out.Close)
+	n.goRun(func() error { return srv.DeliverOutbound(ctx, out) })
+	n.mux.HandleFunc("POST /topics/{topic...}", srv.HTTPPublish)
+	n.mux.HandleFunc("GET /things/{thing}/shadow", srv.ShadowHTTP)
+	n.mux.HandleFunc("POST /things/{thing}/shadow", srv.ShadowHTTP)
+	n.mux.HandleFunc("DELETE /things/{thing}/shadow", srv.ShadowHTTP)
+	return nil
+}
+
+// stateReader defers to the runner once it exists (the rules processor
+// is built before the runner that will hold the shadow state it reads).
+type stateReader struct {
+	r atomic.Pointer[processors.Runner]
+}
+
+func (s *stateReader) Read(processor string, key []byte) ([]byte, bool, error) {
+	if r := s.r.Load(); r != nil {
+		return r.Read(processor, key)
+	}
+	return nil, false, nil
+}
+
+func (n *node) startProcessors(ctx context.Context) error {
+	cfg, lg := n.cfg, n.lg
+	if err := os.MkdirAll(cfg.RulesDir, 0o755); err != nil {
+		return fmt.Errorf("rules dir: %w", err)
+	}
+	state := &stateReader{}
+	rp := rules.New(rules.Options{Topics: lg.Topics(), Shadow: shadow.NewView(state), Logger: n.log})
+	if err := rp.Reload(cfg.RulesDir); err != nil {
+		n.log.Warn("rules: some files did not load; their previous versions (if any) keep running", "dir", cfg.RulesDir, "err", err)
+	}
+	n.goRun(func() error { rp.Watch(ctx, cfg.RulesDir, time.Second); return nil })
+	n.reg.MustRegister(rp.Collectors()...)
+	n.mux.Handle("GET /api/rules", rp.Handler())
+
+	procs := []processors.Processor{
+		lastseen.Processor{},
+		shadow.New(shadow.Options{Topics: lg.Topics(), AllowOtherThings: cfg.Dev}),
+		rp,
+	}
+	runner, err := processors.NewRunner(lg, procs, processors.RunnerOptions{
+		Topics: lg.Topics(), StateDir: cfg.path("state"), Logger: n.log,
+	})
+	if err != nil {
+		return err
+	}
+	state.r.Store(runner)
+	n.onStop(func() { runner.Close() })
+	n.reg.MustRegister(runner.Collectors()...)
+	n.mux.Handle("GET /api/things/{name}", lastseen.Handler(runner))
+	n.goRun(func() error { return runner.Run(ctx) })
+	return nil
+}
+
+func (n *node) startSinks(ctx context.Context) error {
+	lg := n.lg
+	rep, err := republish.New(republish.Options{Brokers: lg.Brokers(), Topics: lg.Topics(), Logger: n.log})
+	if err != nil {
+		return err
+	}
+	if err := rep.Start(ctx); err != nil {
+		return err
+	}
+	n.onStop(func() { rep.Close() })
+	n.goRun(func() error { return rep.Run(ctx) })
+	n.reg.MustRegister(rep.Collectors()...)
+	n.mux.Handle("GET /api/commands/{id...}", rep.Handler())
+
+	ka, err := kafkaaction.New(kafkaaction.Options{Brokers: lg.Brokers(), Topics: lg.Topics(), Logger: n.log})
+	if err != nil {
+		return err
+	}
+	if err := ka.Start(ctx); err != nil {
+		return err
+	}
+	n.onStop(func() { ka.Close() })
+	n.goRun(func() error { return ka.Run(ctx) })
+	n.reg.MustRegister(ka.Collectors()...)
+
+	wh, err := webhook.New(webhook.Options{Brokers: lg.Brokers(), Secret: []byte(n.cfg.WebhookSecret), Logger: n.log,
+		ActionsTopic: lg.Topics().Actions, DLQTopic: lg.Topics().DLQ})
+	if err != nil {
+		return err
+	}
+	if err := wh.Start(ctx); err != nil {
+		return err
+	}
+	n.onStop(func() {
+		sctx, c := context.WithTimeout(context.Background(), 10*time.Second)
+		defer c()
+		_ = wh.Stop(sctx)
+	})
+	n.reg.MustRegister(wh.Collectors()...)
+	return nil
+}
+
+func (n *node) serveHTTP() (*http.Server, string, error) {
+	mux := n.mux
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !n.ready.Load() {
@@ -178,34 +326,19 @@ func (n *node) run(ctx context.Context) error {
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	ln, err := net.Listen("tcp", n.cfg.HTTPAddr)
 	if err != nil {
-		return fmt.Errorf("http listen %s: %w", cfg.HTTPAddr, err)
+		return nil, "", fmt.Errorf("http listen %s: %w", n.cfg.HTTPAddr, err)
 	}
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			errc <- err
+			n.errc <- err
 		}
 	}()
-	n.ready.Store(true)
-	n.log.Info("iotpipe ready", "http", ln.Addr().String(), "kafka", lg.Brokers(), "ingest", n.roles.ingest, "process", n.roles.process)
-
-	var runErr error
-	select {
-	case <-ctx.Done():
-		n.log.Info("shutting down")
-	case runErr = <-errc:
-	}
-	n.ready.Store(false)
-	cancel()
-	sctx, c := context.WithTimeout(context.Background(), 10*time.Second)
-	defer c()
-	_ = hs.Shutdown(sctx)
-	wg.Wait()
-	return runErr
+	return hs, ln.Addr().String(), nil
 }
