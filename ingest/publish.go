@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -13,12 +14,18 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// pending is one PUBLISH on its way to the log.
+// pending is one PUBLISH on its way to the log, with its record: one
+// allocation per message. It is the record's Context (so the produce
+// promise finds it without a closure per message); its own Context is
+// Background, so franz-go never sees it cancelled.
 type pending struct {
+	context.Context
+	rec   kgo.Record
 	pk    packets.Packet
 	ack   bool         // a client's QoS 1 publish: answer with a PUBACK
 	state atomic.Int32 // 0 in flight, 1 logged, 2 failed
 	start time.Time
+	c     *conn
 }
 
 const (
@@ -45,16 +52,25 @@ type conn struct {
 	done chan struct{}
 	// session is the AWS-style session identifier of this connection.
 	session string
+	// principal and key are this client's envelope principal and default
+	// record key, computed once.
+	principal string
+	// routeCache remembers whether the last routed topic had subscribers
+	// at subscription generation routeGen (writer goroutine only).
+	routeTopic string
+	routeGen   uint64
+	routeHas   bool
 }
 
 func newConn(s *Server, cl *mqtt.Client) *conn {
 	c := &conn{
 		s: s, cl: cl, v5: cl.Properties.ProtocolVersion == 5,
-		sem:     make(chan struct{}, s.opts.MaxInFlight),
-		wake:    make(chan struct{}, 1),
-		ring:    make([]*pending, s.opts.MaxInFlight),
-		done:    make(chan struct{}),
-		session: newSessionID(),
+		sem:       make(chan struct{}, s.opts.MaxInFlight),
+		wake:      make(chan struct{}, 1),
+		ring:      make([]*pending, s.opts.MaxInFlight),
+		done:      make(chan struct{}),
+		session:   newSessionID(),
+		principal: principal(cl),
 	}
 	go c.writer()
 	return c
@@ -166,11 +182,28 @@ func (c *conn) answer(ready []*pending, buf *[]byte) {
 		c.cl.Stop(errLogUnavailable)
 	}
 	for _, p := range ready {
-		if p.state.Load() == logged {
+		if p.state.Load() == logged && c.mayHaveSubscribers(&p.pk) {
 			c.s.route(p.pk)
 		}
 		<-c.sem
 	}
+}
+
+// mayHaveSubscribers reports whether routing pk could reach anyone: it
+// is retained, or its topic had subscribers at the current subscription
+// generation. Looking subscribers up allocates, so the answer for the
+// connection's last topic is kept until a subscription changes.
+func (c *conn) mayHaveSubscribers(pk *packets.Packet) bool {
+	if pk.FixedHeader.Retain {
+		return true
+	}
+	gen := c.s.subGen.Load()
+	if gen != c.routeGen || pk.TopicName != c.routeTopic {
+		subs := c.s.mqtt.Topics.Subscribers(pk.TopicName)
+		c.routeHas = len(subs.Subscriptions)+len(subs.Shared)+len(subs.InlineSubscriptions) > 0
+		c.routeTopic, c.routeGen = pk.TopicName, gen
+	}
+	return c.routeHas
 }
 
 var errLogUnavailable = errors.New("event log unavailable: publish not acknowledged")
@@ -201,7 +234,8 @@ func (h *publishHook) ID() string { return "iotpipe-publish" }
 
 func (h *publishHook) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnPublish, mqtt.OnPacketRead, mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnWillSent:
+	case mqtt.OnPublish, mqtt.OnPacketRead, mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnWillSent,
+		mqtt.OnSubscribed, mqtt.OnUnsubscribed:
 		return true
 	}
 	return false
@@ -242,6 +276,14 @@ func (s *Server) refuse(cl *mqtt.Client, code packets.Code, metric, reason strin
 	return packets.ErrRejectPacket
 }
 
+// OnSubscribed and OnUnsubscribed move the subscription generation on,
+// so connections look their topics' subscribers up again.
+func (h *publishHook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
+	h.s.subGen.Add(1)
+}
+
+func (h *publishHook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) { h.s.subGen.Add(1) }
+
 func (h *publishHook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 	if cl.Net.Inline {
 		return
@@ -281,48 +323,51 @@ func (h *publishHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pac
 		return pk, nil // our own routing of logged messages
 	}
 	s := h.s
-	rec := s.record(cl, schemas.EventPublish, pk.TopicName, pk.FixedHeader.Qos, pk.FixedHeader.Retain, pk.Payload)
-	if pk.FixedHeader.Qos == 2 {
-		// Rare here (AWS IoT has no QoS 2): log synchronously and let
-		// mochi run the PUBREC/PUBREL exchange and routing.
+	v, ok := s.conns.Load(cl)
+	if !ok || pk.FixedHeader.Qos == 2 {
+		// QoS 2 is rare here (AWS IoT has none), and a client not yet
+		// established should not publish: log synchronously and let
+		// mochi run the rest (PUBREC/PUBREL exchange, routing).
+		rec := s.record(cl, schemas.EventPublish, pk.TopicName, pk.FixedHeader.Qos, pk.FixedHeader.Retain, pk.Payload)
 		if err := s.producer.ProduceSync(s.ctx, rec).FirstErr(); err != nil {
 			return pk, packets.ErrUnspecifiedError
 		}
 		s.metrics.logged.Inc()
 		return pk, nil
 	}
-	v, ok := s.conns.Load(cl)
-	if !ok { // not established (should not happen): be safe, log first
-		if err := s.producer.ProduceSync(s.ctx, rec).FirstErr(); err != nil {
-			return pk, packets.ErrUnspecifiedError
-		}
-		return pk, nil
-	}
-	v.(*conn).produce(rec, pk, pk.FixedHeader.Qos == 1)
+	v.(*conn).produce(schemas.EventPublish, pk, pk.FixedHeader.Qos == 1)
 	return pk, packets.ErrRejectPacket
 }
 
-// produce writes rec to the log asynchronously; once the log answered,
-// the writer acknowledges pk (when ack) and routes it, in FIFO order.
-// It waits for an in-flight slot first: back-pressure on this client.
-func (c *conn) produce(rec *kgo.Record, pk packets.Packet, ack bool) {
+// produce writes the event of pk to the log asynchronously; once the log
+// answered, the writer acknowledges pk (when ack) and routes it, in FIFO
+// order. It waits for an in-flight slot first: back-pressure on this
+// client alone.
+func (c *conn) produce(typ schemas.EventType, pk packets.Packet, ack bool) {
 	s := c.s
 	c.sem <- struct{}{}
-	start := time.Now()
-	p := &pending{pk: pk, ack: ack, start: start}
+	now := time.Now()
+	p := &pending{Context: context.Background(), pk: pk, ack: ack, start: now, c: c}
+	s.fillRecord(&p.rec, c.cl.ID, c.principal, typ, pk.TopicName, pk.FixedHeader.Qos, pk.FixedHeader.Retain, pk.Payload, now)
+	p.rec.Context = p
 	c.push(p)
-	s.producer.Produce(s.ctx, rec, func(_ *kgo.Record, err error) {
-		if err != nil {
-			p.state.Store(failed)
-			s.metrics.produceErrors.Inc()
-			s.opts.Logger.Debug("log write failed", "client", c.cl.ID, "topic", pk.TopicName, "err", err)
-		} else {
-			p.state.Store(logged)
-			s.metrics.logged.Inc()
-			s.metrics.produceLatency.Observe(time.Since(start).Seconds())
-		}
-		c.signal() // never block in a produce callback
-	})
+	s.producer.Produce(s.ctx, &p.rec, s.promise)
+}
+
+// produced is the one produce promise of every connection's records. It
+// never blocks: it marks the pending and wakes its connection's writer.
+func (s *Server) produced(r *kgo.Record, err error) {
+	p := r.Context.(*pending)
+	if err != nil {
+		p.state.Store(failed)
+		s.metrics.produceErrors.Inc()
+		s.opts.Logger.Debug("log write failed", "client", p.c.cl.ID, "topic", p.pk.TopicName, "err", err)
+	} else {
+		p.state.Store(logged)
+		s.metrics.logged.Inc()
+		s.metrics.produceLatency.Observe(time.Since(p.start).Seconds())
+	}
+	p.c.signal()
 }
 
 // route hands a logged publish to mochi's routing (subscribers and
@@ -336,16 +381,26 @@ func (s *Server) route(pk packets.Packet) {
 
 // record builds the log record of an event of cl.
 func (s *Server) record(cl *mqtt.Client, typ schemas.EventType, topic string, qos byte, retain bool, payload []byte) *kgo.Record {
+	r := new(kgo.Record)
+	s.fillRecord(r, cl.ID, principal(cl), typ, topic, qos, retain, payload, time.Now())
+	return r
+}
+
+// fillRecord sets r to the events-topic record of an event.
+func (s *Server) fillRecord(r *kgo.Record, clientID, principal string, typ schemas.EventType, topic string, qos byte, retain bool, payload []byte, at time.Time) {
 	env := schemas.Envelope{
 		Type:       typ,
 		Topic:      topic,
-		ClientID:   cl.ID,
-		Principal:  principal(cl),
+		ClientID:   clientID,
+		Principal:  principal,
 		QoS:        qos,
 		Retain:     retain,
-		ReceivedAt: time.Now().UnixNano(),
+		ReceivedAt: at.UnixNano(),
 	}
-	return &kgo.Record{Topic: s.opts.Topics.Events, Key: []byte(thingOf(cl.ID, topic)), Value: payload, Headers: env.Headers()}
+	r.Topic = s.opts.Topics.Events
+	r.Key = []byte(thingOf(clientID, topic))
+	r.Value = payload
+	r.Headers = env.AppendHeaders(make([]kgo.RecordHeader, 0, 8))
 }
 
 // thingOf returns the record key of an event: the thing named by an AWS

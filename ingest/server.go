@@ -13,6 +13,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -93,6 +94,8 @@ type Server struct {
 	ctx      context.Context
 	cancel   context.CancelFunc
 	addr     net.Addr
+	promise  func(*kgo.Record, error)
+	subGen   atomic.Uint64 // bumped on every subscribe/unsubscribe
 }
 
 // New returns a Server writing to producer.
@@ -112,6 +115,7 @@ func New(producer Producer, opts Options) (*Server, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{opts: opts, producer: producer, mqtt: ms, metrics: newMetrics(), ctx: ctx, cancel: cancel}
 	s.waiters.m = map[string]chan schemas.Outbound{}
+	s.promise = s.produced
 	if opts.Dev {
 		if err := ms.AddHook(new(auth.AllowHook), nil); err != nil {
 			return nil, err
@@ -200,8 +204,7 @@ func (s *Server) lifecycle(cl *mqtt.Client, typ schemas.EventType, c *conn, caus
 	ev := presence(cl, typ, c.session, cause, time.Now())
 	payload, _ := ev.marshal()
 	topic := "$aws/events/presence/" + string(typ) + "/" + cl.ID
-	rec := s.record(cl, typ, topic, 1, false, payload)
-	c.produce(rec, packets.Packet{
+	c.produce(typ, packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1},
 		TopicName:   topic, Payload: payload, PacketID: 1,
 	}, false)

@@ -84,31 +84,56 @@ type Envelope struct {
 // Headers encodes e as Kafka record headers, always at EnvelopeVersion.
 // Empty optional fields are left out.
 func (e *Envelope) Headers() []kgo.RecordHeader {
-	h := make([]kgo.RecordHeader, 0, 9)
-	h = append(h,
-		kgo.RecordHeader{Key: HeaderVersion, Value: []byte{'0' + EnvelopeVersion}},
-		kgo.RecordHeader{Key: HeaderType, Value: []byte(e.Type)},
-	)
+	return e.AppendHeaders(make([]kgo.RecordHeader, 0, 9))
+}
+
+// AppendHeaders appends e's headers to dst. All header values share one
+// allocation (this runs once per device message).
+func (e *Envelope) AppendHeaders(dst []kgo.RecordHeader) []kgo.RecordHeader {
+	arena := make([]byte, 0, 2+len(e.Type)+len(e.Topic)+len(e.ClientID)+len(e.Principal)+len(e.RequestID)+22)
+	add := func(key string, from int) {
+		dst = append(dst, kgo.RecordHeader{Key: key, Value: arena[from:len(arena):len(arena)]})
+	}
+	at := len(arena)
+	arena = append(arena, '0'+EnvelopeVersion)
+	add(HeaderVersion, at)
+	at = len(arena)
+	arena = append(arena, e.Type...)
+	add(HeaderType, at)
 	if e.Topic != "" {
-		h = append(h, kgo.RecordHeader{Key: HeaderTopic, Value: []byte(e.Topic)})
+		at = len(arena)
+		arena = append(arena, e.Topic...)
+		add(HeaderTopic, at)
 	}
 	if e.ClientID != "" {
-		h = append(h, kgo.RecordHeader{Key: HeaderClientID, Value: []byte(e.ClientID)})
+		at = len(arena)
+		arena = append(arena, e.ClientID...)
+		add(HeaderClientID, at)
 	}
 	if e.Principal != "" {
-		h = append(h, kgo.RecordHeader{Key: HeaderPrincipal, Value: []byte(e.Principal)})
+		at = len(arena)
+		arena = append(arena, e.Principal...)
+		add(HeaderPrincipal, at)
 	}
 	if e.Type == EventPublish {
-		h = append(h, kgo.RecordHeader{Key: HeaderQoS, Value: []byte{'0' + e.QoS}})
+		at = len(arena)
+		arena = append(arena, '0'+e.QoS)
+		add(HeaderQoS, at)
 		if e.Retain {
-			h = append(h, kgo.RecordHeader{Key: HeaderRetain, Value: []byte{'1'}})
+			at = len(arena)
+			arena = append(arena, '1')
+			add(HeaderRetain, at)
 		}
 	}
-	h = append(h, kgo.RecordHeader{Key: HeaderReceived, Value: strconv.AppendInt(nil, e.ReceivedAt, 10)})
+	at = len(arena)
+	arena = strconv.AppendInt(arena, e.ReceivedAt, 10)
+	add(HeaderReceived, at)
 	if e.RequestID != "" {
-		h = append(h, kgo.RecordHeader{Key: HeaderRequestID, Value: []byte(e.RequestID)})
+		at = len(arena)
+		arena = append(arena, e.RequestID...)
+		add(HeaderRequestID, at)
 	}
-	return h
+	return dst
 }
 
 // DecodeEnvelope reads an envelope from record headers. It fails on a
