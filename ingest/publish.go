@@ -21,6 +21,7 @@ import (
 type pending struct {
 	context.Context
 	rec   kgo.Record
+	hdrs  [8]kgo.RecordHeader // the record's headers, without a second allocation
 	pk    packets.Packet
 	ack   bool         // a client's QoS 1 publish: answer with a PUBACK
 	state atomic.Int32 // 0 in flight, 1 logged, 2 failed
@@ -55,6 +56,7 @@ type conn struct {
 	// principal and key are this client's envelope principal and default
 	// record key, computed once.
 	principal string
+	key       []byte // the record key of the client's own topics (read-only)
 	// routeCache remembers whether the last routed topic had subscribers
 	// at subscription generation routeGen (writer goroutine only).
 	routeTopic string
@@ -71,6 +73,7 @@ func newConn(s *Server, cl *mqtt.Client) *conn {
 		done:      make(chan struct{}),
 		session:   newSessionID(),
 		principal: principal(cl),
+		key:       []byte(cl.ID),
 	}
 	go c.writer()
 	return c
@@ -348,7 +351,10 @@ func (c *conn) produce(typ schemas.EventType, pk packets.Packet, ack bool) {
 	c.sem <- struct{}{}
 	now := time.Now()
 	p := &pending{Context: context.Background(), pk: pk, ack: ack, start: now, c: c}
-	s.fillRecord(&p.rec, c.cl.ID, c.principal, typ, pk.TopicName, pk.FixedHeader.Qos, pk.FixedHeader.Retain, pk.Payload, now)
+	s.fillRecord(&p.rec, p.hdrs[:0], c.cl.ID, c.principal, typ, pk.TopicName, pk.FixedHeader.Qos, pk.FixedHeader.Retain, pk.Payload, now)
+	if thingOf("", pk.TopicName) == "" {
+		p.rec.Key = c.key // the common case: keyed by the client, share its bytes
+	}
 	p.rec.Context = p
 	c.push(p)
 	s.producer.Produce(s.ctx, &p.rec, s.promise)
@@ -382,12 +388,13 @@ func (s *Server) route(pk packets.Packet) {
 // record builds the log record of an event of cl.
 func (s *Server) record(cl *mqtt.Client, typ schemas.EventType, topic string, qos byte, retain bool, payload []byte) *kgo.Record {
 	r := new(kgo.Record)
-	s.fillRecord(r, cl.ID, principal(cl), typ, topic, qos, retain, payload, time.Now())
+	s.fillRecord(r, make([]kgo.RecordHeader, 0, 8), cl.ID, principal(cl), typ, topic, qos, retain, payload, time.Now())
 	return r
 }
 
-// fillRecord sets r to the events-topic record of an event.
-func (s *Server) fillRecord(r *kgo.Record, clientID, principal string, typ schemas.EventType, topic string, qos byte, retain bool, payload []byte, at time.Time) {
+// fillRecord sets r to the events-topic record of an event, appending its
+// headers to hdrs.
+func (s *Server) fillRecord(r *kgo.Record, hdrs []kgo.RecordHeader, clientID, principal string, typ schemas.EventType, topic string, qos byte, retain bool, payload []byte, at time.Time) {
 	env := schemas.Envelope{
 		Type:       typ,
 		Topic:      topic,
@@ -400,7 +407,7 @@ func (s *Server) fillRecord(r *kgo.Record, clientID, principal string, typ schem
 	r.Topic = s.opts.Topics.Events
 	r.Key = []byte(thingOf(clientID, topic))
 	r.Value = payload
-	r.Headers = env.AppendHeaders(make([]kgo.RecordHeader, 0, 8))
+	r.Headers = env.AppendHeaders(hdrs)
 }
 
 // thingOf returns the record key of an event: the thing named by an AWS
