@@ -11,7 +11,6 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/iotpipe/iotpipe/internal/eventlog"
 	"github.com/iotpipe/iotpipe/schemas"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -50,54 +49,27 @@ func newRig(t *testing.T, opts Options) *rig {
 	return &rig{log: l, prod: prod, srv: srv, addr: srv.MQTTAddr().String()}
 }
 
-// readAll reads every record of topic up to its current end offsets
-// (waiting up to 20s for at least n records first).
+// readAll reads every record of topic up to its end offsets, waiting up
+// to 20s for there to be at least n records first.
 func (r *rig) readAll(t *testing.T, topic string, n int) []*kgo.Record {
 	t.Helper()
-	cl, err := r.log.Client(kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	var ends kadm.ListedOffsets
+	var out []*kgo.Record
 	for {
-		ends, err = kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+		out = out[:0]
+		err := eventlog.ReadToEnd(ctx, r.log.Client, topic, func(rec *kgo.Record) error {
+			out = append(out, rec)
+			return nil
+		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		total := int64(0)
-		ends.Each(func(o kadm.ListedOffset) { total += o.Offset })
-		if total >= int64(n) || ctx.Err() != nil {
-			break
+		if len(out) >= n || ctx.Err() != nil {
+			return out
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	remaining := map[int32]int64{}
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Offset > 0 {
-			remaining[o.Partition] = o.Offset
-		}
-	})
-	var out []*kgo.Record
-	for len(remaining) > 0 {
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			t.Fatalf("read %s: timed out with partitions %v unread", topic, remaining)
-		}
-		fs.EachRecord(func(rec *kgo.Record) {
-			end, ok := remaining[rec.Partition]
-			if !ok || rec.Offset >= end {
-				return
-			}
-			out = append(out, rec)
-			if rec.Offset == end-1 {
-				delete(remaining, rec.Partition)
-			}
-		})
-	}
-	return out
 }
 
 func client(t *testing.T, addr, id string, v5 bool) paho.Client {

@@ -6,7 +6,7 @@ import (
 	"strings"
 
 	"github.com/cockroachdb/pebble"
-	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/iotpipe/iotpipe/internal/eventlog"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -21,59 +21,13 @@ func Rebuild(ctx context.Context, factory ClientFactory, topic string, procs []P
 		return nil, err
 	}
 	h.DryRun = true
-	cl, err := factory.Client()
-	if err != nil {
-		h.Close()
-		return nil, err
-	}
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
-	cl.Close()
-	if err != nil {
-		h.Close()
-		return nil, fmt.Errorf("rebuild: end offsets of %s: %w", topic, err)
-	}
-	remaining := map[int32]int64{}
-	parts := map[int32]kgo.Offset{}
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Offset > 0 {
-			remaining[o.Partition] = o.Offset
-			parts[o.Partition] = kgo.NewOffset().AtStart()
-		}
+	err = eventlog.ReadToEnd(ctx, factory.Client, topic, func(rec *kgo.Record) error {
+		_, err := h.Record(ctx, rec)
+		return err
 	})
-	if len(remaining) == 0 {
-		return h, nil
-	}
-	cl, err = factory.Client(kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: parts}))
 	if err != nil {
 		h.Close()
-		return nil, err
-	}
-	defer cl.Close()
-	for len(remaining) > 0 {
-		fs := cl.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			h.Close()
-			return nil, err
-		}
-		var ferr error
-		fs.EachError(func(_ string, _ int32, err error) { ferr = err })
-		if ferr != nil {
-			h.Close()
-			return nil, fmt.Errorf("rebuild: fetch %s: %w", topic, ferr)
-		}
-		for _, rec := range fs.Records() {
-			end, ok := remaining[rec.Partition]
-			if !ok || rec.Offset >= end {
-				continue
-			}
-			if _, err := h.Record(ctx, rec); err != nil {
-				h.Close()
-				return nil, err
-			}
-			if rec.Offset == end-1 {
-				delete(remaining, rec.Partition)
-			}
-		}
+		return nil, fmt.Errorf("rebuild: %w", err)
 	}
 	return h, nil
 }

@@ -18,8 +18,8 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/iotpipe/iotpipe/internal/eventlog"
 	"github.com/iotpipe/iotpipe/schemas"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -112,47 +112,16 @@ func (in *instance) url(path string) string {
 	return fmt.Sprintf("http://127.0.0.1:%d%s", in.http, path)
 }
 
-func (in *instance) kafkaClient(opts ...kgo.Opt) *kgo.Client {
-	in.t.Helper()
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(fmt.Sprintf("127.0.0.1:%d", in.kafka))}, opts...)...)
-	if err != nil {
-		in.t.Fatal(err)
-	}
-	return cl
-}
-
 // readEvents reads the whole events topic up to its end offsets.
 func (in *instance) readEvents() []*kgo.Record {
 	in.t.Helper()
-	topic := schemas.DefaultTopics().Events
-	cl := in.kafkaClient(kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+	var out []*kgo.Record
+	err := eventlog.ReadToEnd(ctx, brokers(fmt.Sprintf("127.0.0.1:%d", in.kafka)).Client, schemas.DefaultTopics().Events,
+		func(r *kgo.Record) error { out = append(out, r); return nil })
 	if err != nil {
 		in.t.Fatal(err)
-	}
-	remaining := map[int32]int64{}
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Offset > 0 {
-			remaining[o.Partition] = o.Offset
-		}
-	})
-	var out []*kgo.Record
-	for len(remaining) > 0 {
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			in.t.Fatalf("read events: %v unread", remaining)
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			if end, ok := remaining[r.Partition]; ok && r.Offset < end {
-				out = append(out, r)
-				if r.Offset == end-1 {
-					delete(remaining, r.Partition)
-				}
-			}
-		})
 	}
 	return out
 }
