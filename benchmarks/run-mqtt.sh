@@ -13,7 +13,10 @@
 # Usage: benchmarks/run-mqtt.sh
 #
 # Environment (all optional):
-#   IOTPIPE_BIN    iotpipe binary; started as `run --dev` on free ports with a
+#   IOTPIPE_ROLE   role the iotpipe binary runs: ingest (the MQTT front and the
+#                  log: what the goals measure; default) or run (the whole
+#                  pipeline, processors competing for the same 2 cores)
+#   IOTPIPE_BIN    iotpipe binary; started as `$IOTPIPE_ROLE --dev` on free ports with a
 #                  temporary data dir (and stopped at the end)
 #   IOTPIPE_ADDR   host:port of an already-running iotpipe MQTT listener,
 #                  instead of IOTPIPE_BIN
@@ -40,6 +43,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 
+IOTPIPE_ROLE=${IOTPIPE_ROLE:-ingest}
 DURATION=${DURATION:-8s}
 WARMUP=${WARMUP:-2s}
 CONNS=${CONNS:-"100 1000"}
@@ -174,7 +178,7 @@ start_iotpipe() { # $@ = extra flags
 	free_port http
 	free_port kafka
 	data=$(mktemp -d "$work/iotpipe.XXXX")
-	"$IOTPIPE_BIN" run --dev --data-dir "$data" --mqtt-addr "127.0.0.1:$mqtt" \
+	"$IOTPIPE_BIN" "$IOTPIPE_ROLE" --dev --data-dir "$data" --mqtt-addr "127.0.0.1:$mqtt" \
 		--http-addr "127.0.0.1:$http" --kafka-port "$kafka" --log-level warn "$@" \
 		>>"$OUT/iotpipe.log" 2>&1 &
 	iot_pid=$!
@@ -335,7 +339,7 @@ report=$OUT/REPORT.md
 	echo "Generator: benchmarks/mqttload over real TCP on 127.0.0.1, $SIZE-byte JSON payloads, QoS 1 window $WINDOW per connection,"
 	echo "$WARMUP warm-up then a $DURATION measurement window per run. The generator shares the CPUs with the broker."
 	echo "Mosquitto: $({ "${MOSQUITTO_BIN:-/usr/sbin/mosquitto}" -h 2>&1 || true; } | head -n1), one subscriber on \`bench/#\` at QoS $SUB_QOS counting what it receives."
-	echo "iotpipe: \`run --dev\`, every PUBLISH a record on \`iotpipe.events\` (QoS 1: PUBACK after the log acknowledged it)."
+	echo "iotpipe: \`$IOTPIPE_ROLE --dev\`, every PUBLISH a record on \`iotpipe.events\` (QoS 1: PUBACK after the log acknowledged it)."
 	echo
 	echo "## Throughput"
 	echo
