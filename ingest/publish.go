@@ -57,11 +57,17 @@ type conn struct {
 	// record key, computed once.
 	principal string
 	key       []byte // the record key of the client's own topics (read-only)
-	// routeCache remembers whether the last routed topic had subscribers
-	// at subscription generation routeGen (writer goroutine only).
-	routeTopic string
-	routeGen   uint64
-	routeHas   bool
+	// writerSubs and readerSubs remember whether the last topic each
+	// goroutine looked at had subscribers (each used by one goroutine).
+	writerSubs, readerSubs subCache
+}
+
+// subCache remembers whether topic had subscribers at subscription
+// generation gen.
+type subCache struct {
+	topic string
+	gen   uint64
+	has   bool
 }
 
 func newConn(s *Server, cl *mqtt.Client) *conn {
@@ -185,7 +191,7 @@ func (c *conn) answer(ready []*pending, buf *[]byte) {
 		c.cl.Stop(errLogUnavailable)
 	}
 	for _, p := range ready {
-		if p.state.Load() == logged && c.mayHaveSubscribers(&p.pk) {
+		if p.state.Load() == logged && c.mayHaveSubscribers(&c.writerSubs, &p.pk) {
 			c.s.route(p.pk)
 		}
 		<-c.sem
@@ -196,17 +202,17 @@ func (c *conn) answer(ready []*pending, buf *[]byte) {
 // is retained, or its topic had subscribers at the current subscription
 // generation. Looking subscribers up allocates, so the answer for the
 // connection's last topic is kept until a subscription changes.
-func (c *conn) mayHaveSubscribers(pk *packets.Packet) bool {
+func (c *conn) mayHaveSubscribers(sc *subCache, pk *packets.Packet) bool {
 	if pk.FixedHeader.Retain {
 		return true
 	}
 	gen := c.s.subGen.Load()
-	if gen != c.routeGen || pk.TopicName != c.routeTopic {
+	if gen != sc.gen || pk.TopicName != sc.topic {
 		subs := c.s.mqtt.Topics.Subscribers(pk.TopicName)
-		c.routeHas = len(subs.Subscriptions)+len(subs.Shared)+len(subs.InlineSubscriptions) > 0
-		c.routeTopic, c.routeGen = pk.TopicName, gen
+		sc.has = len(subs.Subscriptions)+len(subs.Shared)+len(subs.InlineSubscriptions) > 0
+		sc.topic, sc.gen = pk.TopicName, gen
 	}
-	return c.routeHas
+	return sc.has
 }
 
 var errLogUnavailable = errors.New("event log unavailable: publish not acknowledged")
@@ -338,8 +344,42 @@ func (h *publishHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pac
 		s.metrics.logged.Inc()
 		return pk, nil
 	}
-	v.(*conn).produce(schemas.EventPublish, pk, pk.FixedHeader.Qos == 1)
+	c := v.(*conn)
+	if pk.FixedHeader.Qos == 0 && !c.mayHaveSubscribers(&c.readerSubs, &pk) {
+		c.produceUnrouted(pk) // nothing to acknowledge, nobody to route to
+	} else {
+		c.produce(schemas.EventPublish, pk, pk.FixedHeader.Qos == 1)
+	}
 	return pk, packets.ErrRejectPacket
+}
+
+// produceUnrouted writes a QoS 0 publish nobody subscribes to straight to
+// the log, bypassing the writer's FIFO (there is no PUBACK to order and
+// nothing to route); it still takes an in-flight slot, so back-pressure
+// holds.
+func (c *conn) produceUnrouted(pk packets.Packet) {
+	s := c.s
+	c.sem <- struct{}{}
+	now := time.Now()
+	p := &pending{Context: context.Background(), pk: pk, start: now, c: c}
+	s.fillRecord(&p.rec, p.hdrs[:0], c.cl.ID, c.principal, schemas.EventPublish, pk.TopicName, 0, false, pk.Payload, now)
+	if thingOf("", pk.TopicName) == "" {
+		p.rec.Key = c.key
+	}
+	p.rec.Context = p
+	s.producer.Produce(s.ctx, &p.rec, s.promiseUnrouted)
+}
+
+// producedUnrouted is the promise of produceUnrouted's records.
+func (s *Server) producedUnrouted(r *kgo.Record, err error) {
+	p := r.Context.(*pending)
+	if err != nil {
+		s.metrics.produceErrors.Inc()
+	} else {
+		s.metrics.logged.Inc()
+		s.metrics.produceLatency.Observe(time.Since(p.start).Seconds())
+	}
+	<-p.c.sem
 }
 
 // produce writes the event of pk to the log asynchronously; once the log

@@ -95,7 +95,9 @@ type Server struct {
 	cancel   context.CancelFunc
 	addr     net.Addr
 	promise  func(*kgo.Record, error)
-	subGen   atomic.Uint64 // bumped on every subscribe/unsubscribe
+	// promiseUnrouted completes QoS 0 records that skip the FIFO.
+	promiseUnrouted func(*kgo.Record, error)
+	subGen          atomic.Uint64 // bumped on every subscribe/unsubscribe
 }
 
 // New returns a Server writing to producer.
@@ -116,6 +118,7 @@ func New(producer Producer, opts Options) (*Server, error) {
 	s := &Server{opts: opts, producer: producer, mqtt: ms, metrics: newMetrics(), ctx: ctx, cancel: cancel}
 	s.waiters.m = map[string]chan schemas.Outbound{}
 	s.promise = s.produced
+	s.promiseUnrouted = s.producedUnrouted
 	if opts.Dev {
 		if err := ms.AddHook(new(auth.AllowHook), nil); err != nil {
 			return nil, err

@@ -177,3 +177,36 @@ func TestLifecycleEvents(t *testing.T) {
 		t.Fatalf("lifecycle records of dev-1: %v", types)
 	}
 }
+
+// QoS 0 publishes reach the log whether or not anyone subscribes (the
+// unrouted fast path), and are routed once someone does.
+func TestQoS0LoggedAndRoutedOnceSubscribed(t *testing.T) {
+	r := newRig(t, Options{})
+	pub := client(t, r.addr, "q0", false)
+	for i := 0; i < 50; i++ {
+		pub.Publish("q0/data", 0, false, fmt.Sprintf(`{"i":%d}`, i)).Wait()
+	}
+	sub := client(t, r.addr, "q0-watch", false)
+	got := make(chan string, 100)
+	if tok := sub.Subscribe("q0/#", 0, func(_ paho.Client, m paho.Message) { got <- string(m.Payload()) }); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	pub.Publish("q0/data", 0, false, `{"i":"routed"}`).Wait()
+	select {
+	case m := <-got:
+		if m != `{"i":"routed"}` {
+			t.Fatalf("routed %q", m)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("QoS 0 publish not routed after the subscription")
+	}
+	n := 0
+	for _, rec := range r.readAll(t, r.log.Topics().Events, 51) {
+		if env, _ := schemas.DecodeEnvelope(rec.Headers); env.Type == schemas.EventPublish && env.ClientID == "q0" {
+			n++
+		}
+	}
+	if n != 51 {
+		t.Fatalf("logged %d QoS 0 publishes, want 51", n)
+	}
+}
