@@ -186,6 +186,22 @@ func TestQoS0LoggedAndRoutedOnceSubscribed(t *testing.T) {
 	for i := 0; i < 50; i++ {
 		pub.Publish("q0/data", 0, false, fmt.Sprintf(`{"i":%d}`, i)).Wait()
 	}
+	count := func() int {
+		n := 0
+		for _, rec := range r.readAll(t, r.log.Topics().Events, 51) {
+			if env, _ := schemas.DecodeEnvelope(rec.Headers); env.Type == schemas.EventPublish && env.ClientID == "q0" {
+				n++
+			}
+		}
+		return n
+	}
+	// QoS 0 has no acknowledgement: wait for the log to hold all 50
+	// before subscribing, so none of them is routed.
+	for deadline := time.Now().Add(10 * time.Second); count() < 50; {
+		if time.Now().After(deadline) {
+			t.Fatalf("QoS 0 publishes without subscribers: %d of 50 logged", count())
+		}
+	}
 	sub := client(t, r.addr, "q0-watch", false)
 	got := make(chan string, 100)
 	if tok := sub.Subscribe("q0/#", 0, func(_ paho.Client, m paho.Message) { got <- string(m.Payload()) }); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
@@ -200,13 +216,7 @@ func TestQoS0LoggedAndRoutedOnceSubscribed(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("QoS 0 publish not routed after the subscription")
 	}
-	n := 0
-	for _, rec := range r.readAll(t, r.log.Topics().Events, 51) {
-		if env, _ := schemas.DecodeEnvelope(rec.Headers); env.Type == schemas.EventPublish && env.ClientID == "q0" {
-			n++
-		}
-	}
-	if n != 51 {
+	if n := count(); n != 51 {
 		t.Fatalf("logged %d QoS 0 publishes, want 51", n)
 	}
 }
