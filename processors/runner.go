@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"sync"
 	"time"
 
@@ -146,15 +147,7 @@ func (r *Runner) Run(ctx context.Context) error {
 				o.Logger.Warn("fetch", "topic", topic, "partition", p, "err", err)
 			}
 		})
-		var procErr error
-		fs.EachPartition(func(fp kgo.FetchTopicPartition) {
-			if procErr != nil || len(fp.Records) == 0 {
-				return
-			}
-			procErr = r.processPartition(ctx, cl, fp.Partition, fp.Records)
-			last := fp.Records[len(fp.Records)-1].Offset
-			r.metrics.lag.WithLabelValues(itoa(fp.Partition)).Set(float64(fp.HighWatermark - last - 1))
-		})
+		procErr := r.processFetches(ctx, cl, fs)
 		if procErr != nil {
 			cl.AllowRebalance()
 			if ctx.Err() != nil {
@@ -233,6 +226,40 @@ func (r *Runner) task(p int32) *task {
 		r.tasks[p] = t
 	}
 	return t
+}
+
+// processFetches runs the fetched partitions' tasks in parallel (one
+// goroutine per partition, at most GOMAXPROCS at once): tasks share no
+// state, each commits its own batch. It returns the first failure.
+func (r *Runner) processFetches(ctx context.Context, cl *kgo.Client, fs kgo.Fetches) error {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+		slots = make(chan struct{}, runtime.GOMAXPROCS(0))
+	)
+	fs.EachPartition(func(fp kgo.FetchTopicPartition) {
+		if len(fp.Records) == 0 {
+			return
+		}
+		wg.Add(1)
+		slots <- struct{}{}
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			err := r.processPartition(ctx, cl, fp.Partition, fp.Records)
+			last := fp.Records[len(fp.Records)-1].Offset
+			r.metrics.lag.WithLabelValues(itoa(fp.Partition)).Set(float64(fp.HighWatermark - last - 1))
+			if err != nil {
+				mu.Lock()
+				if first == nil {
+					first = err
+				}
+				mu.Unlock()
+			}
+		}()
+	})
+	wg.Wait()
+	return first
 }
 
 func (r *Runner) processPartition(ctx context.Context, cl *kgo.Client, p int32, recs []*kgo.Record) error {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -31,7 +32,11 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	iotpipeBin = filepath.Join(dir, "iotpipe")
-	out, err := exec.Command("go", "build", "-o", iotpipeBin, ".").CombinedOutput()
+	args := []string{"build", "-o", iotpipeBin}
+	if os.Getenv("IOTPIPE_RACE") != "" {
+		args = append(args, "-race") // the child processes run with the race detector
+	}
+	out, err := exec.Command("go", append(args, ".")...).CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build iotpipe: %v\n%s", err, out)
 		os.Exit(1)
@@ -105,6 +110,17 @@ func (in *instance) kill() {
 		in.cmd.Wait()
 		in.cmd = nil
 		in.logf.Close()
+		in.checkLog()
+	}
+}
+
+// checkLog fails the test when the child's log reports a data race (with
+// IOTPIPE_RACE=1 the child runs under the race detector).
+func (in *instance) checkLog() {
+	b, _ := os.ReadFile(filepath.Join(in.dataDir, "iotpipe.log"))
+	if i := bytes.Index(b, []byte("WARNING: DATA RACE")); i >= 0 {
+		end := min(len(b), i+4000)
+		in.t.Errorf("the iotpipe child reported a data race:\n%s", b[i:end])
 	}
 }
 
@@ -152,7 +168,10 @@ func TestCrashLosesNoAcknowledgedPublish(t *testing.T) {
 	stop := make(chan struct{})
 	for c := 0; c < clients; c++ {
 		id := fmt.Sprintf("crash-%02d", c)
-		acked[id] = map[int]bool{}
+		mine := map[int]bool{}
+		mu.Lock()
+		acked[id] = mine
+		mu.Unlock()
 		o := paho.NewClientOptions().AddBroker(fmt.Sprintf("tcp://127.0.0.1:%d", in.mqtt)).SetClientID(id).
 			SetAutoReconnect(false).SetMaxReconnectInterval(time.Second).SetConnectRetry(false)
 		cl := paho.NewClient(o)
@@ -179,7 +198,7 @@ func TestCrashLosesNoAcknowledgedPublish(t *testing.T) {
 					for i, tok := range toks {
 						if tok.WaitTimeout(5*time.Second) && tok.Error() == nil {
 							mu.Lock()
-							acked[id][seqs[i]] = true
+							mine[seqs[i]] = true
 							mu.Unlock()
 						}
 					}
@@ -189,7 +208,7 @@ func TestCrashLosesNoAcknowledgedPublish(t *testing.T) {
 			for i, tok := range toks {
 				if tok.WaitTimeout(time.Second) && tok.Error() == nil {
 					mu.Lock()
-					acked[id][seqs[i]] = true
+					mine[seqs[i]] = true
 					mu.Unlock()
 				}
 			}

@@ -128,7 +128,7 @@ func TestLastWillDeliveredAndLogged(t *testing.T) {
 	if tok := watcher.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatal(tok.Error())
 	}
-	if tok := watcher.Subscribe("status/+", 1, func(_ paho.Client, m paho.Message) { wills <- m.Topic() + " " + string(m.Payload()) }); !tok.WaitTimeout(10*time.Second) {
+	if tok := watcher.Subscribe("status/+", 1, func(_ paho.Client, m paho.Message) { wills <- m.Topic() + " " + string(m.Payload()) }); !tok.WaitTimeout(10 * time.Second) {
 		t.Fatal("subscribe")
 	}
 	// A raw connection with a will, closed without DISCONNECT.

@@ -127,6 +127,7 @@ func TestShadowCrashVersionsGaplessAndRebuildIdentical(t *testing.T) {
 	in.cmd.Process.Signal(syscall.SIGTERM)
 	in.cmd.Wait()
 	in.cmd = nil
+	in.checkLog()
 	live, err := processors.DumpState(filepath.Join(in.dataDir, "state"), "shadow")
 	if err != nil {
 		t.Fatal(err)
