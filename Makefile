@@ -6,8 +6,10 @@ SHELL      := /bin/bash
 GO         ?= go
 BIN        := bin/iotpipe
 CACHE      := $(CURDIR)/.cache
+# Downloads are cached per user, so a fresh clone on the same machine reuses them.
+USER_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/iotpipe
 APT_PKGS   := mosquitto mosquitto-clients kcat jq
-CHDB_LIB   := $(CACHE)/chdb/libchdb.so
+CHDB_LIB   := $(USER_CACHE)/chdb/libchdb.so
 FUZZTIME   ?= 3s
 LONGFUZZ   ?= 2m
 STATICCHECK_VERSION := v0.8.2
@@ -19,6 +21,7 @@ all: build
 
 help:
 	@echo "make run          start the whole pipeline (MQTT :1883, HTTP :8080, log :9092, ClickHouse :9000/:8123) with --dev"
+	@echo "make deps         install what tests and run need (Debian packages, Go modules, chDB)"
 	@echo "make test         install test dependencies and run the tests (with short fuzzing)"
 	@echo "make bench        benchmarks: Go benchmarks and the MQTT side-by-side against Mosquitto"
 	@echo "make fuzz         longer fuzzing of every parser and decoder (LONGFUZZ=$(LONGFUZZ) each)"
@@ -44,8 +47,12 @@ deps-apt:
 deps-go:
 	@$(GO) mod download
 
+# chDB (ClickHouse as a library, npm @chdb/lib-linux-x64-gnu, pinned) for the
+# embedded ClickHouse server; .cache/chdb in the repo points at the user cache
+# so `./bin/iotpipe run` finds it too.
 deps-chdb:
-	@if [ -x sinks/clickhouse/install-chdb.sh ]; then sinks/clickhouse/install-chdb.sh $(CACHE)/chdb; fi
+	@sinks/clickhouse/install-chdb.sh $(USER_CACHE)/chdb
+	@mkdir -p $(CACHE) && ln -sfn $(USER_CACHE)/chdb $(CACHE)/chdb
 
 # --- run ----------------------------------------------------------------------
 

@@ -31,6 +31,10 @@ type config struct {
 	MaxInFlight    int           `yaml:"max_inflight" flag:"max-inflight" help:"publishes one MQTT connection may have on their way to the log"`
 	MaxPayload     int           `yaml:"max_payload" flag:"max-payload" help:"largest accepted payload in bytes"`
 	Node           string        `yaml:"node" flag:"node" help:"name of this ingest node (its outbound consumer group)"`
+	ClickHouse     string        `yaml:"clickhouse" flag:"clickhouse" help:"ClickHouse DSN clickhouse://host:9000/db (empty: the embedded server; \"off\": no ClickHouse sink)"`
+	CHTCPPort      int           `yaml:"clickhouse_tcp_port" flag:"clickhouse-tcp-port" help:"embedded ClickHouse native port on 127.0.0.1"`
+	CHHTTPPort     int           `yaml:"clickhouse_http_port" flag:"clickhouse-http-port" help:"embedded ClickHouse HTTP port on 127.0.0.1"`
+	CHTTLDays      int           `yaml:"clickhouse_ttl_days" flag:"clickhouse-ttl-days" help:"days ClickHouse keeps rows (0: forever)"`
 	RulesDir       string        `yaml:"rules_dir" flag:"rules" help:"directory of .sql rule files, hot-reloaded"`
 	WebhookSecret  string        `yaml:"webhook_secret" flag:"webhook-secret" help:"HMAC-SHA256 key signing webhook actions (X-Iotpipe-Signature)"`
 	LogLevel       string        `yaml:"log_level" flag:"log-level" help:"debug, info, warn or error"`
@@ -54,6 +58,8 @@ func defaultConfig() config {
 		MaxPayload:     128 << 10,
 		Node:           host,
 		RulesDir:       "rules",
+		CHTCPPort:      9000,
+		CHHTTPPort:     8123,
 		LogLevel:       "info",
 		LogFormat:      "text",
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"slices"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -76,6 +77,9 @@ func (in *instance) start(extra ...string) {
 		"--http-addr", fmt.Sprintf("127.0.0.1:%d", in.http),
 		"--kafka-port", strconv.Itoa(in.kafka), "--partitions", "4",
 		"--rules", filepath.Join(in.dataDir, "rules")}, extra...)
+	if !slices.Contains(extra, "--clickhouse-tcp-port") {
+		args = append(args, "--clickhouse", "off") // tests about ClickHouse start it on free ports
+	}
 	in.cmd = exec.Command(iotpipeBin, args...)
 	f, err := os.OpenFile(filepath.Join(in.dataDir, "iotpipe.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {

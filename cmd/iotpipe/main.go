@@ -12,6 +12,8 @@ import (
 	"runtime/debug"
 	"sort"
 	"syscall"
+
+	"github.com/iotpipe/iotpipe/sinks/clickhouse/embedded"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -32,6 +34,9 @@ func commands() map[string]command {
 		"version": {run: versionMain, help: "print the version"},
 		"rules":   {run: rulesMain, help: "check and test rule files (rules check|test)"},
 		"bench":   {run: benchMain, help: "load generators and benchmarks (iotpipe bench mqtt --help)"},
+		"sql":     {run: sqlMain, help: "run a query against ClickHouse (iotpipe sql \"SELECT ...\")"},
+		"clickhouse": {run: clickhouseMain, hidden: true,
+			help: "the embedded ClickHouse server's child process (clickhouse serve)"},
 	}
 }
 
@@ -79,6 +84,17 @@ func usage(w io.Writer, cmds map[string]command) {
 	for _, n := range names {
 		fmt.Fprintf(w, "  %-10s %s\n", n, cmds[n].help)
 	}
+}
+
+// clickhouseMain is the hidden role the embedded ClickHouse supervisor
+// starts: `iotpipe clickhouse serve ...` loads chDB in this (child)
+// process only, never in the main one.
+func clickhouseMain(_ context.Context, args []string, _, stderr io.Writer) int {
+	if len(args) == 0 || args[0] != "serve" {
+		fmt.Fprintln(stderr, "usage: iotpipe clickhouse serve --lib=... --path=... (started by iotpipe run; not for direct use)")
+		return 2
+	}
+	return embedded.ServeMain(args[1:])
 }
 
 func versionMain(_ context.Context, _ []string, stdout, _ io.Writer) int {

@@ -21,6 +21,9 @@ import (
 	"github.com/iotpipe/iotpipe/processors/lastseen"
 	"github.com/iotpipe/iotpipe/processors/rules"
 	"github.com/iotpipe/iotpipe/processors/shadow"
+	ddl "github.com/iotpipe/iotpipe/schemas/clickhouse"
+	"github.com/iotpipe/iotpipe/sinks/clickhouse"
+	"github.com/iotpipe/iotpipe/sinks/clickhouse/embedded"
 	kafkaaction "github.com/iotpipe/iotpipe/sinks/kafka"
 	"github.com/iotpipe/iotpipe/sinks/republish"
 	"github.com/iotpipe/iotpipe/sinks/webhook"
@@ -55,7 +58,7 @@ func processMain(ctx context.Context, args []string, stdout, stderr io.Writer) i
 }
 
 func sinkMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	return serve(ctx, "sink", "Runs the sinks only: the action executors (republish, command, webhook,\nkafka), each its own consumer group, against --kafka (default 127.0.0.1:9092).", roles{sink: true}, args, stderr)
+	return serve(ctx, "sink", "Runs the sinks only: ClickHouse (the embedded server unless --clickhouse) and\nthe action executors (republish, command, webhook, kafka), each its own\nconsumer group, against --kafka (default 127.0.0.1:9092).", roles{sink: true}, args, stderr)
 }
 
 func serve(ctx context.Context, name, what string, r roles, args []string, stderr io.Writer) int {
@@ -274,7 +277,54 @@ func (n *node) startProcessors(ctx context.Context) error {
 	return nil
 }
 
+// startClickHouse starts the ClickHouse sink: against --clickhouse, or
+// the embedded server it starts first (a supervised child process).
+func (n *node) startClickHouse(ctx context.Context) error {
+	cfg, lg := n.cfg, n.lg
+	if cfg.ClickHouse == "off" {
+		n.log.Warn("--clickhouse off: no telemetry is stored in ClickHouse")
+		return nil
+	}
+	dsn, httpDSN := cfg.ClickHouse, ""
+	if dsn == "" {
+		lib, err := embedded.LibPath()
+		if err != nil {
+			return err
+		}
+		srv, err := embedded.Start(ctx, embedded.Options{
+			LibPath: lib, DataDir: cfg.path("clickhouse"), TCPPort: cfg.CHTCPPort, HTTPPort: cfg.CHHTTPPort, Logger: n.log,
+		})
+		if err != nil {
+			return err
+		}
+		n.onStop(func() { srv.Stop() })
+		dsn, httpDSN = srv.DSN(), srv.HTTPURL()+"/default"
+	}
+	metrics, err := clickhouse.NewPrometheusMetrics(n.reg)
+	if err != nil {
+		return err
+	}
+	sink, err := clickhouse.Start(ctx, clickhouse.Options{
+		Brokers: lg.Brokers(), DSN: dsn, HTTPDSN: httpDSN, Topics: lg.Topics(),
+		Schema: ddl.Options{TTLDays: cfg.CHTTLDays}, Metrics: metrics, Logger: n.log,
+	})
+	if err != nil {
+		return err
+	}
+	n.onStop(func() { sink.Stop() })
+	conn, err := clickhouse.Open(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	n.onStop(func() { conn.Close() })
+	n.mux.Handle("POST /api/sql", clickhouse.SQLHandler(conn, clickhouse.SQLHandlerOptions{}))
+	return nil
+}
+
 func (n *node) startSinks(ctx context.Context) error {
+	if err := n.startClickHouse(ctx); err != nil {
+		return err
+	}
 	lg := n.lg
 	rep, err := republish.New(republish.Options{Brokers: lg.Brokers(), Topics: lg.Topics(), Logger: n.log})
 	if err != nil {

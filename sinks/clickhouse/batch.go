@@ -1,0 +1,286 @@
+package clickhouse
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// columns is a table's rows held column by column, ready for a
+// columnar insert.
+type columns interface {
+	// add appends one row; r is of the table's row type.
+	add(r row)
+	// len is the number of rows held.
+	len() int
+	// names are the column names in insert order.
+	names() []string
+	// values are the column slices, in the order of names.
+	values() []any
+	// reset empties the columns, keeping their capacity.
+	reset()
+}
+
+func newColumns(table string) columns {
+	switch table {
+	case "telemetry":
+		return &telemetryCols{}
+	case "presence":
+		return &presenceCols{}
+	case "shadows":
+		return &shadowCols{}
+	case "anomalies":
+		return &anomalyCols{}
+	case "aggregates":
+		return &aggregateCols{}
+	case "rule_outputs":
+		return &ruleOutputCols{}
+	}
+	panic("clickhouse: no columns for table " + table)
+}
+
+type telemetryCols struct {
+	thing, topic, clientID, principal []string
+	qos                               []uint8
+	retain                            []bool
+	receivedAt, eventTime             []time.Time
+	payload                           []string
+	metrics                           []map[string]float64
+	partition                         []int32
+	offset                            []int64
+}
+
+func (c *telemetryCols) add(r row) {
+	t := r.(*telemetryRow)
+	c.thing = append(c.thing, t.thing)
+	c.topic = append(c.topic, t.topic)
+	c.clientID = append(c.clientID, t.clientID)
+	c.principal = append(c.principal, t.principal)
+	c.qos = append(c.qos, t.qos)
+	c.retain = append(c.retain, t.retain)
+	c.receivedAt = append(c.receivedAt, t.receivedAt)
+	c.eventTime = append(c.eventTime, t.eventTime)
+	c.payload = append(c.payload, t.payload)
+	m := t.metrics
+	if m == nil {
+		m = map[string]float64{}
+	}
+	c.metrics = append(c.metrics, m)
+	c.partition = append(c.partition, t.partition)
+	c.offset = append(c.offset, t.offset)
+}
+
+func (c *telemetryCols) len() int { return len(c.thing) }
+func (c *telemetryCols) names() []string {
+	return []string{"thing", "topic", "client_id", "principal", "qos", "retain", "received_at", "event_time", "payload", "metrics", "partition", "offset"}
+}
+func (c *telemetryCols) values() []any {
+	return []any{c.thing, c.topic, c.clientID, c.principal, c.qos, c.retain, c.receivedAt, c.eventTime, c.payload, c.metrics, c.partition, c.offset}
+}
+func (c *telemetryCols) reset() {
+	clear(c.metrics)
+	*c = telemetryCols{c.thing[:0], c.topic[:0], c.clientID[:0], c.principal[:0], c.qos[:0], c.retain[:0],
+		c.receivedAt[:0], c.eventTime[:0], c.payload[:0], c.metrics[:0], c.partition[:0], c.offset[:0]}
+}
+
+type presenceCols struct {
+	thing, event, clientID, principal, topic []string
+	receivedAt                               []time.Time
+	payload                                  []string
+	partition                                []int32
+	offset                                   []int64
+}
+
+func (c *presenceCols) add(r row) {
+	p := r.(*presenceRow)
+	c.thing = append(c.thing, p.thing)
+	c.event = append(c.event, p.event)
+	c.clientID = append(c.clientID, p.clientID)
+	c.principal = append(c.principal, p.principal)
+	c.topic = append(c.topic, p.topic)
+	c.receivedAt = append(c.receivedAt, p.receivedAt)
+	c.payload = append(c.payload, p.payload)
+	c.partition = append(c.partition, p.partition)
+	c.offset = append(c.offset, p.offset)
+}
+
+func (c *presenceCols) len() int { return len(c.thing) }
+func (c *presenceCols) names() []string {
+	return []string{"thing", "event", "client_id", "principal", "topic", "received_at", "payload", "partition", "offset"}
+}
+func (c *presenceCols) values() []any {
+	return []any{c.thing, c.event, c.clientID, c.principal, c.topic, c.receivedAt, c.payload, c.partition, c.offset}
+}
+func (c *presenceCols) reset() { *c = presenceCols{} }
+
+type shadowCols struct {
+	thing, shadow   []string
+	version         []uint64
+	updatedAt       []time.Time
+	state, metadata []string
+	deleted         []bool
+	partition       []int32
+	offset          []int64
+}
+
+func (c *shadowCols) add(r row) {
+	s := r.(*shadowRow)
+	c.thing = append(c.thing, s.thing)
+	c.shadow = append(c.shadow, s.shadow)
+	c.version = append(c.version, s.version)
+	c.updatedAt = append(c.updatedAt, s.updatedAt)
+	c.state = append(c.state, s.state)
+	c.metadata = append(c.metadata, s.metadata)
+	c.deleted = append(c.deleted, s.deleted)
+	c.partition = append(c.partition, s.partition)
+	c.offset = append(c.offset, s.offset)
+}
+
+func (c *shadowCols) len() int { return len(c.thing) }
+func (c *shadowCols) names() []string {
+	return []string{"thing", "shadow", "version", "updated_at", "state", "metadata", "deleted", "partition", "offset"}
+}
+func (c *shadowCols) values() []any {
+	return []any{c.thing, c.shadow, c.version, c.updatedAt, c.state, c.metadata, c.deleted, c.partition, c.offset}
+}
+func (c *shadowCols) reset() { *c = shadowCols{} }
+
+type anomalyCols struct {
+	thing        []string
+	detectedAt   []time.Time
+	rule, metric []string
+	value, score []float64
+	payload      []string
+	partition    []int32
+	offset       []int64
+}
+
+func (c *anomalyCols) add(r row) {
+	a := r.(*anomalyRow)
+	c.thing = append(c.thing, a.thing)
+	c.detectedAt = append(c.detectedAt, a.detectedAt)
+	c.rule = append(c.rule, a.rule)
+	c.metric = append(c.metric, a.metric)
+	c.value = append(c.value, a.value)
+	c.score = append(c.score, a.score)
+	c.payload = append(c.payload, a.payload)
+	c.partition = append(c.partition, a.partition)
+	c.offset = append(c.offset, a.offset)
+}
+
+func (c *anomalyCols) len() int { return len(c.thing) }
+func (c *anomalyCols) names() []string {
+	return []string{"thing", "detected_at", "rule", "metric", "value", "score", "payload", "partition", "offset"}
+}
+func (c *anomalyCols) values() []any {
+	return []any{c.thing, c.detectedAt, c.rule, c.metric, c.value, c.score, c.payload, c.partition, c.offset}
+}
+func (c *anomalyCols) reset() { *c = anomalyCols{} }
+
+type aggregateCols struct {
+	thing, rule            []string
+	windowStart, windowEnd []time.Time
+	values_                []map[string]float64
+	payload                []string
+	partition              []int32
+	offset                 []int64
+}
+
+func (c *aggregateCols) add(r row) {
+	a := r.(*aggregateRow)
+	c.thing = append(c.thing, a.thing)
+	c.rule = append(c.rule, a.rule)
+	c.windowStart = append(c.windowStart, a.windowStart)
+	c.windowEnd = append(c.windowEnd, a.windowEnd)
+	v := a.values
+	if v == nil {
+		v = map[string]float64{}
+	}
+	c.values_ = append(c.values_, v)
+	c.payload = append(c.payload, a.payload)
+	c.partition = append(c.partition, a.partition)
+	c.offset = append(c.offset, a.offset)
+}
+
+func (c *aggregateCols) len() int { return len(c.thing) }
+func (c *aggregateCols) names() []string {
+	return []string{"thing", "rule", "window_start", "window_end", "`values`", "payload", "partition", "offset"}
+}
+func (c *aggregateCols) values() []any {
+	return []any{c.thing, c.rule, c.windowStart, c.windowEnd, c.values_, c.payload, c.partition, c.offset}
+}
+func (c *aggregateCols) reset() { *c = aggregateCols{} }
+
+type ruleOutputCols struct {
+	thing     []string
+	firedAt   []time.Time
+	rule, key []string
+	payload   []string
+	metrics   []map[string]float64
+	partition []int32
+	offset    []int64
+}
+
+func (c *ruleOutputCols) add(r row) {
+	o := r.(*ruleOutputRow)
+	c.thing = append(c.thing, o.thing)
+	c.firedAt = append(c.firedAt, o.firedAt)
+	c.rule = append(c.rule, o.rule)
+	c.key = append(c.key, o.key)
+	c.payload = append(c.payload, o.payload)
+	m := o.metrics
+	if m == nil {
+		m = map[string]float64{}
+	}
+	c.metrics = append(c.metrics, m)
+	c.partition = append(c.partition, o.partition)
+	c.offset = append(c.offset, o.offset)
+}
+
+func (c *ruleOutputCols) len() int { return len(c.thing) }
+func (c *ruleOutputCols) names() []string {
+	return []string{"thing", "fired_at", "rule", "key", "payload", "metrics", "partition", "offset"}
+}
+func (c *ruleOutputCols) values() []any {
+	return []any{c.thing, c.firedAt, c.rule, c.key, c.payload, c.metrics, c.partition, c.offset}
+}
+func (c *ruleOutputCols) reset() { *c = ruleOutputCols{} }
+
+// groupKey names one insert: the rows of one table from one source
+// partition on one day (the table's partition), so that every insert
+// writes exactly one part and is atomic.
+type groupKey struct {
+	table     string
+	topic     string
+	partition int32
+	day       int64 // days since the Unix epoch of the row time
+}
+
+// group is the pending rows of one groupKey, with their offset range.
+type group struct {
+	key         groupKey
+	first, last int64
+	cols        columns
+	gen         uint64 // the sink's partition generation when the group began
+}
+
+// token is the insert deduplication token of the group: a function of
+// the table, the source topic and partition, the day and the first and
+// last source offsets. The same source range always gives the same
+// token, so a retried or replayed insert is dropped by the server.
+func (g *group) token() string {
+	return fmt.Sprintf("iotpipe/%s/%s/%d/%d/%d-%d", g.key.table, g.key.topic, g.key.partition, g.key.day, g.first, g.last)
+}
+
+// insertQuery is the INSERT statement of the group's table.
+func (g *group) insertQuery() string {
+	return "INSERT INTO " + g.key.table + " (" + strings.Join(g.cols.names(), ", ") + ")"
+}
+
+func dayOf(t time.Time) int64 {
+	s := t.Unix()
+	if s < 0 {
+		return (s - 86399) / 86400
+	}
+	return s / 86400
+}

@@ -1,0 +1,92 @@
+package clickhouse
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// TestSinkDerivedTopics sinks the shadow changelog, anomalies, aggregates
+// and actions, then answers the smart-fridge fleet question from shadows:
+// which fridges currently report their door open.
+func TestSinkDerivedTopics(t *testing.T) {
+	ctx := context.Background()
+	conn, dsn := freshDB(t)
+	c := newCluster(t, 2)
+	shadow := func(thing string, version int, door string, ts int64) *kgo.Record {
+		return &kgo.Record{Topic: "iotpipe.shadows", Key: []byte(thing), Value: fmt.Appendf(nil,
+			`{"thing":%q,"shadow":"","state":{"reported":{"door":%q,"temp":4}},"metadata":{"reported":{"door":{"timestamp":%d}}},"version":%d,"timestamp":%d,"deleted":false}`,
+			thing, door, ts, version, ts)}
+	}
+	ts := time.Now().Unix()
+	recs := []*kgo.Record{
+		shadow("fridge-1", 1, "closed", ts), shadow("fridge-1", 2, "DoorOpened", ts+1),
+		shadow("fridge-2", 1, "DoorOpened", ts), shadow("fridge-2", 2, "closed", ts+2),
+		shadow("fridge-3", 1, "DoorOpened", ts),
+		shadow("fridge-3", 1, "DoorOpened", ts),             // the same change again (compaction replay)
+		{Topic: "iotpipe.shadows", Key: []byte("fridge-4")}, // tombstone
+		{Topic: "iotpipe.anomalies", Key: []byte("fridge-1"), Value: fmt.Appendf(nil, `{"thing":"fridge-1","rule":"temp","metric":"temp","value":14.5,"score":5.2,"time":%d}`, ts*1000)},
+		{Topic: "iotpipe.aggregates", Key: []byte("fridge-1"), Value: fmt.Appendf(nil, `{"thing":"fridge-1","rule":"avg5m","start":%d,"end":%d,"values":{"avg":4.2,"max":6}}`, ts*1000, ts*1000+300000)},
+		{Topic: "iotpipe.actions", Key: []byte("0/1/r/0"), Value: fmt.Appendf(nil, `{"key":"0/1/r/0","rule":"r","type":"clickhouse","payload":{"door":"DoorOpened","n":2},"thing":"fridge-1","fired_at":%d}`, ts*1000)},
+		{Topic: "iotpipe.actions", Key: []byte("0/1/w/0"), Value: []byte(`{"key":"0/1/w/0","rule":"w","type":"webhook","payload":{}}`)},
+	}
+	if err := c.prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	m := &countingMetrics{}
+	s := startSink(t, c, dsn, "g", m)
+	waitFor(t, "derived rows", 30*time.Second, func() bool { return m.inserted.Load() >= 9 })
+	if err := s.Stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	rows, err := conn.Query(ctx, `
+		SELECT thing FROM shadows FINAL
+		GROUP BY thing
+		HAVING argMax(JSONExtractString(state, 'reported', 'door'), version) = 'DoorOpened'
+		ORDER BY thing`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var open []string
+	for rows.Next() {
+		var th string
+		if err := rows.Scan(&th); err != nil {
+			t.Fatal(err)
+		}
+		open = append(open, th)
+	}
+	rows.Close()
+	if !slices.Equal(open, []string{"fridge-1", "fridge-3"}) {
+		t.Errorf("fridges reporting DoorOpened = %v, want [fridge-1 fridge-3]", open)
+	}
+	var changes uint64
+	if err := conn.QueryRow(ctx, "SELECT count() FROM shadows FINAL").Scan(&changes); err != nil || changes != 5 {
+		t.Errorf("shadow changes = %d (%v), want 5 (one per accepted change)", changes, err)
+	}
+
+	checks := []struct {
+		query string
+		want  string
+	}{
+		{"SELECT concat(rule, ' ', metric, ' ', toString(value), ' ', toString(score)) FROM anomalies", "temp temp 14.5 5.2"},
+		{"SELECT concat(rule, ' ', toString(`values`['avg']), ' ', toString(dateDiff('second', window_start, window_end))) FROM aggregates", "avg5m 4.2 300"},
+		{"SELECT concat(rule, ' ', key, ' ', payload, ' ', toString(metrics['n'])) FROM rule_outputs", `r 0/1/r/0 {"door":"DoorOpened","n":2} 2`},
+	}
+	for _, ck := range checks {
+		var got string
+		if err := conn.QueryRow(ctx, ck.query).Scan(&got); err != nil {
+			t.Fatalf("%s: %v", ck.query, err)
+		}
+		if got != ck.want {
+			t.Errorf("%s = %q, want %q", ck.query, got, ck.want)
+		}
+	}
+	if n, _ := counts(t, conn, "rule_outputs"); n != 1 {
+		t.Errorf("rule_outputs rows = %d, want 1 (webhook actions are not stored)", n)
+	}
+}

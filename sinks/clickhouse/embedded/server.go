@@ -1,0 +1,382 @@
+package embedded
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Options configures the embedded server. The zero value of every field
+// but DataDir has a working default.
+type Options struct {
+	// LibPath is libchdb.so. Default: LibPath() (IOTPIPE_CHDB_LIB or the
+	// cache that `make deps` fills).
+	LibPath string
+	// DataDir is the ClickHouse data directory. Required.
+	DataDir string
+	// ListenHost is where both listeners bind. Default 127.0.0.1.
+	ListenHost string
+	// TCPPort is the native protocol port. Default 9000.
+	TCPPort int
+	// HTTPPort is the HTTP port. Default 8123.
+	HTTPPort int
+	// Binary is the executable started as the child. Default
+	// os.Executable().
+	Binary string
+	// Args are the arguments placed before the server flags; the child
+	// runs `Binary Args... --lib=... --path=...`. Default
+	// ["clickhouse", "serve"], the hidden role of the iotpipe binary.
+	Args []string
+	// Env is added to the child's environment (os.Environ()).
+	Env []string
+	// Output receives the child's stdout and stderr. Default: the file
+	// chdb.log in DataDir (appended).
+	Output io.Writer
+	// StartTimeout bounds the wait for /ping after each start. Default 60s.
+	StartTimeout time.Duration
+	// MinBackoff and MaxBackoff bound the delay before restarting a child
+	// that exited on its own. Defaults 500ms and 30s; the delay doubles on
+	// each crash and resets once a child stayed up for a minute.
+	MinBackoff, MaxBackoff time.Duration
+	// Logger logs starts, crashes and restarts. Default slog.Default().
+	Logger *slog.Logger
+}
+
+func (o *Options) setDefaults() error {
+	if o.DataDir == "" {
+		return errors.New("embedded clickhouse: DataDir is required")
+	}
+	if o.LibPath == "" {
+		p, err := LibPath()
+		if err != nil {
+			return err
+		}
+		o.LibPath = p
+	} else if _, err := os.Stat(o.LibPath); err != nil {
+		return fmt.Errorf("embedded clickhouse: %w; run `make deps` (or sinks/clickhouse/install-chdb.sh) to fetch libchdb.so", err)
+	}
+	if o.ListenHost == "" {
+		o.ListenHost = "127.0.0.1"
+	}
+	if o.TCPPort == 0 {
+		o.TCPPort = 9000
+	}
+	if o.HTTPPort == 0 {
+		o.HTTPPort = 8123
+	}
+	if o.Binary == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("embedded clickhouse: find own executable: %w", err)
+		}
+		o.Binary = exe
+	}
+	if o.Args == nil {
+		o.Args = []string{"clickhouse", "serve"}
+	}
+	if o.StartTimeout == 0 {
+		o.StartTimeout = 60 * time.Second
+	}
+	if o.MinBackoff == 0 {
+		o.MinBackoff = 500 * time.Millisecond
+	}
+	if o.MaxBackoff == 0 {
+		o.MaxBackoff = 30 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return nil
+}
+
+// Server supervises the child process that hosts chDB: it restarts the
+// child when it exits on its own, and stops it on Stop or when the
+// context given to Start is done.
+type Server struct {
+	opts   Options
+	logger *slog.Logger
+	closer io.Closer // the log file, when Output defaulted to it
+
+	mu       sync.Mutex
+	cmd      *exec.Cmd
+	stdin    io.WriteCloser
+	exited   chan struct{} // closed when the current child exited
+	stopping bool
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+// Start starts the child, waits until it answers /ping and returns a
+// Server that keeps it running. It fails with the child's last output
+// when the first start does not come up within StartTimeout.
+func Start(ctx context.Context, opts Options) (*Server, error) {
+	if err := opts.setDefaults(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(opts.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("embedded clickhouse: create data directory: %w", err)
+	}
+	s := &Server{opts: opts, logger: opts.Logger.With("component", "clickhouse-embedded"), stop: make(chan struct{}), done: make(chan struct{})}
+	if opts.Output == nil {
+		f, err := os.OpenFile(filepath.Join(opts.DataDir, "chdb.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			return nil, fmt.Errorf("embedded clickhouse: open log: %w", err)
+		}
+		s.opts.Output, s.closer = f, f
+	}
+	tail := &tailBuffer{max: 4096}
+	if err := s.spawn(tail); err != nil {
+		s.closeLog()
+		return nil, err
+	}
+	if err := s.waitReady(ctx); err != nil {
+		s.kill()
+		s.closeLog()
+		return nil, fmt.Errorf("embedded clickhouse did not start on %s: %w; child output: %q", s.HTTPURL(), err, tail.String())
+	}
+	s.logger.Info("embedded clickhouse ready", "tcp", s.TCPAddr(), "http", s.HTTPURL(), "pid", s.PID())
+	go s.supervise(ctx)
+	return s, nil
+}
+
+// TCPAddr is the native protocol address, host:port.
+func (s *Server) TCPAddr() string {
+	return net.JoinHostPort(s.opts.ListenHost, strconv.Itoa(s.opts.TCPPort))
+}
+
+// HTTPURL is the HTTP interface's base URL.
+func (s *Server) HTTPURL() string {
+	return "http://" + net.JoinHostPort(s.opts.ListenHost, strconv.Itoa(s.opts.HTTPPort))
+}
+
+// DSN is a clickhouse-go DSN for the default database.
+func (s *Server) DSN() string {
+	return "clickhouse://" + s.TCPAddr() + "/default"
+}
+
+// PID is the process id of the current child, or 0 between restarts.
+func (s *Server) PID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil || s.cmd.Process == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
+// Stop closes the child's stdin, which ends its serving statement, and
+// waits for it to exit (killing it after 30s).
+func (s *Server) Stop() error {
+	s.mu.Lock()
+	if s.stopping {
+		s.mu.Unlock()
+		<-s.done
+		return nil
+	}
+	s.stopping = true
+	s.mu.Unlock()
+	close(s.stop)
+	<-s.done
+	s.closeLog()
+	return nil
+}
+
+func (s *Server) closeLog() {
+	if s.closer != nil {
+		s.closer.Close()
+	}
+}
+
+func (s *Server) spawn(tail io.Writer) error {
+	args := append(append([]string(nil), s.opts.Args...), ServeArgs{
+		Lib: s.opts.LibPath, Path: s.opts.DataDir, ListenHost: s.opts.ListenHost,
+		TCPPort: s.opts.TCPPort, HTTPPort: s.opts.HTTPPort,
+	}.Args()...)
+	cmd := exec.Command(s.opts.Binary, args...)
+	out := s.opts.Output
+	if tail != nil {
+		out = io.MultiWriter(out, tail)
+	}
+	cmd.Stdout, cmd.Stderr = out, out
+	if len(s.opts.Env) > 0 {
+		cmd.Env = append(os.Environ(), s.opts.Env...)
+	}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return fmt.Errorf("embedded clickhouse: stdin pipe: %w", err)
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("embedded clickhouse: start %s: %w", s.opts.Binary, err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(exited)
+	}()
+	s.mu.Lock()
+	s.cmd, s.stdin, s.exited = cmd, stdin, exited
+	s.mu.Unlock()
+	return nil
+}
+
+// waitReady polls /ping until it answers, the child exits or the start
+// timeout passes.
+func (s *Server) waitReady(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.StartTimeout)
+	defer cancel()
+	s.mu.Lock()
+	exited := s.exited
+	s.mu.Unlock()
+	// No keep-alive: an idle connection would hold the server's shutdown
+	// for shutdown_wait_unfinished (5s).
+	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if Ping(ctx, client, s.HTTPURL()) == nil {
+			return nil
+		}
+		select {
+		case <-exited:
+			return errors.New("child exited during start")
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// Ping asks the HTTP interface at baseURL for /ping.
+func Ping(ctx context.Context, client *http.Client, baseURL string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, baseURL+"/ping", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("ping: %s", resp.Status)
+	}
+	return nil
+}
+
+// supervise restarts the child whenever it exits until Stop or ctx.
+func (s *Server) supervise(ctx context.Context) {
+	defer close(s.done)
+	backoff := s.opts.MinBackoff
+	started := time.Now()
+	for {
+		s.mu.Lock()
+		exited := s.exited
+		s.mu.Unlock()
+		select {
+		case <-s.stop:
+			s.shutdown()
+			return
+		case <-ctx.Done():
+			s.shutdown()
+			return
+		case <-exited:
+		}
+		if time.Since(started) > time.Minute {
+			backoff = s.opts.MinBackoff
+		}
+		s.logger.Warn("embedded clickhouse exited; restarting", "state", s.state(), "backoff", backoff)
+		select {
+		case <-s.stop:
+			return
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, s.opts.MaxBackoff)
+		started = time.Now()
+		if err := s.spawn(nil); err != nil {
+			s.logger.Error("embedded clickhouse restart failed", "err", err)
+			continue
+		}
+		if err := s.waitReady(ctx); err != nil {
+			s.logger.Error("embedded clickhouse not ready after restart", "err", err)
+			s.kill()
+			continue
+		}
+		s.logger.Info("embedded clickhouse restarted", "pid", s.PID())
+	}
+}
+
+func (s *Server) state() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil || s.cmd.ProcessState == nil {
+		return "unknown"
+	}
+	return s.cmd.ProcessState.String()
+}
+
+// shutdown closes stdin and waits for the child, killing it after 30s.
+func (s *Server) shutdown() {
+	s.mu.Lock()
+	stdin, exited, cmd := s.stdin, s.exited, s.cmd
+	s.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	stdin.Close()
+	select {
+	case <-exited:
+		s.logger.Info("embedded clickhouse stopped")
+	case <-time.After(30 * time.Second):
+		s.logger.Warn("embedded clickhouse did not stop in 30s; killing it")
+		cmd.Process.Kill()
+		<-exited
+	}
+}
+
+// kill ends the current child at once and waits for it.
+func (s *Server) kill() {
+	s.mu.Lock()
+	cmd, exited := s.cmd, s.exited
+	s.mu.Unlock()
+	if cmd != nil && cmd.Process != nil {
+		cmd.Process.Kill()
+		<-exited
+	}
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	buf []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > t.max {
+		t.buf = append(t.buf[:0], t.buf[len(t.buf)-t.max:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.buf)
+}

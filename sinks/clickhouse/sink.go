@@ -1,0 +1,436 @@
+package clickhouse
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// errPartitionMoved stops the retries of a group whose partition was
+// revoked or lost.
+var errPartitionMoved = errors.New("partition moved to another consumer")
+
+// hwKey names the rows of one table that came from one source partition.
+type hwKey struct {
+	table     string
+	topic     string
+	partition int32
+}
+
+// Sink copies iotpipe's topics into ClickHouse exactly once.
+//
+// Rows are grouped per (table, source partition, day) and each group is
+// inserted as one block (so one part: atomic) with a deduplication token
+// derived from its source offset range. Offsets are committed only after
+// every insert of a batch was confirmed; while ClickHouse is unreachable
+// the sink retries with backoff and, one batch later, stops reading, so
+// its lag grows and nothing is lost. On (re)assignment of a partition
+// the sink asks each table for the highest source offset it holds and
+// skips records at or below it, so a replay (a reset group, a crash
+// before the commit) adds no rows even when it batches differently.
+//
+// One batch is written in the background while the next is read and
+// decoded; batches are written and committed in order, and partitions
+// move (rebalance) only between batches.
+type Sink struct {
+	opts     Options
+	log      *slog.Logger
+	conn     driver.Conn
+	httpConn driver.Conn // set for InsertArrowHTTP
+	cl       *kgo.Client
+	dec      decoder
+
+	pending     map[groupKey]*group
+	pendingRows int
+	polled      bool                                 // records polled since the last commit
+	handled     map[string]map[int32]kgo.EpochOffset // next offset to commit, per partition
+	dlq         []*kgo.Record
+	freeMu      sync.Mutex
+	free        map[string][]columns
+	rowBuf      []row
+	errBuf      []error
+	bufs        sync.Pool // *bytes.Buffer for Arrow streams
+
+	hwMu sync.Mutex
+	hw   map[hwKey]int64
+	gen  uint64 // bumped when partitions move; pending groups of an older gen are dropped
+
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error
+}
+
+// Start connects to ClickHouse (a broken DSN or an unreachable server is
+// an error here), applies the DDL, joins the consumer group and starts
+// copying in the background until Stop or ctx is done.
+func Start(ctx context.Context, opts Options) (*Sink, error) {
+	opts.setDefaults()
+	conn, err := Open(ctx, opts.DSN)
+	if err != nil {
+		return nil, err
+	}
+	if err := Migrate(ctx, conn, opts.Schema); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	log := opts.Logger.With("component", "clickhouse-sink")
+	var httpConn driver.Conn
+	if opts.Insert == InsertArrowHTTP {
+		hd := opts.HTTPDSN
+		if hd == "" {
+			hd, err = httpDSN(opts.DSN)
+		}
+		if err == nil {
+			httpConn, err = Open(ctx, hd)
+		}
+		if err != nil {
+			log.Warn("no HTTP interface for Arrow inserts; inserting over the native protocol", "err", err)
+		}
+	}
+	s := &Sink{
+		httpConn: httpConn,
+		opts:     opts,
+		log:      log,
+		conn:     conn,
+		dec:      decoder{topics: opts.Topics, maxPayload: opts.MaxPayloadBytes},
+		pending:  map[groupKey]*group{},
+		free:     map[string][]columns{},
+		hw:       map[hwKey]int64{},
+		handled:  map[string]map[int32]kgo.EpochOffset{},
+		bufs:     sync.Pool{New: func() any { return new(bytes.Buffer) }},
+		done:     make(chan struct{}),
+	}
+	resetHW := func(context.Context, *kgo.Client, map[string][]int32) {
+		s.hwMu.Lock()
+		clear(s.hw)
+		s.gen++
+		s.hwMu.Unlock()
+	}
+	kopts := []kgo.Opt{
+		kgo.SeedBrokers(opts.Brokers...),
+		kgo.ConsumerGroup(opts.Group),
+		kgo.ConsumeTopics(opts.Topics.Events, opts.Topics.Shadows, opts.Topics.Anomalies, opts.Topics.Aggregates, opts.Topics.Actions),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.OnPartitionsAssigned(resetHW),
+		kgo.OnPartitionsRevoked(resetHW),
+		kgo.OnPartitionsLost(resetHW),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchMaxBytes(64 << 20),
+	}
+	cl, err := kgo.NewClient(append(kopts, opts.KafkaOpts...)...)
+	if err != nil {
+		s.closeConns()
+		return nil, fmt.Errorf("clickhouse sink: kafka client: %w", err)
+	}
+	s.cl = cl
+	runCtx, cancel := context.WithCancel(ctx)
+	// Writes outlive the read loop by a grace period at stop, so a batch
+	// in flight is stored and committed rather than read again.
+	writeCtx, writeCancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel = cancel
+	context.AfterFunc(runCtx, func() { time.AfterFunc(opts.FlushInterval+opts.InsertTimeout, writeCancel) })
+	go func() {
+		defer close(s.done)
+		defer writeCancel()
+		s.err = s.run(runCtx, writeCtx)
+	}()
+	return s, nil
+}
+
+// Stop stops reading, flushes and commits what is pending (within
+// FlushInterval plus InsertTimeout), leaves the group and closes the
+// connections. It returns the error that ended the sink, if any.
+func (s *Sink) Stop() error {
+	s.cancel()
+	<-s.done
+	s.cl.AllowRebalance() // nothing is pending now; leaving the group waits for this
+	s.cl.Close()
+	s.closeConns()
+	return s.err
+}
+
+func (s *Sink) closeConns() {
+	s.conn.Close()
+	if s.httpConn != nil {
+		s.httpConn.Close()
+	}
+}
+
+// InsertMode reports how this sink inserts (InsertNative after a
+// fallback).
+func (s *Sink) InsertMode() InsertMode {
+	if s.httpConn != nil {
+		return InsertArrowHTTP
+	}
+	return InsertNative
+}
+
+// Done is closed when the sink stopped on its own or after Stop.
+func (s *Sink) Done() <-chan struct{} { return s.done }
+
+func (s *Sink) run(ctx, writeCtx context.Context) error {
+	var (
+		deadline  time.Time
+		inflight  chan error // the batch being written in the background, if any
+		lastAllow = time.Now()
+	)
+	// wait waits for the background write.
+	wait := func() error {
+		if inflight == nil {
+			return nil
+		}
+		err := <-inflight
+		inflight = nil
+		return err
+	}
+	for {
+		if ctx.Err() != nil {
+			wait()
+			return s.finalFlush()
+		}
+		// The background write finished: let partitions move if nothing
+		// else is pending.
+		if inflight != nil {
+			select {
+			case err := <-inflight:
+				inflight = nil
+				if err != nil {
+					return s.stopErr(ctx, err)
+				}
+			default:
+			}
+		}
+		if inflight == nil && !s.polled {
+			// Partitions move only between batches, never while rows
+			// of theirs wait to be inserted.
+			s.cl.AllowRebalance()
+			lastAllow = time.Now()
+		}
+		pctx, cancel := ctx, context.CancelFunc(func() {})
+		switch pd := deadline; {
+		case inflight != nil && (pd.IsZero() || time.Until(pd) > 50*time.Millisecond):
+			// Come back soon to see the write finish and let a
+			// rebalance through even if no records arrive.
+			pctx, cancel = context.WithTimeout(ctx, 50*time.Millisecond)
+		case !pd.IsZero():
+			pctx, cancel = context.WithDeadline(ctx, pd)
+		}
+		fetches := s.cl.PollRecords(pctx, s.opts.BatchRows-s.pendingRows)
+		cancel()
+		if fetches.IsClientClosed() {
+			wait()
+			return nil
+		}
+		fetches.EachError(func(topic string, p int32, err error) {
+			if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+				s.log.Warn("fetch failed", "topic", topic, "partition", p, "err", err)
+			}
+		})
+		recs := fetches.Records()
+		rows, errs := s.decodeAll(recs)
+		for i, r := range recs {
+			if err := s.add(ctx, r, rows[i], errs[i]); err != nil {
+				wait()
+				if ctx.Err() != nil {
+					return s.finalFlush()
+				}
+				return err
+			}
+		}
+		if s.polled && deadline.IsZero() {
+			deadline = time.Now().Add(s.opts.FlushInterval)
+		}
+		if !s.polled || (s.pendingRows < s.opts.BatchRows && time.Now().Before(deadline)) {
+			continue
+		}
+		// One batch is written at a time, in order: wait for the previous.
+		if err := wait(); err != nil {
+			return s.stopErr(ctx, err)
+		}
+		deadline = time.Time{}
+		b := s.takeBatch()
+		if time.Since(lastAllow) > rebalanceEvery {
+			// Under steady load there is always a batch in flight or
+			// pending; write this one in the foreground now and then so
+			// a rebalance gets its turn.
+			if err := s.write(writeCtx, b); err != nil {
+				return s.stopErr(ctx, err)
+			}
+			continue
+		}
+		inflight = make(chan error, 1)
+		go func(ch chan<- error) { ch <- s.write(writeCtx, b) }(inflight)
+	}
+}
+
+// rebalanceEvery bounds how long a rebalance waits for a gap between
+// batches under steady load.
+const rebalanceEvery = 5 * time.Second
+
+// stopErr is the run's result after a write failed: nil when the sink is
+// stopping (the records were not committed and are read again).
+func (s *Sink) stopErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// finalFlush flushes what is pending on stop, bounded in time.
+func (s *Sink) finalFlush() error {
+	if !s.polled {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.FlushInterval+s.opts.InsertTimeout)
+	defer cancel()
+	if err := s.flush(ctx); err != nil {
+		s.log.Warn("pending rows not flushed at stop; they are read again on the next start", "err", err)
+	}
+	return nil
+}
+
+// decodeAll decodes recs on up to DecodeWorkers goroutines; rows[i] and
+// errs[i] belong to recs[i].
+func (s *Sink) decodeAll(recs []*kgo.Record) ([]row, []error) {
+	n := len(recs)
+	s.rowBuf = slices.Grow(s.rowBuf[:0], n)[:n]
+	s.errBuf = slices.Grow(s.errBuf[:0], n)[:n]
+	workers := min(s.opts.DecodeWorkers, (n+255)/256)
+	if workers <= 1 {
+		for i, r := range recs {
+			s.rowBuf[i], s.errBuf[i] = s.dec.decode(r)
+		}
+		return s.rowBuf, s.errBuf
+	}
+	var wg sync.WaitGroup
+	per := (n + workers - 1) / workers
+	for lo := 0; lo < n; lo += per {
+		hi := min(lo+per, n)
+		wg.Go(func() {
+			for i := lo; i < hi; i++ {
+				s.rowBuf[i], s.errBuf[i] = s.dec.decode(recs[i])
+			}
+		})
+	}
+	wg.Wait()
+	return s.rowBuf, s.errBuf
+}
+
+// add puts r's decoded row (or its decode error) in its group. Once it
+// returns nil, r is handled: its offset is committed by the next flush.
+func (s *Sink) add(ctx context.Context, r *kgo.Record, rw row, decodeErr error) error {
+	if err := s.place(ctx, r, rw, decodeErr); err != nil {
+		return err
+	}
+	s.polled = true
+	ps := s.handled[r.Topic]
+	if ps == nil {
+		ps = map[int32]kgo.EpochOffset{}
+		s.handled[r.Topic] = ps
+	}
+	ps[r.Partition] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset + 1}
+	return nil
+}
+
+func (s *Sink) place(ctx context.Context, r *kgo.Record, rw row, decodeErr error) error {
+	if decodeErr != nil {
+		s.deadLetter(r, decodeErr)
+		return nil
+	}
+	if rw == nil {
+		return nil
+	}
+	table := rw.tableName()
+	hw, err := s.highWater(ctx, hwKey{table, r.Topic, r.Partition})
+	if err != nil {
+		return err
+	}
+	if r.Offset <= hw {
+		s.opts.Metrics.Skipped(table, 1)
+		return nil
+	}
+	k := groupKey{table: table, topic: r.Topic, partition: r.Partition, day: dayOf(rw.time())}
+	g := s.pending[k]
+	if g == nil {
+		g = &group{key: k, first: r.Offset, cols: s.columns(table), gen: s.generation()}
+		s.pending[k] = g
+	}
+	g.last = r.Offset
+	g.cols.add(rw)
+	s.pendingRows++
+	return nil
+}
+
+func (s *Sink) columns(table string) columns {
+	s.freeMu.Lock()
+	defer s.freeMu.Unlock()
+	if f := s.free[table]; len(f) > 0 {
+		c := f[len(f)-1]
+		s.free[table] = f[:len(f)-1]
+		return c
+	}
+	return newColumns(table)
+}
+
+func (s *Sink) deadLetter(r *kgo.Record, reason error) {
+	s.log.Warn("record sent to the DLQ", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "reason", reason)
+	s.opts.Metrics.DeadLettered()
+	headers := append([]kgo.RecordHeader(nil), r.Headers...)
+	headers = append(headers,
+		kgo.RecordHeader{Key: "dlq.stage", Value: []byte("clickhouse")},
+		kgo.RecordHeader{Key: "dlq.reason", Value: []byte(reason.Error())},
+		kgo.RecordHeader{Key: "dlq.source", Value: fmt.Appendf(nil, "%s/%d/%d", r.Topic, r.Partition, r.Offset)},
+	)
+	s.dlq = append(s.dlq, &kgo.Record{Topic: s.opts.Topics.DLQ, Key: r.Key, Value: r.Value, Headers: headers})
+}
+
+// highWater returns the highest source offset table holds from the
+// partition (-1 for none), asking ClickHouse once per assignment.
+func (s *Sink) highWater(ctx context.Context, k hwKey) (int64, error) {
+	s.hwMu.Lock()
+	hw, ok := s.hw[k]
+	s.hwMu.Unlock()
+	if ok {
+		return hw, nil
+	}
+	err := s.retry(ctx, "read high-water offset of "+k.table, k.table, func(ctx context.Context) error {
+		var n uint64
+		var m int64
+		if err := s.conn.QueryRow(ctx, "SELECT count(), max(offset) FROM "+k.table+" WHERE partition = ?", k.partition).Scan(&n, &m); err != nil {
+			return err
+		}
+		hw = -1
+		if n > 0 {
+			hw = m
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	s.setHW(k, hw)
+	return hw, nil
+}
+
+func hwOf(g *group) hwKey { return hwKey{g.key.table, g.key.topic, g.key.partition} }
+
+func (s *Sink) generation() uint64 {
+	s.hwMu.Lock()
+	defer s.hwMu.Unlock()
+	return s.gen
+}
+
+func (s *Sink) setHW(k hwKey, hw int64) {
+	s.hwMu.Lock()
+	s.hw[k] = hw
+	s.hwMu.Unlock()
+}
