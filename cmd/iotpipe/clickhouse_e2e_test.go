@@ -6,10 +6,14 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -131,4 +135,80 @@ func TestClickHouseExactlyOnceAcrossKill(t *testing.T) {
 	want := fmt.Sprintf("%d,%d", publishes, publishes)
 	in.waitSQL(t, ch, "SELECT count(), uniqExact(partition, offset) FROM telemetry", want)
 	t.Logf("%d publishes acknowledged before kill -9; telemetry holds %d rows, each (partition, offset) once", acked.Load(), publishes)
+}
+
+// The ClickHouse child killed (kill -9) again and again for a while under
+// load, then left alone: every row present, none twice; the ingest rate
+// during the outage is measured against the rate before it. The outage
+// lasts 8 s here and 60 s under `make reliability`.
+func TestClickHouseOutageUnderLoad(t *testing.T) {
+	outage := 8 * time.Second
+	if os.Getenv("IOTPIPE_RELIABILITY") == "long" {
+		outage = 60 * time.Second
+	}
+	in, ch := clickhouseInstance(t)
+	in.start(ch...)
+	chPath := "--path=" + filepath.Join(in.dataDir, "clickhouse")
+	var acked atomic.Int64
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for c := 0; c < 10; c++ {
+		id := fmt.Sprintf("out-%02d", c)
+		cl := paho.NewClient(paho.NewClientOptions().AddBroker(fmt.Sprintf("tcp://127.0.0.1:%d", in.mqtt)).SetClientID(id).SetAutoReconnect(false))
+		if tok := cl.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			t.Fatal(tok.Error())
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer cl.Disconnect(100)
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if tok := cl.Publish("out/"+id, 1, false, fmt.Sprintf(`{"i":%d}`, i)); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+					t.Errorf("%s: publish %d not acknowledged during the ClickHouse outage: %v", id, i, tok.Error())
+					return
+				}
+				acked.Add(1)
+			}
+		}()
+	}
+	rate := func(d time.Duration) float64 {
+		before := acked.Load()
+		time.Sleep(d)
+		return float64(acked.Load()-before) / d.Seconds()
+	}
+	baseline := rate(4 * time.Second)
+	kills := 0
+	killDone := make(chan struct{})
+	go func() { // kill -9 the chDB child whenever it is back
+		defer close(killDone)
+		for end := time.Now().Add(outage); time.Now().Before(end); time.Sleep(300 * time.Millisecond) {
+			out, _ := exec.Command("pgrep", "-f", "--", chPath).Output()
+			for _, f := range strings.Fields(string(out)) {
+				if pid, err := strconv.Atoi(f); err == nil && syscall.Kill(pid, syscall.SIGKILL) == nil {
+					kills++
+				}
+			}
+		}
+	}()
+	during := rate(outage)
+	<-killDone
+	close(stop)
+	wg.Wait()
+	if kills == 0 {
+		t.Fatal("never found the ClickHouse child to kill")
+	}
+	publishes := 0
+	for _, r := range in.readEvents() {
+		if env, err := schemas.DecodeEnvelope(r.Headers); err == nil && env.Type == schemas.EventPublish {
+			publishes++
+		}
+	}
+	in.waitSQL(t, ch, "SELECT count(), uniqExact(partition, offset) FROM telemetry", fmt.Sprintf("%d,%d", publishes, publishes))
+	t.Logf("ClickHouse child killed %d times over %s: ingest %.0f acked/s before, %.0f during (ratio %.2f); all %d rows present once",
+		kills, outage, baseline, during, during/baseline, publishes)
 }
