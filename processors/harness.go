@@ -122,3 +122,28 @@ func snapshot(db *pebble.DB, partition int32) (map[string]string, error) {
 func (h *Harness) Read(processor string, key []byte) ([]byte, bool, error) {
 	return readAnyPartition(h.db, processor, key)
 }
+
+// Records runs raw records of one partition as one batch, the way the
+// runtime runs a poll: state and next offset commit once at the end. It
+// returns every record emitted.
+func (h *Harness) Records(ctx context.Context, recs []*kgo.Record) ([]*kgo.Record, error) {
+	if len(recs) == 0 {
+		return nil, nil
+	}
+	t := h.task(recs[0].Partition)
+	bt := t.newBatch()
+	for _, rec := range recs {
+		if rec.Partition != recs[0].Partition {
+			bt.b.Close()
+			return nil, fmt.Errorf("harness: a batch holds one partition's records (%d and %d)", recs[0].Partition, rec.Partition)
+		}
+		if err := t.apply(ctx, bt, rec); err != nil {
+			bt.b.Close()
+			return nil, err
+		}
+	}
+	if err := t.commit(bt); err != nil {
+		return nil, err
+	}
+	return bt.out, nil
+}
