@@ -290,10 +290,7 @@ func parsePublish(header byte, body []byte) (qos byte, id uint16, err error) {
 	return qos, id, nil
 }
 
-var (
-	pingreqPacket    = []byte{typePingreq << 4, 0}
-	disconnectPacket = []byte{typeDisconnect << 4, 0}
-)
+var disconnectPacket = []byte{typeDisconnect << 4, 0}
 
 // appendPuback appends a PUBACK for id.
 func appendPuback(b []byte, id uint16) []byte {
