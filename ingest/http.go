@@ -38,20 +38,11 @@ func (s *Server) HTTPPublish(w http.ResponseWriter, r *http.Request) {
 		qos = byte(n)
 	}
 	retain := r.URL.Query().Get("retain") == "true"
-	body, err := io.ReadAll(io.LimitReader(r.Body, int64(s.opts.MaxPayload)+1))
-	if err != nil {
-		httpError(w, http.StatusBadRequest, "read body: "+err.Error())
+	body, ok := s.readPayload(w, r)
+	if !ok {
 		return
 	}
-	if len(body) > s.opts.MaxPayload {
-		s.metrics.refused.WithLabelValues("payload_too_large").Inc()
-		httpError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("payload larger than %d bytes", s.opts.MaxPayload))
-		return
-	}
-	client := r.Header.Get("X-Client-Id")
-	if client == "" {
-		client = "http"
-	}
+	client := httpClientID(r)
 	env := schemas.Envelope{
 		Type: schemas.EventPublish, Topic: topic, ClientID: client, Principal: "http:anonymous",
 		QoS: qos, Retain: retain, ReceivedAt: time.Now().UnixNano(),
@@ -68,6 +59,31 @@ func (s *Server) HTTPPublish(w http.ResponseWriter, r *http.Request) {
 	})
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(map[string]any{"message": "OK", "partition": rec.Partition, "offset": rec.Offset})
+}
+
+// readPayload reads a request body of at most MaxPayload bytes; on
+// failure it has answered (400, or 413 when too large) and returns false.
+func (s *Server) readPayload(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, int64(s.opts.MaxPayload)+1))
+	if err != nil {
+		httpError(w, http.StatusBadRequest, "read body: "+err.Error())
+		return nil, false
+	}
+	if len(body) > s.opts.MaxPayload {
+		s.metrics.refused.WithLabelValues("payload_too_large").Inc()
+		httpError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("payload larger than %d bytes", s.opts.MaxPayload))
+		return nil, false
+	}
+	return body, true
+}
+
+// httpClientID is the client id of an HTTP caller: the X-Client-Id
+// header, or "http".
+func httpClientID(r *http.Request) string {
+	if c := r.Header.Get("X-Client-Id"); c != "" {
+		return c
+	}
+	return "http"
 }
 
 func httpError(w http.ResponseWriter, code int, msg string) {

@@ -3,8 +3,6 @@ package ingest
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -50,21 +48,12 @@ func (s *Server) ShadowHTTP(w http.ResponseWriter, r *http.Request) {
 	topic += "/" + op
 	var body []byte
 	if op == "update" {
-		var err error
-		body, err = io.ReadAll(io.LimitReader(r.Body, int64(s.opts.MaxPayload)+1))
-		if err != nil {
-			httpError(w, http.StatusBadRequest, "read body: "+err.Error())
-			return
-		}
-		if len(body) > s.opts.MaxPayload {
-			httpError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("payload larger than %d bytes", s.opts.MaxPayload))
+		var ok bool
+		if body, ok = s.readPayload(w, r); !ok {
 			return
 		}
 	}
-	client := r.Header.Get("X-Client-Id")
-	if client == "" {
-		client = "http"
-	}
+	client := httpClientID(r)
 	var id [12]byte
 	_, _ = rand.Read(id[:])
 	reqID := hex.EncodeToString(id[:])

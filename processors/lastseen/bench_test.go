@@ -19,11 +19,7 @@ func BenchmarkProcess(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer h.Close()
-	recs := make([]*kgo.Record, 1000)
-	for i := range recs {
-		env := schemas.Envelope{Type: schemas.EventPublish, Topic: "t/x", ClientID: fmt.Sprint("thing-", i), ReceivedAt: 1}
-		recs[i] = &kgo.Record{Key: []byte(env.ClientID), Value: []byte(`{"v":1}`), Headers: env.Headers()}
-	}
+	recs := benchRecords()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		r := recs[i%len(recs)]
@@ -44,11 +40,7 @@ func BenchmarkProcessBatched(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer h.Close()
-	recs := make([]*kgo.Record, 1000)
-	for i := range recs {
-		env := schemas.Envelope{Type: schemas.EventPublish, Topic: "t/x", ClientID: fmt.Sprint("thing-", i), ReceivedAt: 1}
-		recs[i] = &kgo.Record{Key: []byte(env.ClientID), Value: []byte(`{"v":1}`), Headers: env.Headers()}
-	}
+	recs := benchRecords()
 	b.ResetTimer()
 	for i := 0; i < b.N; i += len(recs) {
 		for j, r := range recs {
@@ -59,4 +51,14 @@ func BenchmarkProcessBatched(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+// benchRecords returns one publish record for each of 1,000 things.
+func benchRecords() []*kgo.Record {
+	recs := make([]*kgo.Record, 1000)
+	for i := range recs {
+		env := schemas.Envelope{Type: schemas.EventPublish, Topic: "t/x", ClientID: fmt.Sprint("thing-", i), ReceivedAt: 1}
+		recs[i] = &kgo.Record{Key: []byte(env.ClientID), Value: []byte(`{"v":1}`), Headers: env.Headers()}
+	}
+	return recs
 }
