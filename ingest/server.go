@@ -20,6 +20,7 @@ import (
 	"github.com/iotpipe/iotpipe/schemas"
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
+	sessionstore "github.com/mochi-mqtt/server/v2/hooks/storage/pebble"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -51,6 +52,11 @@ type Options struct {
 	// AckTimeout is how long a publish may wait for the log before the
 	// client is told it failed (default 10s).
 	AckTimeout time.Duration
+	// SessionDir, when set, keeps MQTT sessions (persistent sessions'
+	// subscriptions and queued QoS 1 messages, retained messages) in a
+	// Pebble store there, so a device's session and the commands queued
+	// for it survive a restart. Empty keeps them in memory.
+	SessionDir string
 	// Node names this ingest node; its outbound consumer group is
 	// "iotpipe-outbound-<Node>" (default the host name).
 	Node string
@@ -126,6 +132,11 @@ func New(producer Producer, opts Options) (*Server, error) {
 	} else {
 		if err := ms.AddHook(&denyHook{log: opts.Logger}, nil); err != nil {
 			return nil, err
+		}
+	}
+	if opts.SessionDir != "" {
+		if err := ms.AddHook(new(sessionstore.Hook), &sessionstore.Options{Path: opts.SessionDir}); err != nil {
+			return nil, fmt.Errorf("mqtt session store %s: %w", opts.SessionDir, err)
 		}
 	}
 	if err := ms.AddHook(&publishHook{s: s}, nil); err != nil {

@@ -200,7 +200,7 @@ func (n *node) startIngest(ctx context.Context) error {
 	n.onStop(prod.Close)
 	srv, err := ingest.New(prod, ingest.Options{
 		MQTTAddr: cfg.MQTTAddr, Dev: cfg.Dev, Topics: lg.Topics(), MaxInFlight: cfg.MaxInFlight,
-		MaxPayload: cfg.MaxPayload, Node: cfg.Node, Logger: n.log,
+		MaxPayload: cfg.MaxPayload, Node: cfg.Node, Logger: n.log, SessionDir: cfg.path("mqtt"),
 	})
 	if err != nil {
 		return err
