@@ -23,6 +23,9 @@ var (
 // same, bool → boolean, time.Time → timestamp[ms, UTC],
 // map[string]float64 → map<utf8, float64>.
 func encodeArrow(dst *bytes.Buffer, cols columns) error {
+	if t, ok := cols.(*telemetryCols); ok {
+		return t.encodeArrow(dst)
+	}
 	names, values := cols.names(), cols.values()
 	fields := make([]arrow.Field, len(names))
 	for i, v := range values {
@@ -99,4 +102,91 @@ func encodeArrow(dst *bytes.Buffer, cols columns) error {
 		return fmt.Errorf("arrow: close: %w", err)
 	}
 	return nil
+}
+
+// encodeArrow is encodeArrow for telemetry: the record's arrays are
+// made over the columns' own buffers, so nothing is copied before the
+// IPC writer.
+func (c *telemetryCols) encodeArrow(dst *bytes.Buffer) error {
+	n := c.len()
+	c.msBuf = c.msBuf[:0]
+	for _, t := range c.receivedAt {
+		c.msBuf = append(c.msBuf, t.UnixMilli())
+	}
+	for _, t := range c.eventTime {
+		c.msBuf = append(c.msBuf, t.UnixMilli())
+	}
+	c.bits = append(c.bits[:0], make([]byte, (n+7)/8)...)
+	for i, b := range c.retain {
+		if b {
+			c.bits[i/8] |= 1 << (i % 8)
+		}
+	}
+	ms := arrow.Int64Traits.CastToBytes(c.msBuf)
+	entries := array.NewData(arrowMap.Elem(), len(c.metricVals), []*memory.Buffer{nil}, []arrow.ArrayData{
+		stringData(&c.metricNames, len(c.metricVals)),
+		fixedData(arrow.PrimitiveTypes.Float64, len(c.metricVals), arrow.Float64Traits.CastToBytes(c.metricVals)),
+	}, 0, 0)
+	data := []arrow.ArrayData{
+		stringData(&c.thing, n), stringData(&c.topic, n), stringData(&c.clientID, n), stringData(&c.principal, n),
+		fixedData(arrow.PrimitiveTypes.Uint8, n, c.qos),
+		fixedData(arrow.FixedWidthTypes.Boolean, n, c.bits),
+		fixedData(arrowTime, n, ms[:8*n]),
+		fixedData(arrowTime, n, ms[8*n:]),
+		stringData(&c.payload, n),
+		array.NewData(arrowMap, n, []*memory.Buffer{nil, memory.NewBufferBytes(arrow.Int32Traits.CastToBytes(offsets(c.metricOffsets)))}, []arrow.ArrayData{entries}, 0, 0),
+		fixedData(arrow.PrimitiveTypes.Int32, n, arrow.Int32Traits.CastToBytes(c.partition)),
+		fixedData(arrow.PrimitiveTypes.Int64, n, arrow.Int64Traits.CastToBytes(c.offset)),
+	}
+	entries.Release()
+	names := c.names()
+	fields := make([]arrow.Field, len(names))
+	arrays := make([]arrow.Array, len(names))
+	for i, d := range data {
+		arrays[i] = array.MakeFromData(d)
+		d.Release()
+		fields[i] = arrow.Field{Name: names[i], Type: arrays[i].DataType()}
+	}
+	schema := arrow.NewSchema(fields, nil)
+	rec := array.NewRecordBatch(schema, arrays, int64(n))
+	for _, a := range arrays {
+		a.Release()
+	}
+	defer rec.Release()
+	w := ipc.NewWriter(dst, ipc.WithSchema(schema), ipc.WithAllocator(memory.DefaultAllocator))
+	if err := w.Write(rec); err != nil {
+		return fmt.Errorf("arrow: write: %w", err)
+	}
+	if err := w.Close(); err != nil {
+		return fmt.Errorf("arrow: close: %w", err)
+	}
+	return nil
+}
+
+// arrowSize is about the size of c's Arrow stream: its buffers plus
+// room for the schema and padding.
+func (c *telemetryCols) arrowSize() int {
+	n := 16 << 10
+	for _, s := range []*strCol{&c.thing, &c.topic, &c.clientID, &c.principal, &c.payload, &c.metricNames} {
+		n += len(s.data) + 4*len(s.offsets)
+	}
+	rows := c.len()
+	return n + rows*(1+1+8+8+4+4+8) + 8*len(c.metricVals)
+}
+
+// offsets is an offsets column, [0] when empty.
+func offsets(o []int32) []int32 {
+	if len(o) == 0 {
+		return []int32{0}
+	}
+	return o
+}
+
+func stringData(c *strCol, n int) arrow.ArrayData {
+	return array.NewData(arrow.BinaryTypes.String, n, []*memory.Buffer{nil,
+		memory.NewBufferBytes(arrow.Int32Traits.CastToBytes(offsets(c.offsets))), memory.NewBufferBytes(c.data)}, nil, 0, 0)
+}
+
+func fixedData(t arrow.DataType, n int, b []byte) arrow.ArrayData {
+	return array.NewData(t, n, []*memory.Buffer{nil, memory.NewBufferBytes(b)}, nil, 0, 0)
 }

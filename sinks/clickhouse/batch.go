@@ -39,48 +39,147 @@ func newColumns(table string) columns {
 	panic("clickhouse: no columns for table " + table)
 }
 
+// strCol is a string column in Arrow's layout: the values back to back
+// in data, value i at data[offsets[i]:offsets[i+1]].
+type strCol struct {
+	offsets []int32 // len()+1 offsets into data, from 0
+	data    []byte
+}
+
+func (c *strCol) append(b []byte) {
+	if len(c.offsets) == 0 {
+		c.offsets = append(c.offsets, 0)
+	}
+	c.data = append(c.data, b...)
+	c.offsets = append(c.offsets, int32(len(c.data)))
+}
+
+func (c *strCol) appendString(s string) {
+	if len(c.offsets) == 0 {
+		c.offsets = append(c.offsets, 0)
+	}
+	c.data = append(c.data, s...)
+	c.offsets = append(c.offsets, int32(len(c.data)))
+}
+
+func (c *strCol) len() int { return max(0, len(c.offsets)-1) }
+
+// at is value i, aliasing c.
+func (c *strCol) at(i int) []byte { return c.data[c.offsets[i]:c.offsets[i+1]] }
+
+// strings copies the column out as strings.
+func (c *strCol) strings() []string {
+	out := make([]string, c.len())
+	for i := range out {
+		out[i] = string(c.at(i))
+	}
+	return out
+}
+
+func (c *strCol) reset() { c.offsets, c.data = c.offsets[:0], c.data[:0] }
+
+// telemetryCols keeps strings and metrics in Arrow's layout, so adding a
+// row allocates nothing in the steady state and the Arrow insert sends
+// the buffers as they are.
 type telemetryCols struct {
-	thing, topic, clientID, principal []string
+	thing, topic, clientID, principal strCol
 	qos                               []uint8
 	retain                            []bool
 	receivedAt, eventTime             []time.Time
-	payload                           []string
-	metrics                           []map[string]float64
-	partition                         []int32
-	offset                            []int64
+	payload                           strCol
+	// metrics is a map column: row i has the entries
+	// metricOffsets[i]..metricOffsets[i+1] of metricNames and
+	// metricVals.
+	metricOffsets []int32 // len()+1 offsets, from 0
+	metricNames   strCol
+	metricVals    []float64
+	partition     []int32
+	offset        []int64
+	// msBuf and bits are reused by encodeArrow.
+	msBuf []int64
+	bits  []byte
 }
 
 func (c *telemetryCols) add(r row) {
-	t := r.(*telemetryRow)
-	c.thing = append(c.thing, t.thing)
-	c.topic = append(c.topic, t.topic)
-	c.clientID = append(c.clientID, t.clientID)
-	c.principal = append(c.principal, t.principal)
-	c.qos = append(c.qos, t.qos)
-	c.retain = append(c.retain, t.retain)
-	c.receivedAt = append(c.receivedAt, t.receivedAt)
-	c.eventTime = append(c.eventTime, t.eventTime)
-	c.payload = append(c.payload, t.payload)
-	m := t.metrics
-	if m == nil {
-		m = map[string]float64{}
+	switch t := r.(type) {
+	case *telemetryView:
+		c.thing.append(t.thing)
+		c.topic.append(t.topic)
+		c.clientID.append(t.clientID)
+		c.principal.append(t.principal)
+		c.qos = append(c.qos, t.qos)
+		c.retain = append(c.retain, t.retain)
+		c.receivedAt = append(c.receivedAt, t.receivedAt)
+		c.eventTime = append(c.eventTime, t.eventTime)
+		c.payload.append(t.payload)
+		for i := range t.metrics.len() {
+			c.metricNames.append(t.metrics.name(i))
+		}
+		c.metricVals = append(c.metricVals, t.metrics.vals...)
+		c.endMetrics()
+		c.partition = append(c.partition, t.partition)
+		c.offset = append(c.offset, t.offset)
+	case *telemetryRow:
+		c.thing.appendString(t.thing)
+		c.topic.appendString(t.topic)
+		c.clientID.appendString(t.clientID)
+		c.principal.appendString(t.principal)
+		c.qos = append(c.qos, t.qos)
+		c.retain = append(c.retain, t.retain)
+		c.receivedAt = append(c.receivedAt, t.receivedAt)
+		c.eventTime = append(c.eventTime, t.eventTime)
+		c.payload.appendString(t.payload)
+		for k, v := range t.metrics {
+			c.metricNames.appendString(k)
+			c.metricVals = append(c.metricVals, v)
+		}
+		c.endMetrics()
+		c.partition = append(c.partition, t.partition)
+		c.offset = append(c.offset, t.offset)
+	default:
+		panic(fmt.Sprintf("clickhouse: %T added to telemetry", r))
 	}
-	c.metrics = append(c.metrics, m)
-	c.partition = append(c.partition, t.partition)
-	c.offset = append(c.offset, t.offset)
 }
 
-func (c *telemetryCols) len() int { return len(c.thing) }
+// endMetrics closes the current row's map entries.
+func (c *telemetryCols) endMetrics() {
+	if len(c.metricOffsets) == 0 {
+		c.metricOffsets = append(c.metricOffsets, 0)
+	}
+	c.metricOffsets = append(c.metricOffsets, int32(len(c.metricVals)))
+}
+
+// metricMaps copies the metrics column out as maps.
+func (c *telemetryCols) metricMaps() []map[string]float64 {
+	out := make([]map[string]float64, c.len())
+	for i := range out {
+		lo, hi := c.metricOffsets[i], c.metricOffsets[i+1]
+		m := make(map[string]float64, hi-lo)
+		for j := lo; j < hi; j++ {
+			m[string(c.metricNames.at(int(j)))] = c.metricVals[j]
+		}
+		out[i] = m
+	}
+	return out
+}
+
+func (c *telemetryCols) len() int { return len(c.qos) }
 func (c *telemetryCols) names() []string {
 	return []string{"thing", "topic", "client_id", "principal", "qos", "retain", "received_at", "event_time", "payload", "metrics", "partition", "offset"}
 }
+
+// values copies the string and map columns out (the native insert).
 func (c *telemetryCols) values() []any {
-	return []any{c.thing, c.topic, c.clientID, c.principal, c.qos, c.retain, c.receivedAt, c.eventTime, c.payload, c.metrics, c.partition, c.offset}
+	return []any{c.thing.strings(), c.topic.strings(), c.clientID.strings(), c.principal.strings(), c.qos, c.retain,
+		c.receivedAt, c.eventTime, c.payload.strings(), c.metricMaps(), c.partition, c.offset}
 }
+
 func (c *telemetryCols) reset() {
-	clear(c.metrics)
-	*c = telemetryCols{c.thing[:0], c.topic[:0], c.clientID[:0], c.principal[:0], c.qos[:0], c.retain[:0],
-		c.receivedAt[:0], c.eventTime[:0], c.payload[:0], c.metrics[:0], c.partition[:0], c.offset[:0]}
+	for _, s := range []*strCol{&c.thing, &c.topic, &c.clientID, &c.principal, &c.payload, &c.metricNames} {
+		s.reset()
+	}
+	c.qos, c.retain, c.receivedAt, c.eventTime = c.qos[:0], c.retain[:0], c.receivedAt[:0], c.eventTime[:0]
+	c.metricOffsets, c.metricVals, c.partition, c.offset = c.metricOffsets[:0], c.metricVals[:0], c.partition[:0], c.offset[:0]
 }
 
 type presenceCols struct {

@@ -120,9 +120,21 @@ type decoder struct {
 // ClickHouse (a tombstone, an action of another type), or an error
 // wrapping errUnstorable with the reason.
 func (d *decoder) decode(r *kgo.Record) (row, error) {
+	var v telemetryView
+	rw, err := d.decodeInto(r, new(scratch), &v)
+	if rw == row(&v) {
+		return v.row(), nil
+	}
+	return rw, err
+}
+
+// decodeInto is decode for the sink's hot path: sc is the goroutine's
+// scratch, and a telemetry event is decoded into v, which aliases r and
+// is valid until v is used again.
+func (d *decoder) decodeInto(r *kgo.Record, sc *scratch, v *telemetryView) (row, error) {
 	switch r.Topic {
 	case d.topics.Events:
-		return d.event(r)
+		return d.event(r, sc, v)
 	case d.topics.Shadows:
 		return d.shadow(r)
 	case d.topics.Anomalies:
@@ -139,8 +151,34 @@ func unstorable(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", errUnstorable, fmt.Sprintf(format, args...))
 }
 
-func (d *decoder) event(r *kgo.Record) (row, error) {
-	env, err := schemas.DecodeEnvelope(r.Headers)
+// telemetryView is a telemetryRow whose bytes alias the record it came
+// from and whose metrics live in a reused list: decoding one allocates
+// nothing.
+type telemetryView struct {
+	thing, topic, clientID, principal []byte
+	qos                               uint8
+	retain                            bool
+	receivedAt, eventTime             time.Time
+	payload                           []byte
+	metrics                           metricList
+	partition                         int32
+	offset                            int64
+}
+
+func (telemetryView) tableName() string  { return "telemetry" }
+func (v *telemetryView) time() time.Time { return v.receivedAt }
+
+// row is v as a telemetryRow that owns its values.
+func (v *telemetryView) row() *telemetryRow {
+	return &telemetryRow{
+		thing: string(v.thing), topic: string(v.topic), clientID: string(v.clientID), principal: string(v.principal),
+		qos: v.qos, retain: v.retain, receivedAt: v.receivedAt, eventTime: v.eventTime,
+		payload: string(v.payload), metrics: v.metrics.toMap(), partition: v.partition, offset: v.offset,
+	}
+}
+
+func (d *decoder) event(r *kgo.Record, sc *scratch, v *telemetryView) (row, error) {
+	env, err := schemas.DecodeEnvelopeView(r.Headers)
 	if err != nil {
 		return nil, unstorable("%v", err)
 	}
@@ -151,30 +189,27 @@ func (d *decoder) event(r *kgo.Record) (row, error) {
 	if env.ReceivedAt == 0 || !timeInRange(rx) {
 		return nil, unstorable("receive time %d ns outside DateTime64 range", env.ReceivedAt)
 	}
-	thing := string(r.Key)
-	if thing == "" {
+	thing := r.Key
+	if len(thing) == 0 {
 		thing = env.ClientID
 	}
-	if env.Type != schemas.EventPublish {
+	if string(env.Type) != string(schemas.EventPublish) {
 		return &presenceRow{
-			thing: thing, event: string(env.Type), clientID: env.ClientID, principal: env.Principal,
-			topic: env.Topic, receivedAt: rx, payload: string(r.Value),
+			thing: string(thing), event: string(env.Type), clientID: string(env.ClientID), principal: string(env.Principal),
+			topic: string(env.Topic), receivedAt: rx, payload: string(r.Value),
 			partition: r.Partition, offset: r.Offset,
 		}, nil
 	}
-	row := &telemetryRow{
-		thing: thing, topic: env.Topic, clientID: env.ClientID, principal: env.Principal,
-		qos: env.QoS, retain: env.Retain, receivedAt: rx, eventTime: rx,
-		payload: string(r.Value), partition: r.Partition, offset: r.Offset,
-	}
+	v.thing, v.topic, v.clientID, v.principal = thing, env.Topic, env.ClientID, env.Principal
+	v.qos, v.retain, v.receivedAt, v.eventTime = env.QoS, env.Retain, rx, rx
+	v.payload, v.partition, v.offset = r.Value, r.Partition, r.Offset
 	// A payload that is not JSON is stored as received with no metrics.
-	if m, ts, ok := flattenJSON(r.Value); ok {
-		row.metrics = m
-		if t, ok := epochTime(ts); ok {
-			row.eventTime = t
+	if ts, ok := sc.flatten(r.Value, &v.metrics); ok {
+		if t, ok := ts.time(); ok {
+			v.eventTime = t
 		}
 	}
-	return row, nil
+	return v, nil
 }
 
 // shadowChange is the value of a record on the shadows changelog topic.
@@ -335,34 +370,46 @@ func (d *decoder) action(r *kgo.Record) (row, error) {
 // epochTime reads a Unix time in seconds, milliseconds, microseconds or
 // nanoseconds (told apart by magnitude), or an RFC 3339 string.
 func epochTime(v any) (time.Time, bool) {
-	var t time.Time
 	switch n := v.(type) {
 	case int64:
-		switch a := abs(n); {
-		case a < 1e11:
-			t = time.Unix(n, 0)
-		case a < 1e14:
-			t = time.UnixMilli(n)
-		case a < 1e17:
-			t = time.UnixMicro(n)
-		default:
-			t = time.Unix(0, n)
-		}
+		return epochInt(n)
 	case float64:
-		if math.IsNaN(n) || math.IsInf(n, 0) || math.Abs(n) > 1e11 {
-			return epochTime(int64(n))
-		}
-		sec, frac := math.Modf(n)
-		t = time.Unix(int64(sec), int64(frac*1e9))
+		return epochFloat(n)
 	case string:
-		var err error
-		if t, err = time.Parse(time.RFC3339Nano, n); err != nil {
+		t, err := time.Parse(time.RFC3339Nano, n)
+		if err != nil {
 			return t, false
 		}
+		t = t.UTC()
+		return t, timeInRange(t)
+	}
+	return time.Time{}, false
+}
+
+// epochInt is epochTime of an integer.
+func epochInt(n int64) (time.Time, bool) {
+	var t time.Time
+	switch a := abs(n); {
+	case a < 1e11:
+		t = time.Unix(n, 0)
+	case a < 1e14:
+		t = time.UnixMilli(n)
+	case a < 1e17:
+		t = time.UnixMicro(n)
 	default:
-		return t, false
+		t = time.Unix(0, n)
 	}
 	t = t.UTC()
+	return t, timeInRange(t)
+}
+
+// epochFloat is epochTime of a non-integer number.
+func epochFloat(n float64) (time.Time, bool) {
+	if math.IsNaN(n) || math.IsInf(n, 0) || math.Abs(n) > 1e11 {
+		return epochInt(int64(n))
+	}
+	sec, frac := math.Modf(n)
+	t := time.Unix(int64(sec), int64(frac*1e9)).UTC()
 	return t, timeInRange(t)
 }
 

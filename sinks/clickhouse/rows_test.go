@@ -226,3 +226,22 @@ func FuzzFlattenJSON(f *testing.F) {
 		}
 	})
 }
+
+// TestFlattenCollidingNames checks that two paths that flatten to one
+// name give one metric, as Flatten's map does.
+func TestFlattenCollidingNames(t *testing.T) {
+	// Which of the two values wins is unspecified (Flatten ranges over
+	// a map); that there is one metric is not.
+	for _, in := range []string{`{"a.b":1,"a":{"b":2}}`, `{"":{"a":1},"a":2}`, `{"x.y":{"z":1},"x":{"y.z":2}}`} {
+		var (
+			sc   scratch
+			list metricList
+		)
+		if _, ok := sc.flatten([]byte(in), &list); !ok {
+			t.Fatalf("flatten(%s) not ok", in)
+		}
+		if list.len() != 1 {
+			t.Errorf("flatten(%s) gave %d metrics, want 1", in, list.len())
+		}
+	}
+}

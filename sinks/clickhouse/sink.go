@@ -1,7 +1,6 @@
 package clickhouse
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -17,6 +16,18 @@ import (
 // errPartitionMoved stops the retries of a group whose partition was
 // revoked or lost.
 var errPartitionMoved = errors.New("partition moved to another consumer")
+
+// placeCache remembers, within one poll's records (no rebalance and no
+// new batch can happen in between), the high-water offset, group and
+// handled map of the previous record, which the next usually shares.
+type placeCache struct {
+	hwKey   hwKey
+	hw      int64
+	hwOK    bool
+	group   *group
+	topic   string
+	handled map[int32]kgo.EpochOffset
+}
 
 // hwKey names the rows of one table that came from one source partition.
 type hwKey struct {
@@ -56,8 +67,12 @@ type Sink struct {
 	freeMu      sync.Mutex
 	free        map[string][]columns
 	rowBuf      []row
+	telBuf      []telemetryView // the telemetry rows of rowBuf
+	scratch     []*scratch      // one per decode worker
 	errBuf      []error
-	bufs        sync.Pool // *bytes.Buffer for Arrow streams
+	bufs        bufPool // for Arrow streams
+
+	last placeCache // of the records of one poll
 
 	hwMu sync.Mutex
 	hw   map[hwKey]int64
@@ -105,7 +120,6 @@ func Start(ctx context.Context, opts Options) (*Sink, error) {
 		free:     map[string][]columns{},
 		hw:       map[hwKey]int64{},
 		handled:  map[string]map[int32]kgo.EpochOffset{},
-		bufs:     sync.Pool{New: func() any { return new(bytes.Buffer) }},
 		done:     make(chan struct{}),
 	}
 	resetHW := func(context.Context, *kgo.Client, map[string][]int32) {
@@ -237,6 +251,7 @@ func (s *Sink) run(ctx, writeCtx context.Context) error {
 		})
 		recs := fetches.Records()
 		rows, errs := s.decodeAll(recs)
+		s.last = placeCache{}
 		for i, r := range recs {
 			if err := s.add(ctx, r, rows[i], errs[i]); err != nil {
 				wait()
@@ -299,27 +314,31 @@ func (s *Sink) finalFlush() error {
 }
 
 // decodeAll decodes recs on up to DecodeWorkers goroutines; rows[i] and
-// errs[i] belong to recs[i].
+// errs[i] belong to recs[i]. The rows are valid until the next call.
 func (s *Sink) decodeAll(recs []*kgo.Record) ([]row, []error) {
 	n := len(recs)
 	s.rowBuf = slices.Grow(s.rowBuf[:0], n)[:n]
 	s.errBuf = slices.Grow(s.errBuf[:0], n)[:n]
-	workers := min(s.opts.DecodeWorkers, (n+255)/256)
-	if workers <= 1 {
-		for i, r := range recs {
-			s.rowBuf[i], s.errBuf[i] = s.dec.decode(r)
+	s.telBuf = slices.Grow(s.telBuf[:0], n)[:n]
+	workers := max(1, min(s.opts.DecodeWorkers, (n+255)/256))
+	for len(s.scratch) < workers {
+		s.scratch = append(s.scratch, new(scratch))
+	}
+	decode := func(lo, hi int, sc *scratch) {
+		for i := lo; i < hi; i++ {
+			s.rowBuf[i], s.errBuf[i] = s.dec.decodeInto(recs[i], sc, &s.telBuf[i])
 		}
+	}
+	if workers == 1 {
+		decode(0, n, s.scratch[0])
 		return s.rowBuf, s.errBuf
 	}
 	var wg sync.WaitGroup
 	per := (n + workers - 1) / workers
-	for lo := 0; lo < n; lo += per {
+	for w, lo := 0, 0; lo < n; w, lo = w+1, lo+per {
 		hi := min(lo+per, n)
-		wg.Go(func() {
-			for i := lo; i < hi; i++ {
-				s.rowBuf[i], s.errBuf[i] = s.dec.decode(recs[i])
-			}
-		})
+		sc := s.scratch[w]
+		wg.Go(func() { decode(lo, hi, sc) })
 	}
 	wg.Wait()
 	return s.rowBuf, s.errBuf
@@ -332,10 +351,14 @@ func (s *Sink) add(ctx context.Context, r *kgo.Record, rw row, decodeErr error) 
 		return err
 	}
 	s.polled = true
-	ps := s.handled[r.Topic]
-	if ps == nil {
-		ps = map[int32]kgo.EpochOffset{}
-		s.handled[r.Topic] = ps
+	ps := s.last.handled
+	if ps == nil || s.last.topic != r.Topic {
+		ps = s.handled[r.Topic]
+		if ps == nil {
+			ps = map[int32]kgo.EpochOffset{}
+			s.handled[r.Topic] = ps
+		}
+		s.last.topic, s.last.handled = r.Topic, ps
 	}
 	ps[r.Partition] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset + 1}
 	return nil
@@ -350,19 +373,27 @@ func (s *Sink) place(ctx context.Context, r *kgo.Record, rw row, decodeErr error
 		return nil
 	}
 	table := rw.tableName()
-	hw, err := s.highWater(ctx, hwKey{table, r.Topic, r.Partition})
-	if err != nil {
-		return err
+	hk := hwKey{table, r.Topic, r.Partition}
+	hw := s.last.hw
+	if !s.last.hwOK || s.last.hwKey != hk {
+		var err error
+		if hw, err = s.highWater(ctx, hk); err != nil {
+			return err
+		}
+		s.last.hwKey, s.last.hw, s.last.hwOK = hk, hw, true
 	}
 	if r.Offset <= hw {
 		s.opts.Metrics.Skipped(table, 1)
 		return nil
 	}
 	k := groupKey{table: table, topic: r.Topic, partition: r.Partition, day: dayOf(rw.time())}
-	g := s.pending[k]
-	if g == nil {
-		g = &group{key: k, first: r.Offset, cols: s.columns(table), gen: s.generation()}
-		s.pending[k] = g
+	g := s.last.group
+	if g == nil || g.key != k {
+		if g = s.pending[k]; g == nil {
+			g = &group{key: k, first: r.Offset, cols: s.columns(table), gen: s.generation()}
+			s.pending[k] = g
+		}
+		s.last.group = g
 	}
 	g.last = r.Offset
 	g.cols.add(rw)

@@ -148,9 +148,11 @@ func (s *Sink) insert(ctx context.Context, g *group) error {
 		"insert_deduplication_token": g.token(),
 	}))
 	if s.httpConn != nil {
-		buf := s.bufs.Get().(*bytes.Buffer)
-		defer s.bufs.Put(buf)
-		buf.Reset()
+		buf := s.bufs.get()
+		defer s.bufs.put(buf)
+		if c, ok := g.cols.(*telemetryCols); ok {
+			buf.Grow(c.arrowSize())
+		}
 		if err := encodeArrow(buf, g.cols); err != nil {
 			return err
 		}
@@ -200,4 +202,30 @@ func (s *Sink) retry(ctx context.Context, what, table string, fn func(context.Co
 		}
 		backoff = min(backoff*2, s.opts.MaxBackoff)
 	}
+}
+
+// bufPool keeps the Arrow stream buffers of the inserts for reuse (a
+// sync.Pool drops them at every GC, and they are large); its zero value
+// is ready.
+type bufPool struct {
+	mu   sync.Mutex
+	free []*bytes.Buffer
+}
+
+func (p *bufPool) get() *bytes.Buffer {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n := len(p.free); n > 0 {
+		b := p.free[n-1]
+		p.free = p.free[:n-1]
+		b.Reset()
+		return b
+	}
+	return new(bytes.Buffer)
+}
+
+func (p *bufPool) put(b *bytes.Buffer) {
+	p.mu.Lock()
+	p.free = append(p.free, b)
+	p.mu.Unlock()
 }
