@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -105,6 +106,98 @@ func BenchmarkUpdateParallel(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "updates/s")
 }
 
+// batchSize is the number of records per batch in the batched
+// benchmarks (the runtime commits once per poll of up to 10,000).
+const batchSize = 1000
+
+// runBatches runs n records of log (cycled, offsets renumbered from 0)
+// through h in batches of batchSize, one commit per batch, as the
+// runtime runs a poll. partition is set on every record.
+func runBatches(ctx context.Context, h *processors.Harness, log []*kgo.Record, partition int32, n int) error {
+	batch := make([]*kgo.Record, 0, batchSize)
+	for i := 0; i < n; {
+		batch = batch[:0]
+		for ; i < n && len(batch) < batchSize; i++ {
+			r := log[i%len(log)]
+			r.Partition = partition
+			r.Offset = int64(i)
+			batch = append(batch, r)
+		}
+		if _, err := h.Records(ctx, batch); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// BenchmarkUpdateBatched measures shadow updates per second as the
+// runtime runs them on one partition: batches of batchSize records, one
+// Pebble commit per batch, over 1000 things.
+func BenchmarkUpdateBatched(b *testing.B) {
+	const logSize = 1 << 16
+	recs := benchLog(logSize, 1000)
+	h, err := processors.NewHarness(shadow.New(shadow.Options{}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Close()
+	var bytes int64
+	for _, r := range recs {
+		bytes += int64(len(r.Value))
+	}
+	b.SetBytes(bytes / logSize)
+	b.ReportAllocs()
+	b.ResetTimer()
+	if err := runBatches(context.Background(), h, recs, 0, b.N); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "updates/s")
+}
+
+// BenchmarkUpdateBatchedParallel is BenchmarkUpdateBatched over two
+// partitions processed at once, as the runtime runs a poll's partitions
+// (one goroutine per partition): two goroutines, each with its own
+// harness (a Harness is not safe for concurrent use) and its own things,
+// sharing one Processor and so its cache. b.N updates in all.
+func BenchmarkUpdateBatchedParallel(b *testing.B) {
+	const (
+		logSize    = 1 << 15
+		partitions = 2
+	)
+	p := shadow.New(shadow.Options{})
+	logs := make([][]*kgo.Record, partitions)
+	harnesses := make([]*processors.Harness, partitions)
+	for i := range logs {
+		logs[i] = benchLogSeed(logSize, 1000, uint64(i+1))
+		h, err := processors.NewHarness(p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer h.Close()
+		harnesses[i] = h
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	errs := make([]error, partitions)
+	for i := range partitions {
+		n := b.N / partitions
+		if i == 0 {
+			n += b.N % partitions
+		}
+		wg.Go(func() {
+			errs[i] = runBatches(context.Background(), harnesses[i], logs[i], int32(i), n)
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "updates/s")
+}
+
 // BenchmarkHarnessBaseline is the harness alone (a processor that does
 // nothing), the ceiling BenchmarkUpdate can reach.
 func BenchmarkHarnessBaseline(b *testing.B) {
@@ -123,6 +216,24 @@ func BenchmarkHarnessBaseline(b *testing.B) {
 		if _, err := h.Record(ctx, r); err != nil {
 			b.Fatal(err)
 		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkHarnessBaselineBatched is the batched harness alone (a
+// processor that does nothing), the ceiling BenchmarkUpdateBatched can
+// reach.
+func BenchmarkHarnessBaselineBatched(b *testing.B) {
+	recs := benchLog(1024, 1000)
+	h, err := processors.NewHarness(nop{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Close()
+	b.ReportAllocs()
+	b.ResetTimer()
+	if err := runBatches(context.Background(), h, recs, 0, b.N); err != nil {
+		b.Fatal(err)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }

@@ -19,7 +19,9 @@ const DefaultCacheSize = 16384
 type cache struct {
 	mu  sync.Mutex
 	max int
-	m   map[string]cacheEntry
+	// m holds pointers so that put can replace a shadow's entry without
+	// allocating its key again; entries are read and written under mu.
+	m map[string]*cacheEntry
 }
 
 type cacheEntry struct {
@@ -34,7 +36,7 @@ func newCache(max int) *cache {
 	if max < 0 {
 		return nil
 	}
-	return &cache{max: max, m: make(map[string]cacheEntry)}
+	return &cache{max: max, m: make(map[string]*cacheEntry)}
 }
 
 func (c *cache) get(key, stored []byte) (document.Shadow, bool) {
@@ -42,7 +44,11 @@ func (c *cache) get(key, stored []byte) (document.Shadow, bool) {
 		return document.Shadow{}, false
 	}
 	c.mu.Lock()
-	e, ok := c.m[string(key)]
+	var e cacheEntry
+	p, ok := c.m[string(key)]
+	if ok {
+		e = *p
+	}
 	c.mu.Unlock()
 	if !ok || !bytes.Equal(e.stored, stored) {
 		return document.Shadow{}, false
@@ -55,9 +61,14 @@ func (c *cache) put(key, stored []byte, s document.Shadow) {
 		return
 	}
 	c.mu.Lock()
+	if p, ok := c.m[string(key)]; ok {
+		*p = cacheEntry{stored: stored, s: s}
+		c.mu.Unlock()
+		return
+	}
 	if len(c.m) >= c.max {
 		clear(c.m)
 	}
-	c.m[string(key)] = cacheEntry{stored: stored, s: s}
+	c.m[string(key)] = &cacheEntry{stored: stored, s: s}
 	c.mu.Unlock()
 }

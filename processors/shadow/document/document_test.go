@@ -146,6 +146,8 @@ func TestParseUpdateRejects(t *testing.T) {
 		{`{"state":{"desired":1}}`, 400, "Desired node must be an object", ""},
 		{`{"state":{"reported":[]}}`, 400, "Reported node must be an object", ""},
 		{`{"state":{"delta":{},"zz":1}}`, 400, "State contains an invalid node: 'delta'", ""},
+		{`{"state":{"":1,"2B":2}}`, 400, "State contains an invalid node: ''", ""},
+		{`{"state":{"":1}}`, 400, "State contains an invalid node: ''", ""},
 		{`{"state":{},"version":1.5}`, 400, "Invalid version", ""},
 		{`{"state":{},"version":"1"}`, 400, "Invalid version", ""},
 		{`{"state":{},"clientToken":1}`, 400, "Invalid clientToken", ""},

@@ -35,29 +35,26 @@ func appendValue(dst []byte, v any) []byte {
 		}
 		return append(dst, ']')
 	case map[string]any:
-		return appendObject(dst, t, appendValue)
+		// (Written here rather than in a helper: a self-recursive
+		// function lets the compiler keep callers' buffers on the stack.)
+		if len(t) == 0 {
+			return append(dst, "{}"...)
+		}
+		var buf [16]string
+		keys := sortedKeys(buf[:0], t)
+		dst = append(dst, '{')
+		for i, k := range keys {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendString(dst, k)
+			dst = append(dst, ':')
+			dst = appendValue(dst, t[k])
+		}
+		return append(dst, '}')
 	default:
 		return append(dst, "null"...)
 	}
-}
-
-// appendObject appends m with sorted keys, writing each value with fn.
-func appendObject(dst []byte, m map[string]any, fn func([]byte, any) []byte) []byte {
-	if len(m) == 0 {
-		return append(dst, "{}"...)
-	}
-	var buf [16]string
-	keys := sortedKeys(buf[:0], m)
-	dst = append(dst, '{')
-	for i, k := range keys {
-		if i > 0 {
-			dst = append(dst, ',')
-		}
-		dst = appendString(dst, k)
-		dst = append(dst, ':')
-		dst = fn(dst, m[k])
-	}
-	return append(dst, '}')
 }
 
 func sortedKeys(keys []string, m map[string]any) []string {
@@ -148,9 +145,10 @@ func appendTimestamp(dst []byte, ts int64) []byte {
 	return append(dst, '}')
 }
 
-// appendMetaPatch writes the metadata of a request value: the same shape
-// with every leaf (null included) replaced by {"timestamp":ts}.
-func appendMetaPatch(dst []byte, v any, ts int64) []byte {
+// appendMetaLeaf writes the metadata of a request value: the same shape
+// with every leaf (null included) replaced by leaf, the encoded
+// {"timestamp":ts}.
+func appendMetaLeaf(dst []byte, v any, leaf []byte) []byte {
 	switch t := v.(type) {
 	case map[string]any:
 		if len(t) == 0 {
@@ -165,7 +163,7 @@ func appendMetaPatch(dst []byte, v any, ts int64) []byte {
 			}
 			dst = appendString(dst, k)
 			dst = append(dst, ':')
-			dst = appendMetaPatch(dst, t[k], ts)
+			dst = appendMetaLeaf(dst, t[k], leaf)
 		}
 		return append(dst, '}')
 	case []any:
@@ -174,20 +172,26 @@ func appendMetaPatch(dst []byte, v any, ts int64) []byte {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			dst = appendMetaPatch(dst, x, ts)
+			dst = appendMetaLeaf(dst, x, leaf)
 		}
 		return append(dst, ']')
 	default:
-		return appendTimestamp(dst, ts)
+		return append(dst, leaf...)
 	}
 }
 
 // appendRequest writes a request value and its metadata (see
-// appendMetaPatch) in one pass, to state and meta.
+// appendMetaLeaf) at time ts in one pass, to state and meta.
 func appendRequest(state, meta []byte, v any, ts int64) ([]byte, []byte) {
+	var buf [40]byte
+	return appendRequestLeaf(state, meta, v, appendTimestamp(buf[:0], ts))
+}
+
+// appendRequestLeaf is appendRequest with the metadata leaf encoded.
+func appendRequestLeaf(state, meta []byte, v any, leaf []byte) ([]byte, []byte) {
 	m, ok := v.(map[string]any)
 	if !ok {
-		return appendValue(state, v), appendMetaPatch(meta, v, ts)
+		return appendValue(state, v), appendMetaLeaf(meta, v, leaf)
 	}
 	if len(m) == 0 {
 		return append(state, "{}"...), append(meta, "{}"...)
@@ -201,11 +205,12 @@ func appendRequest(state, meta []byte, v any, ts int64) ([]byte, []byte) {
 			state = append(state, ',')
 			meta = append(meta, ',')
 		}
+		// The key is encoded once and copied to the metadata.
+		n := len(state)
 		state = appendString(state, k)
 		state = append(state, ':')
-		meta = appendString(meta, k)
-		meta = append(meta, ':')
-		state, meta = appendRequest(state, meta, m[k], ts)
+		meta = append(meta, state[n:]...)
+		state, meta = appendRequestLeaf(state, meta, m[k], leaf)
 	}
 	return append(state, '}'), append(meta, '}')
 }

@@ -64,7 +64,7 @@ func copyValue(v any) any {
 func mergeObject(old object, patch map[string]any, ts int64) object {
 	var buf [16]string
 	keys := sortedKeys(buf[:0], patch)
-	out := make(object, 0, len(old)+len(keys))
+	out := make(object, 0, len(old)+newKeys(old, keys))
 	i, j := 0, 0
 	for i < len(old) || j < len(keys) {
 		if j == len(keys) || (i < len(old) && old[i].key < keys[j]) {
@@ -100,6 +100,20 @@ func mergeObject(old object, patch map[string]any, ts int64) object {
 		}
 	}
 	return out
+}
+
+// newKeys counts the sorted keys that o does not have.
+func newKeys(o object, keys []string) int {
+	n, i := 0, 0
+	for _, k := range keys {
+		for i < len(o) && o[i].key < k {
+			i++
+		}
+		if i == len(o) || o[i].key != k {
+			n++
+		}
+	}
+	return n
 }
 
 // mergeSection applies the desired or reported part of an update to that
@@ -234,6 +248,11 @@ func appendObjectState(dst []byte, o object) []byte {
 // appendObjectMeta writes the metadata of o in AWS's shape: the state's
 // shape with {"timestamp": ts} leaves.
 func appendObjectMeta(dst []byte, o object) []byte {
+	var l tsLeaf
+	return appendObjectMetaLeaf(dst, o, &l)
+}
+
+func appendObjectMetaLeaf(dst []byte, o object, l *tsLeaf) []byte {
 	dst = append(dst, '{')
 	for i := range o {
 		f := &o[i]
@@ -243,12 +262,29 @@ func appendObjectMeta(dst []byte, o object) []byte {
 		dst = appendString(dst, f.key)
 		dst = append(dst, ':')
 		if o, ok := f.val.(object); ok {
-			dst = appendObjectMeta(dst, o)
+			dst = appendObjectMetaLeaf(dst, o, l)
 		} else {
-			dst = appendMetaPatch(dst, f.val, f.ts)
+			dst = appendMetaLeaf(dst, f.val, l.get(f.ts))
 		}
 	}
 	return append(dst, '}')
+}
+
+// tsLeaf keeps the encoding of the last metadata leaf {"timestamp":ts}
+// written: the fields of a document mostly share a few timestamps.
+type tsLeaf struct {
+	ts  int64
+	n   int
+	buf [40]byte
+}
+
+// get returns the encoding of {"timestamp":ts}, valid until the next
+// call.
+func (l *tsLeaf) get(ts int64) []byte {
+	if l.n == 0 || l.ts != ts {
+		l.ts, l.n = ts, len(appendTimestamp(l.buf[:0], ts))
+	}
+	return l.buf[:l.n]
 }
 
 // fromStored builds an object from a decoded stored state object and its

@@ -34,17 +34,38 @@ type Token struct {
 	HasVersion     bool
 }
 
+// requestFields are the fields of a request object the shadow reads,
+// each with its presence.
+type requestFields struct {
+	state, clientToken, version          any
+	hasState, hasClientToken, hasVersion bool
+}
+
+// fieldsOf reads the request fields of obj.
+func fieldsOf(obj map[string]any) requestFields {
+	var f requestFields
+	f.state, f.hasState = obj["state"]
+	f.clientToken, f.hasClientToken = obj["clientToken"]
+	f.version, f.hasVersion = obj["version"]
+	return f
+}
+
 // parseToken reads clientToken and version from a request object.
 func parseToken(obj map[string]any, lim Limits) (Token, *Error) {
+	return parseTokenFields(fieldsOf(obj), lim)
+}
+
+// parseTokenFields reads clientToken and version from request fields.
+func parseTokenFields(f requestFields, lim Limits) (Token, *Error) {
 	var t Token
-	if v, ok := obj["clientToken"]; ok {
+	if v, ok := f.clientToken, f.hasClientToken; ok {
 		s, isStr := v.(string)
 		if !isStr || len(s) > lim.MaxClientToken {
 			return t, ErrInvalidToken
 		}
 		t.ClientToken, t.HasClientToken = s, true
 	}
-	if v, ok := obj["version"]; ok && v != nil {
+	if v, ok := f.version, f.hasVersion; ok && v != nil {
 		n, valid := version(v)
 		if !valid {
 			return t, ErrInvalidVersion
@@ -98,6 +119,36 @@ func ParseRequest(v any, decodeErr error, empty bool, lim Limits) (Token, *Error
 	return parseToken(obj, lim)
 }
 
+// ParseRequestPayload is ParseRequest of a raw get or delete payload,
+// decoded here (as payload.Decode would: see decodePayload). empty is
+// whether the payload is empty (blank); an empty payload is not decoded.
+func ParseRequestPayload(raw []byte, empty bool, lim Limits) (Token, *Error) {
+	if empty {
+		return ParseRequest(nil, nil, true, lim)
+	}
+	if f, ok := decodeFastRequest(raw); ok {
+		return parseTokenFields(f, lim.withDefaults())
+	}
+	v, err := decodePayload(raw)
+	return ParseRequest(v, err, false, lim)
+}
+
+// ParseUpdatePayload is ParseUpdate of a raw update payload, decoded
+// here: it gives the same Update and error as ParseUpdate of
+// payload.Decode(raw), but decodes the common request with a
+// specialised decoder (see decodePayload). A payload over the size limit
+// is not decoded.
+func ParseUpdatePayload(raw []byte, lim Limits) (Update, *Error) {
+	if len(raw) > lim.withDefaults().MaxSize {
+		return ParseUpdate(nil, nil, len(raw), lim)
+	}
+	if f, ok := decodeFastRequest(raw); ok {
+		return parseUpdateFields(Update{size: len(raw)}, f, lim.withDefaults())
+	}
+	v, err := decodePayload(raw)
+	return ParseUpdate(v, err, len(raw), lim)
+}
+
 // ParseUpdate validates a decoded update request (v from payload.Decode;
 // decodeErr its error; size the payload's length in bytes). On error the
 // returned Update still carries the clientToken when it could be read,
@@ -115,13 +166,19 @@ func ParseUpdate(v any, decodeErr error, size int, lim Limits) (Update, *Error) 
 	if !ok {
 		return u, ErrInvalidJSON
 	}
-	tok, err := parseToken(obj, lim)
+	return parseUpdateFields(u, fieldsOf(obj), lim)
+}
+
+// parseUpdateFields is ParseUpdate of a request object's fields; u
+// holds the size, lim has its defaults.
+func parseUpdateFields(u Update, f requestFields, lim Limits) (Update, *Error) {
+	tok, err := parseTokenFields(f, lim)
 	u.ClientToken, u.HasClientToken = tok.ClientToken, tok.HasClientToken
 	u.Version, u.HasVersion = tok.Version, tok.HasVersion
 	if err != nil {
 		return u, err
 	}
-	st, ok := obj["state"]
+	st, ok := f.state, f.hasState
 	if !ok {
 		return u, ErrMissingState
 	}
@@ -136,13 +193,15 @@ func ParseUpdate(v any, decodeErr error, size int, lim Limits) (Update, *Error) 
 	u.State = state
 	// Checks run in a fixed order so that a request with several faults
 	// always gets the same answer.
-	invalid := ""
+	// The smallest invalid key is reported; found tells "" (a key) from
+	// none, so the answer does not depend on map order.
+	invalid, found := "", false
 	for k := range state {
-		if k != "desired" && k != "reported" && (invalid == "" || k < invalid) {
-			invalid = k
+		if k != "desired" && k != "reported" && (!found || k < invalid) {
+			invalid, found = k, true
 		}
 	}
-	if invalid != "" {
+	if found {
 		return u, ErrInvalidNode(invalid)
 	}
 	u.Desired, u.HasDesired = state["desired"]
@@ -153,17 +212,59 @@ func ParseUpdate(v any, decodeErr error, size int, lim Limits) (Update, *Error) 
 	if _, isObj := u.Reported.(map[string]any); !isObj && u.Reported != nil {
 		return u, ErrReportedNotObject
 	}
-	if tooDeep(u.Desired, 1, lim.MaxDepth) || tooDeep(u.Reported, 1, lim.MaxDepth) {
+	// Depth is checked before nulls in arrays; one walk finds both.
+	deepD, nullD := shape(u.Desired, 1, lim.MaxDepth)
+	deepR, nullR := false, false
+	if !deepD {
+		deepR, nullR = shape(u.Reported, 1, lim.MaxDepth)
+	}
+	if deepD || deepR {
 		return u, ErrTooDeep(lim.MaxDepth)
 	}
-	if nullInArray(u.Desired) || nullInArray(u.Reported) {
+	if nullD || nullR {
 		return u, ErrNullInArray
 	}
 	return u, nil
 }
 
+// shape reports, in one walk, what tooDeep(v, level, max) and
+// nullInArray(v) report; once deep is found, null is not (deep is
+// rejected first).
+func shape(v any, level, max int) (deep, null bool) {
+	switch t := v.(type) {
+	case map[string]any:
+		if len(t) > 0 && level > max {
+			return true, false
+		}
+		for _, x := range t {
+			d, n := shape(x, level+1, max)
+			if d {
+				return true, false
+			}
+			null = null || n
+		}
+	case []any:
+		if len(t) > 0 && level > max {
+			return true, false
+		}
+		for _, x := range t {
+			if x == nil {
+				null = true
+				continue
+			}
+			d, n := shape(x, level+1, max)
+			if d {
+				return true, false
+			}
+			null = null || n
+		}
+	}
+	return false, null
+}
+
 // tooDeep reports a non-empty object or array nested deeper than max
-// (the section itself is level 1).
+// (the section itself is level 1). ParseUpdate uses shape, which
+// FuzzShape checks against tooDeep and nullInArray.
 func tooDeep(v any, level, max int) bool {
 	switch t := v.(type) {
 	case map[string]any:

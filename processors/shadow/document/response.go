@@ -41,7 +41,9 @@ func Apply(s *Shadow, u *Update, now int64, lim Limits) (Shadow, Result, *Error)
 
 	// The stored document, written first: its state and metadata are
 	// measured for the size limit and copied into the documents message.
-	stored := make([]byte, 0, len(s.encState)+len(s.encMeta)+3*u.size+len(next.Thing)+len(next.Name)+160)
+	// Sized for an update of keys the shadow has (a shadow that grows
+	// grows the buffer).
+	stored := make([]byte, 0, len(s.encState)+len(s.encMeta)+u.size+2*(len(next.Thing)+len(next.Name))+160)
 	stored = appendStoredHead(stored, &next)
 	stateStart := len(stored)
 	stored, size := appendState(stored, next.desired, next.reported)
@@ -58,38 +60,50 @@ func Apply(s *Shadow, u *Update, now int64, lim Limits) (Shadow, Result, *Error)
 
 	var r Result
 	var acc []byte
+	// Room for ,"clientToken":"..." (escapes aside).
+	tokLen := len(u.ClientToken) + 20
 	if u.StateNull {
-		acc = make([]byte, 0, 128)
+		acc = make([]byte, 0, 128+tokLen)
 		acc = append(acc, `{"state":null,"metadata":`...)
 		acc = appendTimestamp(acc, now)
 	} else {
 		// The state as sent and its metadata, in one pass.
-		acc = make([]byte, 0, 3*u.size+128)
+		// (Both go to stack buffers first, so that the message is
+		// allocated at its size; larger ones spill to the heap.)
+		var stateBuf [1024]byte
+		var metaBuf [2048]byte
+		st, md := appendRequest(stateBuf[:0], metaBuf[:0], u.State, now)
+		acc = make([]byte, 0, len(st)+len(md)+messageOverhead+tokLen)
 		acc = append(acc, `{"state":`...)
-		meta := make([]byte, 0, 2*u.size+32)
-		acc, meta = appendRequest(acc, meta, u.State, now)
+		acc = append(acc, st...)
 		acc = append(acc, `,"metadata":`...)
-		acc = append(acc, meta...)
+		acc = append(acc, md...)
 	}
 	acc = appendVersionTime(acc, next.Version, now)
 	acc = appendToken(acc, u.ClientToken, u.HasClientToken)
 	r.Accepted = append(acc, '}')
 
 	if d := delta(next.desired, next.reported); d != nil {
-		out := make([]byte, 0, len(curState)+64)
+		// State and metadata go to stack buffers first, so that the
+		// message is allocated at its size.
+		var stateBuf [1024]byte
+		var metaBuf [2048]byte
+		st := appendObjectState(stateBuf[:0], d)
+		md := appendObjectMeta(metaBuf[:0], d)
+		out := make([]byte, 0, len(st)+len(md)+messageOverhead+tokLen)
 		out = append(out, `{"version":`...)
 		out = strconv.AppendInt(out, next.Version, 10)
 		out = append(out, `,"timestamp":`...)
 		out = strconv.AppendInt(out, now, 10)
 		out = append(out, `,"state":`...)
-		out = appendObjectState(out, d)
+		out = append(out, st...)
 		out = append(out, `,"metadata":`...)
-		out = appendObjectMeta(out, d)
+		out = append(out, md...)
 		out = appendToken(out, u.ClientToken, u.HasClientToken)
 		r.Delta = append(out, '}')
 	}
 
-	docs := make([]byte, 0, len(s.encState)+len(s.encMeta)+len(curState)+len(curMeta)+128)
+	docs := make([]byte, 0, len(s.encState)+len(s.encMeta)+len(curState)+len(curMeta)+160+tokLen)
 	docs = append(docs, `{"previous":`...)
 	if s.Exists() {
 		docs = append(docs, `{"state":`...)
@@ -123,6 +137,10 @@ func Apply(s *Shadow, u *Update, now int64, lim Limits) (Shadow, Result, *Error)
 	next.encState, next.encMeta = curState, curMeta
 	return next, r, nil
 }
+
+// messageOverhead bounds the bytes of an accepted or delta message
+// around its state, metadata and clientToken.
+const messageOverhead = 96
 
 // AppendGet appends the get/accepted document of s at time now: state
 // (desired, reported and their delta), metadata, version, timestamp and

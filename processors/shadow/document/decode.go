@@ -1,0 +1,350 @@
+package document
+
+import (
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/iotpipe/iotpipe/schemas/payload"
+)
+
+// maxFastDepth bounds the nesting decodeFast handles; deeper documents
+// go to payload.Decode.
+const maxFastDepth = 32
+
+// decodePayload decodes a request payload into the payload
+// representation: the same value and error payload.Decode gives, but
+// for the common request (no string escapes, no duplicate keys, numbers
+// that fit) without its intermediate json.Number values and second
+// pass.
+func decodePayload(raw []byte) (any, error) {
+	if v, ok := decodeFast(raw); ok {
+		return v, nil
+	}
+	return payload.Decode(raw)
+}
+
+// decodeFast parses raw as one JSON value into the payload
+// representation (map[string]any, []any, string, bool, nil, int64,
+// float64). It handles strict JSON only, and of that only what it can
+// decode exactly as payload.Decode does: it reports false for anything
+// else (a string with an escape or invalid UTF-8, a duplicate key, an
+// integer of more than 18 digits, a float out of range, whitespace other
+// than JSON's, nesting deeper than maxFastDepth, and every invalid
+// document), and the caller then uses payload.Decode. Keys and strings
+// are substrings of one copy of raw.
+func decodeFast(raw []byte) (any, bool) {
+	if len(raw) == 0 {
+		return nil, false
+	}
+	d := fastDecoder{s: string(raw)}
+	d.ws()
+	v, ok := d.value(0)
+	if !ok {
+		return nil, false
+	}
+	d.ws()
+	return v, d.i == len(d.s)
+}
+
+// decodeFastRequest is decodeFast of a request object, keeping only the
+// fields the shadow reads (the others are checked and dropped), so that
+// no map is built for the object itself. It reports false where
+// decodeFast would, and for a value that is not an object or an object
+// with more than 8 other keys.
+func decodeFastRequest(raw []byte) (requestFields, bool) {
+	var f requestFields
+	d := fastDecoder{s: string(raw)}
+	d.ws()
+	if d.i >= len(d.s) || d.s[d.i] != '{' {
+		return f, false
+	}
+	d.i++
+	d.ws()
+	var otherBuf [8]string
+	other := otherBuf[:0]
+	if d.i < len(d.s) && d.s[d.i] == '}' {
+		d.i++
+		d.ws()
+		return f, d.i == len(d.s)
+	}
+	for {
+		if d.i >= len(d.s) || d.s[d.i] != '"' {
+			return f, false
+		}
+		k, ok := d.str()
+		if !ok {
+			return f, false
+		}
+		d.ws()
+		if d.i >= len(d.s) || d.s[d.i] != ':' {
+			return f, false
+		}
+		d.i++
+		d.ws()
+		v, ok := d.value(1)
+		if !ok {
+			return f, false
+		}
+		var dup bool
+		switch k {
+		case "state":
+			dup, f.state, f.hasState = f.hasState, v, true
+		case "clientToken":
+			dup, f.clientToken, f.hasClientToken = f.hasClientToken, v, true
+		case "version":
+			dup, f.version, f.hasVersion = f.hasVersion, v, true
+		default:
+			for _, o := range other {
+				dup = dup || o == k
+			}
+			if len(other) == cap(other) {
+				return f, false
+			}
+			other = append(other, k)
+		}
+		if dup {
+			return f, false
+		}
+		d.ws()
+		if d.i >= len(d.s) {
+			return f, false
+		}
+		switch d.s[d.i] {
+		case ',':
+			d.i++
+			d.ws()
+		case '}':
+			d.i++
+			d.ws()
+			return f, d.i == len(d.s)
+		default:
+			return f, false
+		}
+	}
+}
+
+type fastDecoder struct {
+	s string
+	i int
+}
+
+func (d *fastDecoder) ws() {
+	for d.i < len(d.s) {
+		switch d.s[d.i] {
+		case ' ', '\t', '\n', '\r':
+			d.i++
+		default:
+			return
+		}
+	}
+}
+
+func (d *fastDecoder) value(depth int) (any, bool) {
+	if d.i >= len(d.s) {
+		return nil, false
+	}
+	switch c := d.s[d.i]; {
+	case c == '{':
+		return d.object(depth + 1)
+	case c == '[':
+		return d.array(depth + 1)
+	case c == '"':
+		s, ok := d.str()
+		if !ok {
+			return nil, false
+		}
+		return s, true
+	case c == 't':
+		return true, d.literal("true")
+	case c == 'f':
+		return false, d.literal("false")
+	case c == 'n':
+		return nil, d.literal("null")
+	case c == '-' || (c >= '0' && c <= '9'):
+		return d.number()
+	}
+	return nil, false
+}
+
+func (d *fastDecoder) literal(lit string) bool {
+	if len(d.s)-d.i < len(lit) || d.s[d.i:d.i+len(lit)] != lit {
+		return false
+	}
+	d.i += len(lit)
+	return true
+}
+
+// str reads a string with no escapes.
+func (d *fastDecoder) str() (string, bool) {
+	d.i++
+	start := d.i
+	ascii := true
+	for ; d.i < len(d.s); d.i++ {
+		c := d.s[d.i]
+		switch {
+		case c == '"':
+			s := d.s[start:d.i]
+			d.i++
+			if !ascii && !utf8.ValidString(s) {
+				return "", false
+			}
+			return s, true
+		case c == '\\' || c < 0x20:
+			return "", false
+		case c >= utf8.RuneSelf:
+			ascii = false
+		}
+	}
+	return "", false
+}
+
+func (d *fastDecoder) object(depth int) (any, bool) {
+	if depth > maxFastDepth {
+		return nil, false
+	}
+	d.i++
+	d.ws()
+	m := make(map[string]any)
+	if d.i < len(d.s) && d.s[d.i] == '}' {
+		d.i++
+		return m, true
+	}
+	for {
+		if d.i >= len(d.s) || d.s[d.i] != '"' {
+			return nil, false
+		}
+		k, ok := d.str()
+		if !ok {
+			return nil, false
+		}
+		d.ws()
+		if d.i >= len(d.s) || d.s[d.i] != ':' {
+			return nil, false
+		}
+		d.i++
+		d.ws()
+		v, ok := d.value(depth)
+		if !ok {
+			return nil, false
+		}
+		n := len(m)
+		if m[k] = v; len(m) == n {
+			return nil, false // a duplicate key
+		}
+		d.ws()
+		if d.i >= len(d.s) {
+			return nil, false
+		}
+		switch d.s[d.i] {
+		case ',':
+			d.i++
+			d.ws()
+		case '}':
+			d.i++
+			return m, true
+		default:
+			return nil, false
+		}
+	}
+}
+
+func (d *fastDecoder) array(depth int) (any, bool) {
+	if depth > maxFastDepth {
+		return nil, false
+	}
+	d.i++
+	d.ws()
+	if d.i < len(d.s) && d.s[d.i] == ']' {
+		d.i++
+		return []any{}, true
+	}
+	a := make([]any, 0, 4)
+	for {
+		v, ok := d.value(depth)
+		if !ok {
+			return nil, false
+		}
+		a = append(a, v)
+		d.ws()
+		if d.i >= len(d.s) {
+			return nil, false
+		}
+		switch d.s[d.i] {
+		case ',':
+			d.i++
+			d.ws()
+		case ']':
+			d.i++
+			return a, true
+		default:
+			return nil, false
+		}
+	}
+}
+
+// number reads a JSON number: an int64 for an integer literal (no
+// fraction or exponent), a float64 otherwise, as payload.Number.
+func (d *fastDecoder) number() (any, bool) {
+	start := d.i
+	neg := d.s[d.i] == '-'
+	if neg {
+		d.i++
+	}
+	digits := d.i
+	switch {
+	case d.i < len(d.s) && d.s[d.i] == '0':
+		d.i++
+	case d.i < len(d.s) && d.s[d.i] >= '1' && d.s[d.i] <= '9':
+		for d.i < len(d.s) && d.s[d.i] >= '0' && d.s[d.i] <= '9' {
+			d.i++
+		}
+	default:
+		return nil, false
+	}
+	intEnd := d.i
+	isInt := true
+	if d.i < len(d.s) && d.s[d.i] == '.' {
+		isInt = false
+		d.i++
+		if !d.digits() {
+			return nil, false
+		}
+	}
+	if d.i < len(d.s) && (d.s[d.i] == 'e' || d.s[d.i] == 'E') {
+		isInt = false
+		d.i++
+		if d.i < len(d.s) && (d.s[d.i] == '+' || d.s[d.i] == '-') {
+			d.i++
+		}
+		if !d.digits() {
+			return nil, false
+		}
+	}
+	if isInt {
+		if intEnd-digits > 18 {
+			return nil, false
+		}
+		var n int64
+		for _, c := range []byte(d.s[digits:intEnd]) {
+			n = n*10 + int64(c-'0')
+		}
+		if neg {
+			n = -n
+		}
+		return n, true
+	}
+	f, err := strconv.ParseFloat(d.s[start:d.i], 64)
+	if err != nil {
+		return nil, false
+	}
+	return f, true
+}
+
+// digits reads one or more decimal digits.
+func (d *fastDecoder) digits() bool {
+	start := d.i
+	for d.i < len(d.s) && d.s[d.i] >= '0' && d.s[d.i] <= '9' {
+		d.i++
+	}
+	return d.i > start
+}
