@@ -6,6 +6,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
+	"github.com/iotpipe/iotpipe/internal/sharedtest"
 	"math"
 	"os"
 	"path/filepath"
@@ -21,7 +22,7 @@ import (
 // "rules test" (state in the in-memory store): mean, std and probability
 // must match to a relative 1e-9, anomaly exactly; NaN points are skipped.
 func TestPewmaVectors(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join(sharedDir(t), "pewma", "vectors_*.csv"))
+	files, err := filepath.Glob(filepath.Join(sharedtest.Path(t, "pewma"), "vectors_*.csv"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no pewma vectors: %v", err)
 	}

@@ -10,28 +10,9 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/iotpipe/iotpipe/internal/sharedtest"
 	"github.com/iotpipe/iotpipe/rulesql/ruletest"
 )
-
-// sharedDir returns ../shared relative to the repository root (the
-// directory holding go.mod), where the shared fixtures live in CI and here.
-func sharedDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return filepath.Join(dir, "..", "shared")
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-}
 
 // jsonLines decodes each line; numbers become float64, so 5 and 5.0
 // compare equal, and objects compare without regard to key order.
@@ -58,7 +39,7 @@ func jsonLines(t *testing.T, b []byte) []any {
 // ../shared/rules/aws-validation (outputs AWS IoT Core produced): each
 // must check clean and print its expected.jsonl.
 func TestSharedRules(t *testing.T) {
-	root := filepath.Join(sharedDir(t), "rules")
+	root := filepath.Join(sharedtest.Path(t), "rules")
 	cases := []struct{ name, rules, input, expected string }{
 		{"examples", root, "examples.jsonl", "expected.jsonl"},
 		{"aws-validation", filepath.Join(root, "aws-validation"), "input.jsonl", "expected.jsonl"},

@@ -4,6 +4,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
+	"github.com/iotpipe/iotpipe/internal/sharedtest"
 	"math"
 	"math/rand/v2"
 	"net/http"
@@ -23,31 +24,6 @@ import (
 // End-to-end acceptance tests of the stream analytics in rules (issue 7):
 // PEWMA through the running pipeline across a kill -9, and a tumbling
 // window over event time.
-
-// sharedPath returns a path under ../shared (beside the repository root,
-// the directory holding go.mod), failing the test when it is missing.
-func sharedPath(t *testing.T, elem ...string) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-	p := filepath.Join(append([]string{dir, "..", "shared"}, elem...)...)
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("shared test data missing: %v", err)
-	}
-	return p
-}
 
 // relClose reports whether a and b agree to a relative 1e-9.
 func relClose(a, b float64) bool {
@@ -112,7 +88,7 @@ func readPewmaVectors(t *testing.T, path string) []pewmaRow {
 // no result), and iotpipe.anomalies holds records for exactly the flagged
 // points.
 func TestPewmaPipelineSurvivesKill(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join(sharedPath(t, "pewma"), "vectors_*.csv"))
+	files, err := filepath.Glob(filepath.Join(sharedtest.Path(t, "pewma"), "vectors_*.csv"))
 	if err != nil {
 		t.Fatal(err)
 	}

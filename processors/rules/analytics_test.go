@@ -14,28 +14,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/iotpipe/iotpipe/internal/sharedtest"
 	"github.com/iotpipe/iotpipe/schemas"
 )
-
-// sharedDir returns ../shared next to the repository root (the directory
-// holding go.mod).
-func sharedDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return filepath.Join(dir, "..", "shared")
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-}
 
 // TestPewmaAnomalies runs every ../shared/pewma vector through a rule in
 // the processor (state in the harness's Pebble, one event per point):
@@ -43,7 +24,7 @@ func sharedDir(t *testing.T) string {
 // with the vector's mean, std and probability (relative 1e-9), and each
 // fires the rule's action.
 func TestPewmaAnomalies(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join(sharedDir(t), "pewma", "vectors_*.csv"))
+	files, err := filepath.Glob(filepath.Join(sharedtest.Path(t), "pewma", "vectors_*.csv"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no pewma vectors: %v", err)
 	}

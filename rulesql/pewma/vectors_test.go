@@ -2,6 +2,7 @@ package pewma
 
 import (
 	"encoding/csv"
+	"github.com/iotpipe/iotpipe/internal/sharedtest"
 	"math"
 	"os"
 	"path/filepath"
@@ -9,33 +10,6 @@ import (
 	"strings"
 	"testing"
 )
-
-// sharedDir locates the shared PEWMA vectors: the folder shared/pewma that
-// sits beside the repository (the repository root is the nearest parent
-// holding go.mod). A missing folder fails the test: the vectors are the
-// acceptance criterion, never optional.
-func sharedDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatalf("working directory: %v", err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatalf("no go.mod above the package directory: cannot locate ../shared/pewma")
-		}
-		dir = parent
-	}
-	shared := filepath.Join(filepath.Dir(dir), "shared", "pewma")
-	if _, err := os.Stat(filepath.Join(shared, "SPEC.md")); err != nil {
-		t.Fatalf("PEWMA vectors missing: %v (expected the shared folder beside the repository at %s)", err, shared)
-	}
-	return shared
-}
 
 // vectorRow is one row of a vectors_*.csv file; fields absent from the
 // short files are NaN (and hasFull is false).
@@ -126,12 +100,12 @@ func stateStd(s State) float64 { return math.Sqrt(math.Max(s.S2-s.S1*s.S1, 0)) }
 
 func vectorFiles(t *testing.T) []string {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(sharedDir(t), "vectors_*.csv"))
+	files, err := filepath.Glob(filepath.Join(sharedtest.Path(t, "pewma"), "vectors_*.csv"))
 	if err != nil {
 		t.Fatalf("glob vectors: %v", err)
 	}
 	if len(files) == 0 {
-		t.Fatalf("no vectors_*.csv in %s", sharedDir(t))
+		t.Fatalf("no vectors_*.csv in %s", sharedtest.Path(t, "pewma"))
 	}
 	return files
 }
