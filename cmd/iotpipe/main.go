@@ -27,10 +27,10 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"run":     {run: runMain, help: "run the whole pipeline (embedded log, MQTT, processors, HTTP)"},
+		"run":     {run: runMain, help: "run the whole pipeline (embedded log, MQTT, processors, sinks, ClickHouse, HTTP API)"},
 		"ingest":  {run: ingestMain, help: "run the MQTT/HTTP front only"},
 		"process": {run: processMain, help: "run the stream processors only (last-seen, shadows, rules)"},
-		"sink":    {run: sinkMain, help: "run the action executors only (republish, command, webhook, kafka)"},
+		"sink":    {run: sinkMain, help: "run the sinks only (ClickHouse, republish, command, webhook, kafka)"},
 		"version": {run: versionMain, help: "print the version"},
 		"rules":   {run: rulesMain, help: "check and test rule files (rules check|test)"},
 		"bench":   {run: benchMain, help: "load generators and benchmarks (iotpipe bench mqtt --help)"},
@@ -54,11 +54,12 @@ func main() {
 
 func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cmds := commands()
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
 		usage(stderr, cmds)
-		if len(args) == 0 {
-			return 2
-		}
+		return 2
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stdout, cmds)
 		return 0
 	}
 	c, ok := cmds[args[0]]

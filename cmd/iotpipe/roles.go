@@ -46,7 +46,7 @@ Flags (precedence: defaults < --config file < IOTPIPE_* environment < flags):
 `
 
 func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	return serve(ctx, "run", "Runs the whole pipeline in one process: the embedded log (unless --kafka),\nthe MQTT front, the processors, the action executors and the HTTP API.", roles{ingest: true, process: true, sink: true}, args, stderr)
+	return serve(ctx, "run", "Runs the whole pipeline in one process: the embedded log (unless --kafka),\nthe MQTT front, the processors, the sinks (the embedded ClickHouse unless\n--clickhouse, the action executors) and the HTTP API.", roles{ingest: true, process: true, sink: true}, args, stderr)
 }
 
 func ingestMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
