@@ -37,6 +37,7 @@ type config struct {
 	CHTTLDays      int           `yaml:"clickhouse_ttl_days" flag:"clickhouse-ttl-days" help:"days ClickHouse keeps rows (0: forever)"`
 	RulesDir       string        `yaml:"rules_dir" flag:"rules" help:"directory of .sql rule files, hot-reloaded"`
 	WebhookSecret  string        `yaml:"webhook_secret" flag:"webhook-secret" help:"HMAC-SHA256 key signing webhook actions (X-Iotpipe-Signature)"`
+	Pprof          bool          `yaml:"pprof" flag:"pprof" help:"serve Go profiles at /debug/pprof/ on the HTTP port"`
 	LogLevel       string        `yaml:"log_level" flag:"log-level" help:"debug, info, warn or error"`
 	LogFormat      string        `yaml:"log_format" flag:"log-format" help:"text or json"`
 }
