@@ -60,7 +60,7 @@ func runOps(t *testing.T, cfg Config, ops []op) *memStore {
 	for i, o := range ops {
 		clk.Advance(o.wait)
 		if o.restart {
-			st = st.clone()
+			st = st.Clone()
 			tm = newTimers(t, cfg)
 		}
 		var evs []Event
@@ -200,14 +200,14 @@ func TestStateIsCleanedUp(t *testing.T) {
 		{wait: time.Minute, fire: true, want: []string{"fired b since+0s at+1m0s"}},
 		{key: "b", holds: false, want: []string{"resolved b since+0s at+1m30s"}},
 	})
-	if len(st.m) != 0 {
+	if len(st.M) != 0 {
 		t.Fatalf("state left: %q", keys(st))
 	}
 }
 
 func keys(s *memStore) []string {
 	var out []string
-	for k := range s.m {
+	for k := range s.M {
 		out = append(out, k)
 	}
 	return out
@@ -235,8 +235,8 @@ func TestStoreErrors(t *testing.T) {
 		if _, err := tm.Observe(st, "k", true, t0); err != nil {
 			t.Fatal(err)
 		}
-		snap := st.clone()
-		st.failAfter, st.writes = fail, 0
+		snap := st.Clone()
+		st.FailAfter, st.Writes = fail, 0
 		_, err := tm.Fire(st, t0.Add(time.Minute))
 		if err == nil {
 			continue

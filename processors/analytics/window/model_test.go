@@ -227,7 +227,7 @@ func runAgainstModel(t *testing.T, seed uint64) {
 	if err := approxResults(got, m.advance(now+1000)); err != nil {
 		t.Fatalf("seed %d drain: %v", seed, err)
 	}
-	if ks := st.keysWithPrefix("o"); len(ks) != 0 {
+	if ks := st.KeysWithPrefix("o"); len(ks) != 0 {
 		t.Fatalf("seed %d: open windows left after drain: %d", seed, len(ks))
 	}
 }

@@ -64,12 +64,12 @@ func TestRestartMidWindow(t *testing.T) {
 				st := newMemStore()
 				got := runScript(t, st, mustNew(t, cfg), script[:cut])
 				// Crash: only the store survives.
-				st = st.clone()
+				st = st.Clone()
 				got = append(got, runScript(t, st, mustNew(t, cfg), script[cut:])...)
 				if !reflect.DeepEqual(got, want) {
 					t.Fatalf("restart after step %d:\n got %+v\nwant %+v", cut, got, want)
 				}
-				if !reflect.DeepEqual(st.m, refStore.m) {
+				if !reflect.DeepEqual(st.M, refStore.M) {
 					t.Fatalf("restart after step %d: store differs from an uninterrupted run", cut)
 				}
 			}
@@ -92,10 +92,10 @@ func TestStateKeysDeterministic(t *testing.T) {
 		}
 		mustAdd(t, a2, s2, e)
 	}
-	if len(s1.m) == 0 || !reflect.DeepEqual(s1.m, s2.m) {
-		t.Fatalf("stores differ (%d vs %d keys)", len(s1.m), len(s2.m))
+	if len(s1.M) == 0 || !reflect.DeepEqual(s1.M, s2.M) {
+		t.Fatalf("stores differ (%d vs %d keys)", len(s1.M), len(s2.M))
 	}
-	for k := range s1.m {
+	for k := range s1.M {
 		if k[0] != 'm' && k[0] != 'o' && k[0] != 'v' {
 			t.Fatalf("unexpected key %q", k)
 		}

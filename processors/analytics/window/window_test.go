@@ -153,11 +153,11 @@ func TestTumbling(t *testing.T) {
 		t.Fatalf("watermark moved back to %d", wm)
 	}
 	// Closed windows leave no state behind (LateDLQ), the open one does.
-	if ks := st.keysWithPrefix("o"); len(ks) != 1 {
+	if ks := st.KeysWithPrefix("o"); len(ks) != 1 {
 		t.Fatalf("open windows in store: %q", ks)
 	}
 	// Its one value is in the summary's tail: no value block yet.
-	if ks := st.keysWithPrefix("v"); len(ks) != 0 {
+	if ks := st.KeysWithPrefix("v"); len(ks) != 0 {
 		t.Fatalf("value blocks in store: %q", ks)
 	}
 }
@@ -203,10 +203,10 @@ func TestLatePolicies(t *testing.T) {
 		if len(res) != 1 || res[0].Start != 100 || res[0].Count != 1 || res[0].Values[1] != 2 {
 			t.Fatalf("after late event: %+v", res)
 		}
-		if ks := st.keysWithPrefix("o"); len(ks) != 0 {
+		if ks := st.KeysWithPrefix("o"); len(ks) != 0 {
 			t.Fatalf("state left: %q", ks)
 		}
-		if ks := st.keysWithPrefix("v"); len(ks) != 0 {
+		if ks := st.KeysWithPrefix("v"); len(ks) != 0 {
 			t.Fatalf("values left: %q", ks)
 		}
 	})
@@ -243,7 +243,7 @@ func TestLatePolicies(t *testing.T) {
 		if !gone.Late || len(gone.Results) != 0 || !reflect.DeepEqual(gone.Missed, []int64{0}) {
 			t.Fatalf("event past retention: %+v", gone)
 		}
-		if ks := st.keysWithPrefix("c\x80\x00\x00\x00\x00\x00\x00\x00"); len(ks) != 0 {
+		if ks := st.KeysWithPrefix("c\x80\x00\x00\x00\x00\x00\x00\x00"); len(ks) != 0 {
 			t.Fatalf("window [0,100) not purged: %q", ks)
 		}
 	})
@@ -255,7 +255,7 @@ func TestHopping(t *testing.T) {
 	st := newMemStore()
 	mustAdd(t, a, st, ev{"k", 45, 1})
 	mustAdd(t, a, st, ev{"k", 55, 10})
-	if ks := st.keysWithPrefix("o"); len(ks) != 3 { // starts 0, 20, 40
+	if ks := st.KeysWithPrefix("o"); len(ks) != 3 { // starts 0, 20, 40
 		t.Fatalf("open windows: %d, want 3", len(ks))
 	}
 	// 65 moves the watermark past [0,60)'s end: it closes; 65 opens [60,120).
@@ -319,8 +319,8 @@ func TestAddRejects(t *testing.T) {
 			t.Errorf("Add(%+v) = %v, want ErrInput", e, err)
 		}
 	}
-	if len(st.m) != 0 {
-		t.Errorf("rejected events wrote state: %d keys", len(st.m))
+	if len(st.M) != 0 {
+		t.Errorf("rejected events wrote state: %d keys", len(st.M))
 	}
 }
 
@@ -351,8 +351,8 @@ func TestStoreErrors(t *testing.T) {
 		a := mustNew(t, cfg)
 		st := newMemStore()
 		mustAdd(t, a, st, ev{"k", 10, 1})
-		snapshot := st.clone()
-		st.failAfter, st.writes = fail, 0
+		snapshot := st.Clone()
+		st.FailAfter, st.Writes = fail, 0
 		_, err := a.Add(st, "k", 20, 2)
 		if err == nil {
 			// Fewer writes than fail: the batch succeeded.
@@ -407,7 +407,7 @@ func TestPercentileBlocks(t *testing.T) {
 			vals = append(vals, v)
 			mustAdd(t, a, st, ev{"k", int64(i * 10), v})
 		}
-		if n, want := len(st.keysWithPrefix("v")), len(vals)/blockSize; n != want {
+		if n, want := len(st.KeysWithPrefix("v")), len(vals)/blockSize; n != want {
 			t.Fatalf("%v: %d value blocks, want %d", late, n, want)
 		}
 		res, err := a.Advance(st, 1100)
@@ -425,7 +425,7 @@ func TestPercentileBlocks(t *testing.T) {
 		}
 		check(res[0], vals)
 		if late == LateDLQ {
-			if ks := st.keysWithPrefix("v"); len(ks) != 0 {
+			if ks := st.KeysWithPrefix("v"); len(ks) != 0 {
 				t.Fatalf("value blocks left after close: %d", len(ks))
 			}
 			continue
