@@ -358,16 +358,8 @@ func (h *publishHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pac
 // nothing to route); it still takes an in-flight slot, so back-pressure
 // holds.
 func (c *conn) produceUnrouted(pk packets.Packet) {
-	s := c.s
-	c.sem <- struct{}{}
-	now := time.Now()
-	p := &pending{Context: context.Background(), pk: pk, start: now, c: c}
-	s.fillRecord(&p.rec, p.hdrs[:0], c.cl.ID, c.principal, schemas.EventPublish, pk.TopicName, 0, false, pk.Payload, now)
-	if thingOf("", pk.TopicName) == "" {
-		p.rec.Key = c.key
-	}
-	p.rec.Context = p
-	s.producer.Produce(s.ctx, &p.rec, s.promiseUnrouted)
+	p := c.pending(schemas.EventPublish, pk, false)
+	c.s.producer.Produce(c.s.ctx, &p.rec, c.s.promiseUnrouted)
 }
 
 // producedUnrouted is the promise of produceUnrouted's records.
@@ -387,17 +379,24 @@ func (s *Server) producedUnrouted(r *kgo.Record, err error) {
 // order. It waits for an in-flight slot first: back-pressure on this
 // client alone.
 func (c *conn) produce(typ schemas.EventType, pk packets.Packet, ack bool) {
-	s := c.s
+	p := c.pending(typ, pk, ack)
+	c.push(p)
+	c.s.producer.Produce(c.s.ctx, &p.rec, c.s.promise)
+}
+
+// pending waits for an in-flight slot (back-pressure on this client
+// alone), then returns pk's pending with its log record filled in.
+func (c *conn) pending(typ schemas.EventType, pk packets.Packet, ack bool) *pending {
 	c.sem <- struct{}{}
 	now := time.Now()
 	p := &pending{Context: context.Background(), pk: pk, ack: ack, start: now, c: c}
-	s.fillRecord(&p.rec, p.hdrs[:0], c.cl.ID, c.principal, typ, pk.TopicName, pk.FixedHeader.Qos, pk.FixedHeader.Retain, pk.Payload, now)
-	if thingOf("", pk.TopicName) == "" {
-		p.rec.Key = c.key // the common case: keyed by the client, share its bytes
+	key := c.key // the common case: keyed by the client, share its bytes
+	if thing := thingOf("", pk.TopicName); thing != "" {
+		key = []byte(thing)
 	}
+	c.s.fillRecord(&p.rec, p.hdrs[:0], key, c.cl.ID, c.principal, typ, pk.TopicName, pk.FixedHeader.Qos, pk.FixedHeader.Retain, pk.Payload, now)
 	p.rec.Context = p
-	c.push(p)
-	s.producer.Produce(s.ctx, &p.rec, s.promise)
+	return p
 }
 
 // produced is the one produce promise of every connection's records. It
@@ -428,13 +427,13 @@ func (s *Server) route(pk packets.Packet) {
 // record builds the log record of an event of cl.
 func (s *Server) record(cl *mqtt.Client, typ schemas.EventType, topic string, qos byte, retain bool, payload []byte) *kgo.Record {
 	r := new(kgo.Record)
-	s.fillRecord(r, make([]kgo.RecordHeader, 0, 8), cl.ID, principal(cl), typ, topic, qos, retain, payload, time.Now())
+	s.fillRecord(r, make([]kgo.RecordHeader, 0, 8), []byte(thingOf(cl.ID, topic)), cl.ID, principal(cl), typ, topic, qos, retain, payload, time.Now())
 	return r
 }
 
-// fillRecord sets r to the events-topic record of an event, appending its
-// headers to hdrs.
-func (s *Server) fillRecord(r *kgo.Record, hdrs []kgo.RecordHeader, clientID, principal string, typ schemas.EventType, topic string, qos byte, retain bool, payload []byte, at time.Time) {
+// fillRecord sets r to the events-topic record of an event keyed by key,
+// appending its headers to hdrs.
+func (s *Server) fillRecord(r *kgo.Record, hdrs []kgo.RecordHeader, key []byte, clientID, principal string, typ schemas.EventType, topic string, qos byte, retain bool, payload []byte, at time.Time) {
 	env := schemas.Envelope{
 		Type:       typ,
 		Topic:      topic,
@@ -445,7 +444,7 @@ func (s *Server) fillRecord(r *kgo.Record, hdrs []kgo.RecordHeader, clientID, pr
 		ReceivedAt: at.UnixNano(),
 	}
 	r.Topic = s.opts.Topics.Events
-	r.Key = []byte(thingOf(clientID, topic))
+	r.Key = key
 	r.Value = payload
 	r.Headers = env.AppendHeaders(hdrs)
 }
