@@ -199,14 +199,20 @@ func (r *Runner) assign(ps []int32) {
 	defer r.mu.Unlock()
 	for _, p := range ps {
 		if _, ok := r.tasks[p]; !ok {
-			t := newTask(r.db, p, r.procs, r.opts.Clock, false, r.opts.Topics.DLQ)
-			t.onError = func(proc string, err error) {
-				r.metrics.taskErrors.WithLabelValues(proc).Inc()
-				r.opts.Logger.Warn("event to dlq", "processor", proc, "partition", p, "err", err)
-			}
-			r.tasks[p] = t
+			r.tasks[p] = r.newTask(p)
 		}
 	}
+}
+
+// newTask returns partition p's task, counting and logging what its
+// processors send to the DLQ.
+func (r *Runner) newTask(p int32) *task {
+	t := newTask(r.db, p, r.procs, r.opts.Clock, false, r.opts.Topics.DLQ)
+	t.onError = func(proc string, err error) {
+		r.metrics.taskErrors.WithLabelValues(proc).Inc()
+		r.opts.Logger.Warn("event to dlq", "processor", proc, "partition", p, "err", err)
+	}
+	return t
 }
 
 func (r *Runner) revoke(ps []int32) {
@@ -222,7 +228,7 @@ func (r *Runner) task(p int32) *task {
 	defer r.mu.Unlock()
 	t, ok := r.tasks[p]
 	if !ok {
-		t = newTask(r.db, p, r.procs, r.opts.Clock, false, r.opts.Topics.DLQ)
+		t = r.newTask(p)
 		r.tasks[p] = t
 	}
 	return t
