@@ -93,38 +93,12 @@ func TestClickHouseTelemetryFromMQTT(t *testing.T) {
 func TestClickHouseExactlyOnceAcrossKill(t *testing.T) {
 	in, ch := clickhouseInstance(t)
 	in.start(ch...)
-	var acked atomic.Int64
-	var wg sync.WaitGroup
-	stop := make(chan struct{})
-	for c := 0; c < 20; c++ {
-		id := fmt.Sprintf("ch-%02d", c)
-		cl := paho.NewClient(paho.NewClientOptions().AddBroker(fmt.Sprintf("tcp://127.0.0.1:%d", in.mqtt)).SetClientID(id).SetAutoReconnect(false))
-		if tok := cl.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-			t.Fatal(tok.Error())
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				tok := cl.Publish("load/"+id, 1, false, fmt.Sprintf(`{"i":%d,"v":%d.5}`, i, i%100))
-				if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-					return
-				}
-				acked.Add(1)
-			}
-		}()
-	}
+	acked, stop := in.qos1Load(t, 20, "ch", false)
 	for acked.Load() < 20000 {
 		time.Sleep(10 * time.Millisecond)
 	}
 	in.kill()
-	close(stop)
-	wg.Wait()
+	stop()
 	in.start(ch...)
 	publishes := 0
 	for _, r := range in.readEvents() {
@@ -149,33 +123,7 @@ func TestClickHouseOutageUnderLoad(t *testing.T) {
 	in, ch := clickhouseInstance(t)
 	in.start(ch...)
 	chPath := "--path=" + filepath.Join(in.dataDir, "clickhouse")
-	var acked atomic.Int64
-	var wg sync.WaitGroup
-	stop := make(chan struct{})
-	for c := 0; c < 10; c++ {
-		id := fmt.Sprintf("out-%02d", c)
-		cl := paho.NewClient(paho.NewClientOptions().AddBroker(fmt.Sprintf("tcp://127.0.0.1:%d", in.mqtt)).SetClientID(id).SetAutoReconnect(false))
-		if tok := cl.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-			t.Fatal(tok.Error())
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer cl.Disconnect(100)
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if tok := cl.Publish("out/"+id, 1, false, fmt.Sprintf(`{"i":%d}`, i)); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-					t.Errorf("%s: publish %d not acknowledged during the ClickHouse outage: %v", id, i, tok.Error())
-					return
-				}
-				acked.Add(1)
-			}
-		}()
-	}
+	acked, stop := in.qos1Load(t, 10, "out", true)
 	rate := func(d time.Duration) float64 {
 		before := acked.Load()
 		time.Sleep(d)
@@ -197,8 +145,7 @@ func TestClickHouseOutageUnderLoad(t *testing.T) {
 	}()
 	during := rate(outage)
 	<-killDone
-	close(stop)
-	wg.Wait()
+	stop()
 	if kills == 0 {
 		t.Fatal("never found the ClickHouse child to kill")
 	}
@@ -211,4 +158,45 @@ func TestClickHouseOutageUnderLoad(t *testing.T) {
 	in.waitSQL(t, ch, "SELECT count(), uniqExact(partition, offset) FROM telemetry", fmt.Sprintf("%d,%d", publishes, publishes))
 	t.Logf("ClickHouse child killed %d times over %s: ingest %.0f acked/s before, %.0f during (ratio %.2f); all %d rows present once",
 		kills, outage, baseline, during, during/baseline, publishes)
+}
+
+// qos1Load connects clients paho devices ("<prefix>-NN") that publish QoS 1
+// to "<prefix>/<id>" one message at a time until stop is called; acked
+// counts the acknowledged publishes. A device whose publish is not
+// acknowledged stops; with mustAck that also fails the test (for loads
+// that must ride out an outage elsewhere), without it that is expected
+// (the instance was killed).
+func (in *instance) qos1Load(t *testing.T, clients int, prefix string, mustAck bool) (acked *atomic.Int64, stop func()) {
+	t.Helper()
+	acked = new(atomic.Int64)
+	var wg sync.WaitGroup
+	done := make(chan struct{})
+	for c := 0; c < clients; c++ {
+		id := fmt.Sprintf("%s-%02d", prefix, c)
+		cl := paho.NewClient(paho.NewClientOptions().AddBroker(fmt.Sprintf("tcp://127.0.0.1:%d", in.mqtt)).SetClientID(id).SetAutoReconnect(false))
+		if tok := cl.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			t.Fatal(tok.Error())
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer cl.Disconnect(100)
+			for i := 0; ; i++ {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				tok := cl.Publish(prefix+"/"+id, 1, false, fmt.Sprintf(`{"i":%d,"v":%d.5}`, i, i%100))
+				if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+					if mustAck {
+						t.Errorf("%s: publish %d not acknowledged: %v", id, i, tok.Error())
+					}
+					return
+				}
+				acked.Add(1)
+			}
+		}()
+	}
+	return acked, func() { close(done); wg.Wait() }
 }
