@@ -102,7 +102,7 @@ func (t *task) tick(ctx context.Context, bt *batch) error {
 			if t.onError != nil {
 				t.onError(p.Name(), err)
 			}
-			bt.out = append(bt.out, &kgo.Record{Topic: t.dlq, Value: []byte(fmt.Sprintf(`{"processor":%q,"reason":%q}`, p.Name(), err.Error()))})
+			bt.out = append(bt.out, &kgo.Record{Topic: t.dlq, Headers: dlqHeaders(nil, p.Name(), err, fmt.Sprintf("tick/%d", t.partition))})
 		}
 	}
 	return nil
@@ -124,13 +124,18 @@ func (t *task) commit(bt *batch) error {
 
 // dlqRecord describes a record that could not be processed.
 func dlqRecord(topic string, rec *kgo.Record, stage string, err error) *kgo.Record {
-	headers := append([]kgo.RecordHeader(nil), rec.Headers...)
-	headers = append(headers,
+	headers := dlqHeaders(append([]kgo.RecordHeader(nil), rec.Headers...), stage, err, fmt.Sprintf("%s/%d/%d", rec.Topic, rec.Partition, rec.Offset))
+	return &kgo.Record{Topic: topic, Key: rec.Key, Value: rec.Value, Headers: headers}
+}
+
+// dlqHeaders appends the DLQ headers (stage, reason, source) to h: the one
+// shape of every record the runtime sends to the DLQ, events and ticks.
+func dlqHeaders(h []kgo.RecordHeader, stage string, err error, source string) []kgo.RecordHeader {
+	return append(h,
 		kgo.RecordHeader{Key: "dlq.stage", Value: []byte(stage)},
 		kgo.RecordHeader{Key: "dlq.reason", Value: []byte(err.Error())},
-		kgo.RecordHeader{Key: "dlq.source", Value: []byte(fmt.Sprintf("%s/%d/%d", rec.Topic, rec.Partition, rec.Offset))},
+		kgo.RecordHeader{Key: "dlq.source", Value: []byte(source)},
 	)
-	return &kgo.Record{Topic: topic, Key: rec.Key, Value: rec.Value, Headers: headers}
 }
 
 // withProc returns a fresh copy of source with the processor's letter.
