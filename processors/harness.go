@@ -74,7 +74,7 @@ func (h *Harness) Record(ctx context.Context, rec *kgo.Record) ([]*kgo.Record, e
 	t := h.task(rec.Partition)
 	bt := t.newBatch()
 	if err := t.apply(ctx, bt, rec); err != nil {
-		bt.b.Close()
+		t.abort(bt)
 		return nil, err
 	}
 	if err := t.commit(bt); err != nil {
@@ -88,7 +88,7 @@ func (h *Harness) Tick(ctx context.Context, partition int32) ([]*kgo.Record, err
 	t := h.task(partition)
 	bt := t.newBatch()
 	if err := t.tick(ctx, bt); err != nil {
-		bt.b.Close()
+		t.abort(bt)
 		return nil, err
 	}
 	if err := t.commit(bt); err != nil {
@@ -134,11 +134,11 @@ func (h *Harness) Records(ctx context.Context, recs []*kgo.Record) ([]*kgo.Recor
 	bt := t.newBatch()
 	for _, rec := range recs {
 		if rec.Partition != recs[0].Partition {
-			bt.b.Close()
+			t.abort(bt)
 			return nil, fmt.Errorf("harness: a batch holds one partition's records (%d and %d)", recs[0].Partition, rec.Partition)
 		}
 		if err := t.apply(ctx, bt, rec); err != nil {
-			bt.b.Close()
+			t.abort(bt)
 			return nil, err
 		}
 	}

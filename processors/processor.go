@@ -82,17 +82,22 @@ type Store interface {
 }
 
 // Tx is a processor's view of one partition during one event (or tick):
-// its own key space of the partition's state, the records it emits, and
-// the clock.
+// its own key space of the partition's state, the records it emits, its
+// memo, and the clock. A Tx is valid only during the call it is passed
+// to.
 type Tx struct {
 	store     Store
 	prefix    []byte
 	partition int32
 	now       time.Time
 	dryRun    bool
-	emit      func(*kgo.Record)
+	bt        *batch
 	source    []byte
 	seq       int
+	memo      *Memo
+	// kbuf holds the prefixed key of a Get, Set or Delete (the store
+	// copies what it keeps).
+	kbuf []byte
 }
 
 // Partition returns the events-topic partition this Tx belongs to.
@@ -105,19 +110,31 @@ func (tx *Tx) Now() time.Time { return tx.now }
 // are collected for inspection but never produced.
 func (tx *Tx) DryRun() bool { return tx.dryRun }
 
+// Memo returns the processor's memo of this partition (see Memo).
+func (tx *Tx) Memo() *Memo { return tx.memo }
+
+// key returns a fresh prefixed key (for callers that hold two at once).
 func (tx *Tx) key(k []byte) []byte {
 	out := make([]byte, 0, len(tx.prefix)+len(k))
 	return append(append(out, tx.prefix...), k...)
 }
 
-// Get reads a key of this processor's state in this partition.
-func (tx *Tx) Get(key []byte) ([]byte, bool, error) { return tx.store.Get(tx.key(key)) }
+// scratchKey returns the prefixed key in tx's buffer, valid until the
+// next call.
+func (tx *Tx) scratchKey(k []byte) []byte {
+	tx.kbuf = append(append(tx.kbuf[:0], tx.prefix...), k...)
+	return tx.kbuf
+}
+
+// Get reads a key of this processor's state in this partition. The
+// value is the caller's.
+func (tx *Tx) Get(key []byte) ([]byte, bool, error) { return tx.store.Get(tx.scratchKey(key)) }
 
 // Set writes a key of this processor's state in this partition.
-func (tx *Tx) Set(key, value []byte) error { return tx.store.Set(tx.key(key), value) }
+func (tx *Tx) Set(key, value []byte) error { return tx.store.Set(tx.scratchKey(key), value) }
 
 // Delete removes a key of this processor's state in this partition.
-func (tx *Tx) Delete(key []byte) error { return tx.store.Delete(tx.key(key)) }
+func (tx *Tx) Delete(key []byte) error { return tx.store.Delete(tx.scratchKey(key)) }
 
 // Scan iterates this processor's keys in [lower, upper) of this
 // partition; keys are passed without the partition/processor prefix.
@@ -135,16 +152,16 @@ func (tx *Tx) Scan(lower, upper []byte, fn func(key, value []byte) bool) error {
 }
 
 // Emit queues a record for production. The runtime adds the header
-// iot.src = "<partition>/<offset>/<seq>" (a deterministic id of the
-// output: the same event always yields the same ids), so consumers can
-// drop the duplicates a crash between produce and commit can cause.
+// iot.src = "<partition>/<offset>/<proc>/<seq>" (a deterministic id of
+// the output: the same event always yields the same ids), so consumers
+// can drop the duplicates a crash between produce and commit can cause.
 func (tx *Tx) Emit(r *kgo.Record) {
-	src := make([]byte, 0, len(tx.source)+4)
+	src := tx.bt.alloc(len(tx.source) + 1 + 20)[:0]
 	src = append(append(src, tx.source...), '/')
 	src = appendInt(src, int64(tx.seq))
 	tx.seq++
-	r.Headers = append(r.Headers, kgo.RecordHeader{Key: schemas.HeaderSource, Value: src})
-	tx.emit(r)
+	r.Headers = append(r.Headers, kgo.RecordHeader{Key: schemas.HeaderSource, Value: src[:len(src):len(src)]})
+	tx.bt.out = append(tx.bt.out, r)
 }
 
 func prefixEnd(p []byte) []byte {

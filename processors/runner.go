@@ -273,7 +273,7 @@ func (r *Runner) processPartition(ctx context.Context, cl *kgo.Client, p int32, 
 	bt := t.newBatch()
 	for _, rec := range recs {
 		if err := t.apply(ctx, bt, rec); err != nil {
-			bt.b.Close()
+			t.abort(bt)
 			return err
 		}
 	}
@@ -285,7 +285,7 @@ func (r *Runner) processPartition(ctx context.Context, cl *kgo.Client, p int32, 
 func (r *Runner) finish(ctx context.Context, cl *kgo.Client, t *task, bt *batch) error {
 	if len(bt.out) > 0 {
 		if err := cl.ProduceSync(ctx, bt.out...).FirstErr(); err != nil {
-			bt.b.Close()
+			t.abort(bt)
 			return fmt.Errorf("produce outputs of partition %d: %w", t.partition, err)
 		}
 		r.metrics.emitted.Add(float64(len(bt.out)))
@@ -303,7 +303,7 @@ func (r *Runner) tickAll(ctx context.Context, cl *kgo.Client) error {
 	for _, t := range tasks {
 		bt := t.newBatch()
 		if err := t.tick(ctx, bt); err != nil {
-			bt.b.Close()
+			t.abort(bt)
 			return err
 		}
 		if err := r.finish(ctx, cl, t, bt); err != nil {

@@ -13,7 +13,7 @@ import (
 
 // task runs the processors over one partition's events against one
 // Pebble batch. The caller produces the emitted records and then commits
-// the batch, which also holds the next offset.
+// the batch, which also holds the next offset, or abandons it (abort).
 type task struct {
 	partition int32
 	procs     []Processor
@@ -23,12 +23,19 @@ type task struct {
 	dryRun    bool
 	dlq       string
 	onError   func(proc string, err error)
+	// memos holds each processor's memo of this partition.
+	memos []*Memo
+	// tx is reused for every call of a processor (a Tx is valid only
+	// during the call); src is its source id buffer.
+	tx  Tx
+	src []byte
 }
 
 func newTask(db *pebble.DB, partition int32, procs []Processor, clock func() time.Time, dryRun bool, dlq string) *task {
 	t := &task{partition: partition, procs: procs, db: db, clock: clock, dryRun: dryRun, dlq: dlq}
 	for _, p := range procs {
 		t.prefixes = append(t.prefixes, processorPrefix(partition, p.Name()))
+		t.memos = append(t.memos, newMemo(DefaultMemoSize))
 	}
 	return t
 }
@@ -39,22 +46,56 @@ type batch struct {
 	b    *pebble.Batch
 	out  []*kgo.Record
 	next int64
+	// arena holds small byte values of emitted records (source ids);
+	// its chunks are never reused, so the slices handed out stay valid.
+	arena []byte
+}
+
+// arenaChunk is the size of a batch's arena chunks.
+const arenaChunk = 16 << 10
+
+// alloc returns n bytes (capacity n) from the batch's arena.
+func (bt *batch) alloc(n int) []byte {
+	if n > arenaChunk/8 {
+		return make([]byte, n)
+	}
+	if len(bt.arena)+n > cap(bt.arena) {
+		bt.arena = make([]byte, 0, arenaChunk)
+	}
+	start := len(bt.arena)
+	bt.arena = bt.arena[:start+n]
+	return bt.arena[start : start+n : start+n]
 }
 
 func (t *task) newBatch() *batch {
 	return &batch{b: t.db.NewIndexedBatch(), next: -1}
 }
 
-func (t *task) tx(bt *batch, i int, source []byte) *Tx {
-	return &Tx{
+// abort abandons a batch: its writes are dropped, and with them every
+// memo (they may hold values of those writes).
+func (t *task) abort(bt *batch) {
+	bt.b.Close()
+	for _, m := range t.memos {
+		m.reset()
+	}
+}
+
+// txFor returns the task's Tx set up for processor i over bt, with the
+// source id base + "/" + the processor's letter.
+func (t *task) txFor(bt *batch, i int, base []byte) *Tx {
+	t.src = append(append(t.src[:0], base...), '/', byte('a'+i))
+	t.tx = Tx{
 		store:     batchStore{bt.b},
 		prefix:    t.prefixes[i],
 		partition: t.partition,
 		now:       t.clock(),
 		dryRun:    t.dryRun,
-		emit:      func(r *kgo.Record) { bt.out = append(bt.out, r) },
-		source:    source,
+		bt:        bt,
+		source:    t.src,
+		memo:      t.memos[i],
+		kbuf:      t.tx.kbuf,
 	}
+	return &t.tx
 }
 
 // apply runs every processor over rec. A record whose envelope cannot be
@@ -62,7 +103,8 @@ func (t *task) tx(bt *batch, i int, source []byte) *Tx {
 // reason; the other processors and events carry on. Only a state-store
 // failure is returned.
 func (t *task) apply(ctx context.Context, bt *batch, rec *kgo.Record) error {
-	source := append(strconv.AppendInt(nil, int64(rec.Partition), 10), '/')
+	var buf [32]byte
+	source := append(strconv.AppendInt(buf[:0], int64(rec.Partition), 10), '/')
 	source = strconv.AppendInt(source, rec.Offset, 10)
 	bt.next = rec.Offset + 1
 	env, err := schemas.DecodeEnvelope(rec.Headers)
@@ -72,7 +114,7 @@ func (t *task) apply(ctx context.Context, bt *batch, rec *kgo.Record) error {
 	}
 	ev := &Event{Partition: rec.Partition, Offset: rec.Offset, Thing: string(rec.Key), Payload: rec.Value, Envelope: env}
 	for i, p := range t.procs {
-		if err := p.Process(ctx, t.tx(bt, i, withProc(source, i)), ev); err != nil {
+		if err := p.Process(ctx, t.txFor(bt, i, source), ev); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -95,7 +137,7 @@ func (t *task) tick(ctx context.Context, bt *batch) error {
 		if !ok {
 			continue
 		}
-		if err := tk.Tick(ctx, t.tx(bt, i, withProc(source, i)), now); err != nil {
+		if err := tk.Tick(ctx, t.txFor(bt, i, source), now); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -117,6 +159,7 @@ func (t *task) commit(bt *batch) error {
 		}
 	}
 	if err := bt.b.Commit(pebble.NoSync); err != nil {
+		t.abort(bt)
 		return fmt.Errorf("commit state of partition %d: %w", t.partition, err)
 	}
 	return bt.b.Close()
@@ -136,10 +179,4 @@ func dlqHeaders(h []kgo.RecordHeader, stage string, err error, source string) []
 		kgo.RecordHeader{Key: "dlq.reason", Value: []byte(err.Error())},
 		kgo.RecordHeader{Key: "dlq.source", Value: []byte(source)},
 	)
-}
-
-// withProc returns a fresh copy of source with the processor's letter.
-func withProc(source []byte, i int) []byte {
-	out := make([]byte, 0, len(source)+2)
-	return append(append(out, source...), '/', byte('a'+i))
 }

@@ -117,6 +117,33 @@ func run(t *testing.T, opts shadow.Options, log []*kgo.Record) ([]*kgo.Record, m
 	return runAt(t, opts, log, 0)
 }
 
+// runBatched is run with the records in batches of n (one commit per
+// batch, as the runtime runs a poll): the memo then serves shadows
+// written earlier in the same, not yet committed, batch.
+func runBatched(t *testing.T, opts shadow.Options, log []*kgo.Record, n int) ([]*kgo.Record, map[string]string) {
+	t.Helper()
+	h, err := processors.NewHarness(shadow.New(opts))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	var out []*kgo.Record
+	for len(log) > 0 {
+		b := log[:min(n, len(log))]
+		log = log[len(b):]
+		recs, err := h.Records(context.Background(), b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, recs...)
+	}
+	snap, err := h.Snapshot(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out, snap
+}
+
 // runAt is run with the harness clock moved by skew: a rebuild later
 // must not change anything, since timestamps come from the log.
 func runAt(t *testing.T, opts shadow.Options, log []*kgo.Record, skew time.Duration) ([]*kgo.Record, map[string]string) {
@@ -144,15 +171,15 @@ func runAt(t *testing.T, opts shadow.Options, log []*kgo.Record, skew time.Durat
 }
 
 // TestDeterminism runs the same event log through fresh harnesses, with
-// and without the decoded-shadow cache, and with the processing clock a
-// year later (a rebuild): the state snapshots and every emitted record
+// with and without the memo of decoded shadows, in batches as the
+// runtime runs them, and with the processing clock a year later (a rebuild): the state snapshots and every emitted record
 // must be byte-identical.
 func TestDeterminism(t *testing.T) {
 	log := randomLog(42, 3000)
 	out1, snap1 := run(t, shadow.Options{}, log)
 	out2, snap2 := run(t, shadow.Options{}, log)
-	out3, snap3 := run(t, shadow.Options{CacheSize: -1}, log)
-	out4, snap4 := run(t, shadow.Options{CacheSize: 3}, log)
+	out3, snap3 := run(t, shadow.Options{NoMemo: true}, log)
+	out4, snap4 := runBatched(t, shadow.Options{}, log, 7)
 	out5, snap5 := runAt(t, shadow.Options{}, log, 365*24*time.Hour)
 	if len(snap1) < 10 {
 		t.Fatalf("only %d state keys: the log exercised too little", len(snap1))

@@ -56,21 +56,18 @@ type Options struct {
 	// from a client on another thing's shadow: true lets the request
 	// through. It must be deterministic (it runs again on a rebuild).
 	Authorize func(env *schemas.Envelope, req Request) bool
-	// CacheSize is how many decoded shadows the processor keeps in memory
-	// to skip decoding the stored document of a recently used shadow
-	// (each hit is checked against the bytes read from the state, so the
-	// cache never changes the result). Default DefaultCacheSize; negative
-	// disables it.
-	CacheSize int
+	// NoMemo turns off the partition memo of decoded shadows (see
+	// processors.Memo), so every request reads and decodes the stored
+	// document; tests use it to check that the memo changes nothing.
+	NoMemo bool
 }
 
 // Processor applies shadow requests. It implements processors.Processor.
-// Its only memory outside the Tx is a cache of decoded documents, checked
-// against the state on every use, so one Processor may serve every
+// It keeps no memory of its own (decoded shadows are kept in each
+// partition's processors.Memo), so one Processor may serve every
 // partition, concurrently.
 type Processor struct {
 	opts     Options
-	cache    *cache
 	outbound string
 	shadows  string
 }
@@ -86,7 +83,7 @@ func New(opts Options) *Processor {
 	if opts.Topics.Shadows == "" {
 		opts.Topics.Shadows = def.Shadows
 	}
-	return &Processor{opts: opts, cache: newCache(opts.CacheSize), outbound: opts.Topics.Outbound, shadows: opts.Topics.Shadows}
+	return &Processor{opts: opts, outbound: opts.Topics.Outbound, shadows: opts.Topics.Shadows}
 }
 
 // Name implements processors.Processor.
@@ -129,24 +126,36 @@ func eventTime(tx *processors.Tx, ev *processors.Event) int64 {
 	return tx.Now().Unix()
 }
 
-// load reads the shadow of req; a missing one is a fresh Shadow.
-func (p *Processor) load(tx *processors.Tx, key []byte, req *Request) (document.Shadow, error) {
+// load returns the shadow of req: the one memoized with the state the
+// processor last wrote or read for key in this partition, or the stored
+// document, read and decoded; a missing one is a fresh Shadow.
+func (p *Processor) load(tx *processors.Tx, key []byte, req *Request) (*document.Shadow, error) {
+	if !p.opts.NoMemo {
+		if v, ok := tx.Memo().Get(key); ok {
+			return v.(*document.Shadow), nil
+		}
+	}
 	b, ok, err := tx.Get(key)
 	if err != nil {
-		return document.Shadow{}, fmt.Errorf("shadow %s: read state: %w", key, err)
+		return nil, fmt.Errorf("shadow %s: read state: %w", key, err)
 	}
-	if !ok {
-		return document.Shadow{Thing: req.Thing, Name: req.Name}, nil
+	s := &document.Shadow{Thing: req.Thing, Name: req.Name}
+	if ok {
+		if *s, err = document.DecodeStored(b); err != nil {
+			return nil, fmt.Errorf("shadow %s: %w", key, err)
+		}
 	}
-	if s, ok := p.cache.get(key, b); ok {
-		return s, nil
-	}
-	s, err := document.DecodeStored(b)
-	if err != nil {
-		return document.Shadow{}, fmt.Errorf("shadow %s: %w", key, err)
-	}
-	p.cache.put(key, b, s)
+	p.memoize(tx, key, s)
 	return s, nil
+}
+
+// memoize keeps s as the shadow of key in the partition's memo. It is
+// called with the shadow just read from the state or just written to
+// it, so the memo always equals the state (processors.Memo).
+func (p *Processor) memoize(tx *processors.Tx, key []byte, s *document.Shadow) {
+	if !p.opts.NoMemo {
+		tx.Memo().Put(key, s)
+	}
 }
 
 func (p *Processor) update(tx *processors.Tx, ev *processors.Event, req *Request, now int64) error {
@@ -168,7 +177,7 @@ func (p *Processor) update(tx *processors.Tx, ev *processors.Event, req *Request
 		p.reject(tx, ev, req, document.ErrInternal, now, u.ClientToken, u.HasClientToken)
 		return err
 	}
-	next, res, rej := document.Apply(&cur, &u, now, p.opts.Limits)
+	next, res, rej := document.Apply(cur, &u, now, p.opts.Limits)
 	if rej != nil {
 		p.reject(tx, ev, req, rej, now, u.ClientToken, u.HasClientToken)
 		return nil
@@ -177,7 +186,7 @@ func (p *Processor) update(tx *processors.Tx, ev *processors.Event, req *Request
 		p.reject(tx, ev, req, document.ErrInternal, now, u.ClientToken, u.HasClientToken)
 		return fmt.Errorf("shadow %s: write state: %w", key, err)
 	}
-	p.cache.put(key, res.Stored, next)
+	p.memoize(tx, key, &next)
 	// accepted (3 headers with the request id), delta, documents (3
 	// each) and the changelog record (1).
 	o := p.newOutbox(tx, req, 4, 10+hasID(ev), len(ev.Envelope.RequestID))
@@ -201,7 +210,7 @@ func (p *Processor) get(tx *processors.Tx, ev *processors.Event, req *Request, n
 		p.reject(tx, ev, req, document.ErrInternal, now, tok.ClientToken, tok.HasClientToken)
 		return err
 	}
-	out, rej := document.AppendGet(make([]byte, 0, 1024), &cur, now, tok)
+	out, rej := document.AppendGet(make([]byte, 0, 1024), cur, now, tok)
 	if rej != nil {
 		p.reject(tx, ev, req, rej, now, tok.ClientToken, tok.HasClientToken)
 		return nil
@@ -222,7 +231,7 @@ func (p *Processor) delete(tx *processors.Tx, ev *processors.Event, req *Request
 		p.reject(tx, ev, req, document.ErrInternal, now, tok.ClientToken, tok.HasClientToken)
 		return err
 	}
-	_, accepted, stored, rej := document.Delete(&cur, tok, now)
+	next, accepted, stored, rej := document.Delete(cur, tok, now)
 	if rej != nil {
 		p.reject(tx, ev, req, rej, now, tok.ClientToken, tok.HasClientToken)
 		return nil
@@ -231,6 +240,7 @@ func (p *Processor) delete(tx *processors.Tx, ev *processors.Event, req *Request
 		p.reject(tx, ev, req, document.ErrInternal, now, tok.ClientToken, tok.HasClientToken)
 		return fmt.Errorf("shadow %s: write state: %w", key, err)
 	}
+	p.memoize(tx, key, &next)
 	o := p.newOutbox(tx, req, 2, 4+hasID(ev), len(ev.Envelope.RequestID))
 	o.send("delete/accepted", accepted, ev.Envelope.RequestID)
 	o.changelog(key, stored)

@@ -1,0 +1,57 @@
+package processors
+
+// DefaultMemoSize is the number of entries a Memo keeps by default.
+const DefaultMemoSize = 16384
+
+// Memo is a processor's in-memory memory of one partition's state: values
+// it derived from what it wrote or read through its Tx (a decoded
+// document, say), kept so that the next event on the same key need not
+// read and decode the state again.
+//
+// The runtime keeps one Memo per processor and partition task, and
+// empties it whenever the partition's state may have changed other than
+// through that processor's Tx: a batch that was not committed (its
+// writes are dropped, so is the memo), a partition assigned anew. A
+// processor that puts a value in the memo exactly when it writes the
+// matching state, or reads it, can therefore trust a hit as it would
+// trust tx.Get.
+//
+// A Memo holds at most DefaultMemoSize entries; past that, a random entry
+// is dropped for each new one. It is used by one task at a time and is
+// not safe for concurrent use.
+type Memo struct {
+	m   map[string]any
+	max int
+}
+
+func newMemo(max int) *Memo { return &Memo{m: make(map[string]any), max: max} }
+
+// Get returns the value memoized for key.
+func (m *Memo) Get(key []byte) (any, bool) {
+	v, ok := m.m[string(key)]
+	return v, ok
+}
+
+// Put memoizes v for key, replacing what was there.
+func (m *Memo) Put(key []byte, v any) {
+	if _, ok := m.m[string(key)]; ok {
+		m.m[string(key)] = v
+		return
+	}
+	if len(m.m) >= m.max {
+		// Map iteration starts at a random entry: a random eviction.
+		for k := range m.m {
+			delete(m.m, k)
+			break
+		}
+	}
+	m.m[string(key)] = v
+}
+
+// Delete forgets key.
+func (m *Memo) Delete(key []byte) { delete(m.m, string(key)) }
+
+// Len returns the number of entries.
+func (m *Memo) Len() int { return len(m.m) }
+
+func (m *Memo) reset() { clear(m.m) }
