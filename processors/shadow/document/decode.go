@@ -1,7 +1,9 @@
 package document
 
 import (
+	"slices"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/iotpipe/iotpipe/schemas/payload"
@@ -81,7 +83,13 @@ func decodeFastRequest(raw []byte) (requestFields, bool) {
 		}
 		d.i++
 		d.ws()
-		v, ok := d.value(1)
+		var v any
+		if k == "state" {
+			// The state is decoded as a patch (see patchValue).
+			v, ok = d.patchValue(1)
+		} else {
+			v, ok = d.value(1)
+		}
 		if !ok {
 			return f, false
 		}
@@ -246,6 +254,93 @@ func (d *fastDecoder) object(depth int) (any, bool) {
 			return nil, false
 		}
 	}
+}
+
+// patchValue is value for the state of an update request: an object
+// outside arrays is decoded as a sorted object, the form mergeObject
+// takes (see toPatch); inside arrays, which are replaced whole, objects
+// stay maps.
+func (d *fastDecoder) patchValue(depth int) (any, bool) {
+	if d.i < len(d.s) && d.s[d.i] == '{' {
+		return d.patchObject(depth + 1)
+	}
+	return d.value(depth)
+}
+
+// patchObject reads an object as a sorted object; it reports false for
+// a duplicate key, as object does.
+func (d *fastDecoder) patchObject(depth int) (any, bool) {
+	if depth > maxFastDepth {
+		return nil, false
+	}
+	d.i++
+	d.ws()
+	if d.i < len(d.s) && d.s[d.i] == '}' {
+		d.i++
+		return object{}, true
+	}
+	var buf [16]field
+	fields := buf[:0]
+	for {
+		if d.i >= len(d.s) || d.s[d.i] != '"' {
+			return nil, false
+		}
+		k, ok := d.str()
+		if !ok {
+			return nil, false
+		}
+		d.ws()
+		if d.i >= len(d.s) || d.s[d.i] != ':' {
+			return nil, false
+		}
+		d.i++
+		d.ws()
+		v, ok := d.patchValue(depth)
+		if !ok {
+			return nil, false
+		}
+		fields = append(fields, field{key: k, val: v})
+		d.ws()
+		if d.i >= len(d.s) {
+			return nil, false
+		}
+		switch d.s[d.i] {
+		case ',':
+			d.i++
+			d.ws()
+		case '}':
+			d.i++
+			o := sortFields(make(object, len(fields)), fields)
+			if o == nil {
+				return nil, false // a duplicate key
+			}
+			return o, true
+		default:
+			return nil, false
+		}
+	}
+}
+
+// sortFields copies fields into o (of the same length) sorted by key,
+// or returns nil when two fields have the same key.
+func sortFields(o object, fields []field) object {
+	copy(o, fields)
+	if len(o) > 12 {
+		slices.SortFunc(o, func(a, b field) int { return strings.Compare(a.key, b.key) })
+	} else {
+		// Insertion sort: objects are small, and often sent sorted.
+		for i := 1; i < len(o); i++ {
+			for j := i; j > 0 && o[j].key < o[j-1].key; j-- {
+				o[j], o[j-1] = o[j-1], o[j]
+			}
+		}
+	}
+	for i := 1; i < len(o); i++ {
+		if o[i].key == o[i-1].key {
+			return nil
+		}
+	}
+	return o
 }
 
 func (d *fastDecoder) array(depth int) (any, bool) {

@@ -77,8 +77,12 @@ type Shadow struct {
 
 	// encState and encMeta, when set, are the encoding of the state and
 	// metadata (as appendState and appendMetadata write them), kept so
-	// they need not be encoded again.
+	// they need not be encoded again. enc holds, when set, the
+	// encodings of each section's state and metadata (desired state,
+	// reported state, desired metadata, reported metadata), which an
+	// update that leaves a section as it was copies.
 	encState, encMeta []byte
+	enc               [4][]byte
 }
 
 // Exists reports whether the shadow has a current document (it was

@@ -217,7 +217,7 @@ func TestVersionConflict(t *testing.T) {
 		version int64
 		ok      bool
 	}{{1, false}, {3, false}, {2, true}} {
-		u := Update{State: map[string]any{}, Version: tc.version, HasVersion: true}
+		u := Update{state: object{}, Version: tc.version, HasVersion: true}
 		_, _, rej := Apply(&s, &u, 2, Limits{})
 		if tc.ok != (rej == nil) {
 			t.Errorf("version %d: got %v", tc.version, rej)

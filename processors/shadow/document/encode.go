@@ -179,38 +179,3 @@ func appendMetaLeaf(dst []byte, v any, leaf []byte) []byte {
 		return append(dst, leaf...)
 	}
 }
-
-// appendRequest writes a request value and its metadata (see
-// appendMetaLeaf) at time ts in one pass, to state and meta.
-func appendRequest(state, meta []byte, v any, ts int64) ([]byte, []byte) {
-	var buf [40]byte
-	return appendRequestLeaf(state, meta, v, appendTimestamp(buf[:0], ts))
-}
-
-// appendRequestLeaf is appendRequest with the metadata leaf encoded.
-func appendRequestLeaf(state, meta []byte, v any, leaf []byte) ([]byte, []byte) {
-	m, ok := v.(map[string]any)
-	if !ok {
-		return appendValue(state, v), appendMetaLeaf(meta, v, leaf)
-	}
-	if len(m) == 0 {
-		return append(state, "{}"...), append(meta, "{}"...)
-	}
-	var buf [16]string
-	keys := sortedKeys(buf[:0], m)
-	state = append(state, '{')
-	meta = append(meta, '{')
-	for i, k := range keys {
-		if i > 0 {
-			state = append(state, ',')
-			meta = append(meta, ',')
-		}
-		// The key is encoded once and copied to the metadata.
-		n := len(state)
-		state = appendString(state, k)
-		state = append(state, ':')
-		meta = append(meta, state[n:]...)
-		state, meta = appendRequestLeaf(state, meta, m[k], leaf)
-	}
-	return append(state, '}'), append(meta, '}')
-}

@@ -56,32 +56,31 @@ func copyValue(v any) any {
 	return v
 }
 
-// mergeObject applies patch at time ts to old and returns the new object;
-// old is not modified. A null (or {}) in patch removes the key; an object
-// merges into an object (into nothing when the key held no object: then
-// if it leaves nothing, because it held only nulls, the key is not
-// created, as AWS does); anything else replaces the key's value.
-func mergeObject(old object, patch map[string]any, ts int64) object {
-	var buf [16]string
-	keys := sortedKeys(buf[:0], patch)
-	out := make(object, 0, len(old)+newKeys(old, keys))
+// mergeObject applies patch (an update's object, see toPatch) at time ts
+// to old and returns the new object; old is not modified. A null (or
+// {}) in patch removes the key; an object merges into an object (into
+// nothing when the key held no object: then if it leaves nothing,
+// because it held only nulls, the key is not created, as AWS does);
+// anything else replaces the key's value.
+func mergeObject(old, patch object, ts int64) object {
+	out := make(object, 0, len(old)+newKeys(old, patch))
 	i, j := 0, 0
-	for i < len(old) || j < len(keys) {
-		if j == len(keys) || (i < len(old) && old[i].key < keys[j]) {
+	for i < len(old) || j < len(patch) {
+		if j == len(patch) || (i < len(old) && old[i].key < patch[j].key) {
 			out = append(out, old[i])
 			i++
 			continue
 		}
-		k := keys[j]
+		pf := &patch[j]
 		j++
 		var cur *field
-		if i < len(old) && old[i].key == k {
+		if i < len(old) && old[i].key == pf.key {
 			cur = &old[i]
 			i++
 		}
-		switch p := patch[k].(type) {
+		switch p := pf.val.(type) {
 		case nil:
-		case map[string]any:
+		case object:
 			if len(p) == 0 {
 				continue
 			}
@@ -94,18 +93,19 @@ func mergeObject(old object, patch map[string]any, ts int64) object {
 			if !wasObj && len(sub) == 0 {
 				continue
 			}
-			out = append(out, field{key: k, val: sub})
+			out = append(out, field{key: pf.key, val: sub})
 		default:
-			out = append(out, field{key: k, val: p, ts: ts})
+			out = append(out, field{key: pf.key, val: p, ts: ts})
 		}
 	}
 	return out
 }
 
-// newKeys counts the sorted keys that o does not have.
-func newKeys(o object, keys []string) int {
+// newKeys counts the keys of patch that o does not have (both sorted).
+func newKeys(o, patch object) int {
 	n, i := 0, 0
-	for _, k := range keys {
+	for j := range patch {
+		k := patch[j].key
 		for i < len(o) && o[i].key < k {
 			i++
 		}
@@ -117,17 +117,16 @@ func newKeys(o object, keys []string) int {
 }
 
 // mergeSection applies the desired or reported part of an update to that
-// section. An absent part leaves it; null or {} removes it; an object
-// merges. A section left empty is removed.
-func mergeSection(old object, part any, present bool, ts int64) object {
+// section. An absent part leaves it; null or {} (part empty) removes it;
+// an object merges. A section left empty is removed.
+func mergeSection(old, part object, present bool, ts int64) object {
 	if !present {
 		return old
 	}
-	p, _ := part.(map[string]any)
-	if len(p) == 0 {
+	if len(part) == 0 {
 		return nil
 	}
-	out := mergeObject(old, p, ts)
+	out := mergeObject(old, part, ts)
 	if len(out) == 0 {
 		return nil
 	}
@@ -249,10 +248,19 @@ func appendObjectState(dst []byte, o object) []byte {
 // shape with {"timestamp": ts} leaves.
 func appendObjectMeta(dst []byte, o object) []byte {
 	var l tsLeaf
-	return appendObjectMetaLeaf(dst, o, &l)
+	return appendObjectMetaLeaf(dst, o, &l, nil)
 }
 
-func appendObjectMetaLeaf(dst []byte, o object, l *tsLeaf) []byte {
+// appendPatchMeta writes the metadata of an update's object at time ts:
+// every leaf (null included) is {"timestamp": ts}.
+func appendPatchMeta(dst []byte, o object, ts int64) []byte {
+	var buf [40]byte
+	return appendObjectMetaLeaf(dst, o, nil, appendTimestamp(buf[:0], ts))
+}
+
+// appendObjectMetaLeaf writes the metadata of o with each field's own
+// timestamp (from l), or with leaf for every field when leaf is set.
+func appendObjectMetaLeaf(dst []byte, o object, l *tsLeaf, leaf []byte) []byte {
 	dst = append(dst, '{')
 	for i := range o {
 		f := &o[i]
@@ -262,7 +270,9 @@ func appendObjectMetaLeaf(dst []byte, o object, l *tsLeaf) []byte {
 		dst = appendString(dst, f.key)
 		dst = append(dst, ':')
 		if o, ok := f.val.(object); ok {
-			dst = appendObjectMetaLeaf(dst, o, l)
+			dst = appendObjectMetaLeaf(dst, o, l, leaf)
+		} else if leaf != nil {
+			dst = appendMetaLeaf(dst, f.val, leaf)
 		} else {
 			dst = appendMetaLeaf(dst, f.val, l.get(f.ts))
 		}

@@ -2,18 +2,17 @@ package document
 
 import (
 	"math"
+	"slices"
+	"strings"
 	"unicode/utf8"
 )
 
 // Update is a parsed and validated update request document.
 type Update struct {
-	// State is the request's state node as sent (a map, or nil for
-	// "state": null, which clears desired and reported).
-	State map[string]any
-	// StateNull is set for "state": null.
+	// StateNull is set for "state": null (which clears desired and
+	// reported).
 	StateNull bool
-	// Desired and Reported are the parts of the state, with presence.
-	Desired, Reported       any
+	// HasDesired and HasReported tell which parts the state has.
 	HasDesired, HasReported bool
 	// ClientToken is echoed in every response when HasClientToken.
 	ClientToken    string
@@ -21,6 +20,12 @@ type Update struct {
 	// Version, when HasVersion, must equal the shadow's version.
 	Version    int64
 	HasVersion bool
+
+	// state is the request's state node as sent, as a patch (see
+	// toPatch); nil for "state": null. desired and reported are its
+	// parts, nil when absent, null or {}.
+	state             object
+	desired, reported object
 
 	size int // payload size, to size buffers
 }
@@ -186,37 +191,46 @@ func parseUpdateFields(u Update, f requestFields, lim Limits) (Update, *Error) {
 		u.StateNull = true
 		return u, nil
 	}
-	state, ok := st.(map[string]any)
+	state, ok := toPatch(st).(object)
 	if !ok {
 		return u, ErrStateNotObject
 	}
-	u.State = state
+	u.state = state
 	// Checks run in a fixed order so that a request with several faults
-	// always gets the same answer.
-	// The smallest invalid key is reported; found tells "" (a key) from
-	// none, so the answer does not depend on map order.
-	invalid, found := "", false
-	for k := range state {
-		if k != "desired" && k != "reported" && (!found || k < invalid) {
-			invalid, found = k, true
+	// always gets the same answer: an invalid key first (the smallest:
+	// the fields are sorted), then desired, then reported.
+	var desired, reported *field
+	for i := range state {
+		switch f := &state[i]; f.key {
+		case "desired":
+			desired = f
+		case "reported":
+			reported = f
+		default:
+			return u, ErrInvalidNode(f.key)
 		}
 	}
-	if found {
-		return u, ErrInvalidNode(invalid)
+	if desired != nil {
+		u.HasDesired = true
+		if d, isObj := desired.val.(object); isObj {
+			u.desired = d
+		} else if desired.val != nil {
+			return u, ErrDesiredNotObject
+		}
 	}
-	u.Desired, u.HasDesired = state["desired"]
-	if _, isObj := u.Desired.(map[string]any); !isObj && u.Desired != nil {
-		return u, ErrDesiredNotObject
-	}
-	u.Reported, u.HasReported = state["reported"]
-	if _, isObj := u.Reported.(map[string]any); !isObj && u.Reported != nil {
-		return u, ErrReportedNotObject
+	if reported != nil {
+		u.HasReported = true
+		if r, isObj := reported.val.(object); isObj {
+			u.reported = r
+		} else if reported.val != nil {
+			return u, ErrReportedNotObject
+		}
 	}
 	// Depth is checked before nulls in arrays; one walk finds both.
-	deepD, nullD := shape(u.Desired, 1, lim.MaxDepth)
+	deepD, nullD := shape(u.desired, 1, lim.MaxDepth)
 	deepR, nullR := false, false
 	if !deepD {
-		deepR, nullR = shape(u.Reported, 1, lim.MaxDepth)
+		deepR, nullR = shape(u.reported, 1, lim.MaxDepth)
 	}
 	if deepD || deepR {
 		return u, ErrTooDeep(lim.MaxDepth)
@@ -227,11 +241,40 @@ func parseUpdateFields(u Update, f requestFields, lim Limits) (Update, *Error) {
 	return u, nil
 }
 
+// toPatch returns v with its objects outside arrays as sorted objects
+// (a map becomes an object with the same keys, sorted): the form of an
+// update's state that mergeObject and the accepted message take. Objects
+// inside arrays stay maps, since arrays are replaced whole. An object is
+// returned as it is.
+func toPatch(v any) any {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return v
+	}
+	o := make(object, 0, len(m))
+	for k, x := range m {
+		o = append(o, field{key: k, val: toPatch(x)})
+	}
+	slices.SortFunc(o, func(a, b field) int { return strings.Compare(a.key, b.key) })
+	return o
+}
+
 // shape reports, in one walk, what tooDeep(v, level, max) and
 // nullInArray(v) report; once deep is found, null is not (deep is
 // rejected first).
 func shape(v any, level, max int) (deep, null bool) {
 	switch t := v.(type) {
+	case object:
+		if len(t) > 0 && level > max {
+			return true, false
+		}
+		for i := range t {
+			d, n := shape(t[i].val, level+1, max)
+			if d {
+				return true, false
+			}
+			null = null || n
+		}
 	case map[string]any:
 		if len(t) > 0 && level > max {
 			return true, false

@@ -35,8 +35,8 @@ func Apply(s *Shadow, u *Update, now int64, lim Limits) (Shadow, Result, *Error)
 		if !s.Deleted {
 			desired, reported = s.desired, s.reported
 		}
-		next.desired = mergeSection(desired, u.Desired, u.HasDesired, now)
-		next.reported = mergeSection(reported, u.Reported, u.HasReported, now)
+		next.desired = mergeSection(desired, u.desired, u.HasDesired, now)
+		next.reported = mergeSection(reported, u.reported, u.HasReported, now)
 	}
 
 	// The stored document, written first: its state and metadata are
@@ -45,18 +45,35 @@ func Apply(s *Shadow, u *Update, now int64, lim Limits) (Shadow, Result, *Error)
 	// grows the buffer).
 	stored := make([]byte, 0, len(s.encState)+len(s.encMeta)+u.size+2*(len(next.Thing)+len(next.Name))+160)
 	stored = appendStoredHead(stored, &next)
+	// A section the update leaves as it was is copied from the
+	// previous document's encoding.
+	var prev [4][]byte
+	if !u.StateNull && !s.Deleted {
+		if !u.HasDesired {
+			prev[0], prev[2] = s.enc[0], s.enc[2]
+		}
+		if !u.HasReported {
+			prev[1], prev[3] = s.enc[1], s.enc[3]
+		}
+	}
+	var spans [4][2]int
 	stateStart := len(stored)
-	stored, size := appendState(stored, next.desired, next.reported)
-	if size > lim.MaxSize {
+	stored, spans[0], spans[1] = appendSections(stored, next.desired, next.reported, prev[0], prev[1], appendObjectState)
+	if size := spans[0][1] - spans[0][0] + spans[1][1] - spans[1][0]; size > lim.MaxSize {
 		return *s, Result{}, ErrTooLarge
 	}
 	stateEnd := len(stored)
 	stored = append(stored, `,"metadata":`...)
 	metaStart := len(stored)
-	stored = appendMetadata(stored, next.desired, next.reported)
+	stored, spans[2], spans[3] = appendSections(stored, next.desired, next.reported, prev[2], prev[3], appendObjectMeta)
 	metaEnd := len(stored)
 	stored = appendStoredTail(stored, &next)
 	curState, curMeta := stored[stateStart:stateEnd:stateEnd], stored[metaStart:metaEnd:metaEnd]
+	for i, sp := range spans {
+		if sp[1] > sp[0] {
+			next.enc[i] = stored[sp[0]:sp[1]:sp[1]]
+		}
+	}
 
 	var r Result
 	var acc []byte
@@ -67,12 +84,12 @@ func Apply(s *Shadow, u *Update, now int64, lim Limits) (Shadow, Result, *Error)
 		acc = append(acc, `{"state":null,"metadata":`...)
 		acc = appendTimestamp(acc, now)
 	} else {
-		// The state as sent and its metadata, in one pass.
-		// (Both go to stack buffers first, so that the message is
+		// The state as sent and its metadata. (Both go to stack buffers first, so that the message is
 		// allocated at its size; larger ones spill to the heap.)
 		var stateBuf [1024]byte
 		var metaBuf [2048]byte
-		st, md := appendRequest(stateBuf[:0], metaBuf[:0], u.State, now)
+		st := appendObjectState(stateBuf[:0], u.state)
+		md := appendPatchMeta(metaBuf[:0], u.state, now)
 		acc = make([]byte, 0, len(st)+len(md)+messageOverhead+tokLen)
 		acc = append(acc, `{"state":`...)
 		acc = append(acc, st...)
@@ -224,39 +241,44 @@ func appendVersionTime(dst []byte, v, t int64) []byte {
 // left out) and returns the encoded size of the sections' values, which
 // is what the size limit counts.
 func appendState(dst []byte, desired, reported object) ([]byte, int) {
-	size := 0
-	dst = append(dst, '{')
-	if desired != nil {
-		dst = append(dst, `"desired":`...)
-		n := len(dst)
-		dst = appendObjectState(dst, desired)
-		size += len(dst) - n
-	}
-	if reported != nil {
-		if desired != nil {
-			dst = append(dst, ',')
-		}
-		dst = append(dst, `"reported":`...)
-		n := len(dst)
-		dst = appendObjectState(dst, reported)
-		size += len(dst) - n
-	}
-	return append(dst, '}'), size
+	dst, d, r := appendSections(dst, desired, reported, nil, nil, appendObjectState)
+	return dst, d[1] - d[0] + r[1] - r[0]
 }
 
 // appendMetadata writes {"desired":...,"reported":...} of metadata.
 func appendMetadata(dst []byte, desired, reported object) []byte {
+	dst, _, _ = appendSections(dst, desired, reported, nil, nil, appendObjectMeta)
+	return dst
+}
+
+// appendSections writes {"desired":...,"reported":...} (absent sections
+// left out), each section's value encoded by enc, or copied from
+// encDesired or encReported when set. It returns the span of each value
+// in dst (empty when absent).
+func appendSections(dst []byte, desired, reported object, encDesired, encReported []byte, enc func([]byte, object) []byte) (out []byte, d, r [2]int) {
 	dst = append(dst, '{')
 	if desired != nil {
 		dst = append(dst, `"desired":`...)
-		dst = appendObjectMeta(dst, desired)
+		d[0] = len(dst)
+		if encDesired != nil {
+			dst = append(dst, encDesired...)
+		} else {
+			dst = enc(dst, desired)
+		}
+		d[1] = len(dst)
 	}
 	if reported != nil {
 		if desired != nil {
 			dst = append(dst, ',')
 		}
 		dst = append(dst, `"reported":`...)
-		dst = appendObjectMeta(dst, reported)
+		r[0] = len(dst)
+		if encReported != nil {
+			dst = append(dst, encReported...)
+		} else {
+			dst = enc(dst, reported)
+		}
+		r[1] = len(dst)
 	}
-	return append(dst, '}')
+	return append(dst, '}'), d, r
 }
