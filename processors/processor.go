@@ -14,6 +14,13 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
+// GCPercent is the garbage collector target the iotpipe binary runs its
+// processes with (cmd/iotpipe sets it unless GOGC is in the
+// environment): the hot paths allocate a little per event, and fewer GC
+// cycles buy throughput for modest memory. Processor benchmarks use it to
+// measure processors as they run.
+const GCPercent = 200
+
 // Processor handles the events of one partition, in log order. Process is
 // called once per event; all state it reads and writes goes through tx,
 // and every record it wants to send goes through tx.Emit. The runtime

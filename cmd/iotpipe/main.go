@@ -13,6 +13,7 @@ import (
 	"sort"
 	"syscall"
 
+	"github.com/iotpipe/iotpipe/processors"
 	"github.com/iotpipe/iotpipe/sinks/clickhouse/embedded"
 )
 
@@ -42,9 +43,8 @@ func commands() map[string]command {
 
 func main() {
 	if os.Getenv("GOGC") == "" {
-		// The hot path allocates a little per message; fewer GC cycles
-		// buy throughput for modest memory (GOGC in the environment wins).
-		debug.SetGCPercent(200)
+		// See processors.GCPercent (GOGC in the environment wins).
+		debug.SetGCPercent(processors.GCPercent)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := dispatch(ctx, os.Args[1:], os.Stdout, os.Stderr)

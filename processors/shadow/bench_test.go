@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -39,10 +41,23 @@ func benchLogSeed(n, things int, seed uint64) []*kgo.Record {
 	return recs
 }
 
+// asBinary runs a benchmark with the GC target the iotpipe binary runs
+// with (processors.GCPercent), unless GOGC is set in the environment:
+// every benchmark here calls it, so GOGC=100 in the environment measures
+// them at Go's default.
+func asBinary(b *testing.B) {
+	if os.Getenv("GOGC") != "" {
+		return
+	}
+	old := debug.SetGCPercent(processors.GCPercent)
+	b.Cleanup(func() { debug.SetGCPercent(old) })
+}
+
 // BenchmarkUpdate measures shadow updates per second through the
 // processor in a processors.Harness (state in in-memory Pebble, one
 // batch committed per event, as the harness does), over 1000 things.
 func BenchmarkUpdate(b *testing.B) {
+	asBinary(b)
 	const logSize = 1 << 16
 	recs := benchLog(logSize, 1000)
 	h, err := processors.NewHarness(shadow.New(shadow.Options{}))
@@ -73,6 +88,7 @@ func BenchmarkUpdate(b *testing.B) {
 // sharing one Processor: the throughput of the processor over as many
 // partitions as cores.
 func BenchmarkUpdateParallel(b *testing.B) {
+	asBinary(b)
 	const logSize = 1 << 15
 	p := shadow.New(shadow.Options{})
 	n := runtime.GOMAXPROCS(0)
@@ -134,6 +150,7 @@ func runBatches(ctx context.Context, h *processors.Harness, log []*kgo.Record, p
 // runtime runs them on one partition: batches of batchSize records, one
 // Pebble commit per batch, over 1000 things.
 func BenchmarkUpdateBatched(b *testing.B) {
+	asBinary(b)
 	const logSize = 1 << 16
 	recs := benchLog(logSize, 1000)
 	h, err := processors.NewHarness(shadow.New(shadow.Options{}))
@@ -160,6 +177,7 @@ func BenchmarkUpdateBatched(b *testing.B) {
 // harness (a Harness is not safe for concurrent use) and its own things,
 // sharing one Processor and so its cache. b.N updates in all.
 func BenchmarkUpdateBatchedParallel(b *testing.B) {
+	asBinary(b)
 	const (
 		logSize    = 1 << 15
 		partitions = 2
@@ -201,6 +219,7 @@ func BenchmarkUpdateBatchedParallel(b *testing.B) {
 // BenchmarkHarnessBaseline is the harness alone (a processor that does
 // nothing), the ceiling BenchmarkUpdate can reach.
 func BenchmarkHarnessBaseline(b *testing.B) {
+	asBinary(b)
 	recs := benchLog(1024, 1000)
 	h, err := processors.NewHarness(nop{})
 	if err != nil {
@@ -224,6 +243,7 @@ func BenchmarkHarnessBaseline(b *testing.B) {
 // processor that does nothing), the ceiling BenchmarkUpdateBatched can
 // reach.
 func BenchmarkHarnessBaselineBatched(b *testing.B) {
+	asBinary(b)
 	recs := benchLog(1024, 1000)
 	h, err := processors.NewHarness(nop{})
 	if err != nil {

@@ -134,6 +134,23 @@ func decodeFastRequest(raw []byte) (requestFields, bool) {
 type fastDecoder struct {
 	s string
 	i int
+	// slab holds the fields of every object patchObject builds, so that
+	// a request's state takes one allocation.
+	slab object
+}
+
+// fields returns n fields from the slab, sized on first use for every
+// key the document can hold (each is followed by a colon).
+func (d *fastDecoder) fields(n int) object {
+	if d.slab == nil {
+		d.slab = make(object, 0, max(strings.Count(d.s, ":"), n))
+	}
+	if len(d.slab)+n > cap(d.slab) {
+		return make(object, n)
+	}
+	start := len(d.slab)
+	d.slab = d.slab[:start+n]
+	return d.slab[start : start+n : start+n]
 }
 
 func (d *fastDecoder) ws() {
@@ -310,7 +327,7 @@ func (d *fastDecoder) patchObject(depth int) (any, bool) {
 			d.ws()
 		case '}':
 			d.i++
-			o := sortFields(make(object, len(fields)), fields)
+			o := sortFields(d.fields(len(fields)), fields)
 			if o == nil {
 				return nil, false // a duplicate key
 			}

@@ -63,7 +63,9 @@ func copyValue(v any) any {
 // because it held only nulls, the key is not created, as AWS does);
 // anything else replaces the key's value.
 func mergeObject(old, patch object, ts int64) object {
-	out := make(object, 0, len(old)+newKeys(old, patch))
+	// Merged on the stack, then copied to a slice of the exact size.
+	var buf [32]field
+	out := buf[:0]
 	i, j := 0, 0
 	for i < len(old) || j < len(patch) {
 		if j == len(patch) || (i < len(old) && old[i].key < patch[j].key) {
@@ -98,22 +100,7 @@ func mergeObject(old, patch object, ts int64) object {
 			out = append(out, field{key: pf.key, val: p, ts: ts})
 		}
 	}
-	return out
-}
-
-// newKeys counts the keys of patch that o does not have (both sorted).
-func newKeys(o, patch object) int {
-	n, i := 0, 0
-	for j := range patch {
-		k := patch[j].key
-		for i < len(o) && o[i].key < k {
-			i++
-		}
-		if i == len(o) || o[i].key != k {
-			n++
-		}
-	}
-	return n
+	return append(make(object, 0, len(out)), out...)
 }
 
 // mergeSection applies the desired or reported part of an update to that
