@@ -86,8 +86,10 @@ func httpClientID(r *http.Request) string {
 	return "http"
 }
 
+// httpError answers with status code and an error document in the shape
+// of AWS IoT's shadow errors: {"code","message","timestamp"}.
 func httpError(w http.ResponseWriter, code int, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(map[string]any{"message": msg})
+	_ = json.NewEncoder(w).Encode(map[string]any{"code": code, "message": msg, "timestamp": time.Now().Unix()})
 }

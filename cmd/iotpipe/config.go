@@ -35,6 +35,7 @@ type config struct {
 	CHTCPPort      int           `yaml:"clickhouse_tcp_port" flag:"clickhouse-tcp-port" help:"embedded ClickHouse native port on 127.0.0.1"`
 	CHHTTPPort     int           `yaml:"clickhouse_http_port" flag:"clickhouse-http-port" help:"embedded ClickHouse HTTP port on 127.0.0.1"`
 	CHTTLDays      int           `yaml:"clickhouse_ttl_days" flag:"clickhouse-ttl-days" help:"days ClickHouse keeps rows (0: forever)"`
+	ShadowRate     int           `yaml:"shadow_rate_limit" flag:"shadow-rate-limit" help:"most shadow requests per second per thing, more get 429 (0: no limit; AWS allows 20)"`
 	RulesDir       string        `yaml:"rules_dir" flag:"rules" help:"directory of .sql rule files, hot-reloaded"`
 	WebhookSecret  string        `yaml:"webhook_secret" flag:"webhook-secret" help:"HMAC-SHA256 key signing webhook actions (X-Iotpipe-Signature)"`
 	Pprof          bool          `yaml:"pprof" flag:"pprof" help:"serve Go profiles at /debug/pprof/ on the HTTP port"`

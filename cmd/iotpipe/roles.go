@@ -260,7 +260,7 @@ func (n *node) startProcessors(ctx context.Context) error {
 
 	procs := []processors.Processor{
 		lastseen.Processor{},
-		shadow.New(shadow.Options{Topics: lg.Topics(), AllowOtherThings: cfg.Dev}),
+		shadow.New(shadow.Options{Topics: lg.Topics(), AllowOtherThings: cfg.Dev, RateLimit: cfg.ShadowRate}),
 		rp,
 	}
 	runner, err := processors.NewRunner(lg, procs, processors.RunnerOptions{

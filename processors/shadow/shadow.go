@@ -28,6 +28,7 @@ package shadow
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"time"
 
@@ -56,6 +57,12 @@ type Options struct {
 	// from a client on another thing's shadow: true lets the request
 	// through. It must be deterministic (it runs again on a rebuild).
 	Authorize func(env *schemas.Envelope, req Request) bool
+	// RateLimit, when positive, is the most requests per second one
+	// thing may make on its shadows (classic and named together, as AWS
+	// counts them; AWS's limit is 20); a request over it is rejected
+	// with 429 and changes nothing. Seconds are those of the requests'
+	// receive times, so a rebuild rejects the same requests.
+	RateLimit int
 	// NoMemo turns off the partition memo of decoded shadows (see
 	// processors.Memo), so every request reads and decodes the stored
 	// document; tests use it to check that the memo changes nothing.
@@ -102,8 +109,19 @@ func (p *Processor) Process(ctx context.Context, tx *processors.Tx, ev *processo
 	now := eventTime(tx, ev)
 	if ev.Envelope.ClientID != req.Thing && !p.opts.AllowOtherThings &&
 		(p.opts.Authorize == nil || !p.opts.Authorize(&ev.Envelope, req)) {
-		p.reject(tx, ev, &req, document.ErrForbidden, now, "", false)
+		p.rejectEarly(tx, ev, &req, document.ErrForbidden, now)
 		return nil
+	}
+	if p.opts.RateLimit > 0 {
+		ok, err := p.admit(tx, req.Thing, now)
+		if err != nil {
+			p.rejectEarly(tx, ev, &req, document.ErrInternal, now)
+			return err
+		}
+		if !ok {
+			p.rejectEarly(tx, ev, &req, document.ErrTooManyRequests, now)
+			return nil
+		}
 	}
 	switch req.Op {
 	case OpUpdate:
@@ -113,6 +131,34 @@ func (p *Processor) Process(ctx context.Context, tx *processors.Tx, ev *processo
 	default:
 		return p.delete(tx, ev, &req, now)
 	}
+}
+
+// admit counts a request of thing in the second now against
+// RateLimit: false when the thing already made RateLimit requests in
+// that second. The count lives in the state, under a key no shadow key
+// can take (thing names hold no NUL), so it survives restarts and a
+// rebuild counts alike.
+func (p *Processor) admit(tx *processors.Tx, thing string, now int64) (bool, error) {
+	key := append([]byte("\x00rate\x00"), thing...)
+	var second, count int64
+	if b, ok, err := tx.Get(key); err != nil {
+		return false, fmt.Errorf("shadow %s: read rate: %w", thing, err)
+	} else if ok && len(b) == 16 {
+		second, count = int64(binary.BigEndian.Uint64(b)), int64(binary.BigEndian.Uint64(b[8:]))
+	}
+	if second != now {
+		second, count = now, 0
+	}
+	if count >= int64(p.opts.RateLimit) {
+		return false, nil
+	}
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:], uint64(second))
+	binary.BigEndian.PutUint64(b[8:], uint64(count+1))
+	if err := tx.Set(key, b[:]); err != nil {
+		return false, fmt.Errorf("shadow %s: write rate: %w", thing, err)
+	}
+	return true, nil
 }
 
 // eventTime is the time of a request in Unix seconds: when ingest
@@ -277,6 +323,13 @@ func isBlank(b []byte) bool {
 func (p *Processor) reject(tx *processors.Tx, ev *processors.Event, req *Request, e *document.Error, now int64, token string, hasToken bool) {
 	out := document.AppendError(make([]byte, 0, 96+len(e.Message)+len(token)), e, now, token, hasToken)
 	p.send(tx, req, string(req.Op)+"/rejected", out, ev.Envelope.RequestID)
+}
+
+// rejectEarly rejects a request before its payload was parsed, echoing
+// its clientToken when the payload has a valid one.
+func (p *Processor) rejectEarly(tx *processors.Tx, ev *processors.Event, req *Request, e *document.Error, now int64) {
+	tok, _ := p.token(ev)
+	p.reject(tx, ev, req, e, now, tok.ClientToken, tok.HasClientToken)
 }
 
 // send emits one message to the shadow's response topic suffix.

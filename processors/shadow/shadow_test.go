@@ -27,7 +27,7 @@ import (
 //	publish topic=<t> [client=<id>] [req=<id>] [key=<record key>]
 //	<payload>                             run one publish event
 //	read thing=<t> [name=<n>]             shadow.Read from the state
-//	options [allow-other-things] [max-size=<n>] [max-depth=<n>]
+//	options [allow-other-things] [max-size=<n>] [max-depth=<n>] [rate-limit=<n>]
 //	                                      start a fresh harness (empty state)
 //	                                      with these options
 func TestScenarios(t *testing.T) {
@@ -65,6 +65,8 @@ func (s *scenario) run(t *testing.T, d *datadriven.TestData) string {
 				opts.Limits.MaxSize, _ = strconv.Atoi(a.Vals[0])
 			case "max-depth":
 				opts.Limits.MaxDepth, _ = strconv.Atoi(a.Vals[0])
+			case "rate-limit":
+				opts.RateLimit, _ = strconv.Atoi(a.Vals[0])
 			default:
 				d.Fatalf(t, "unknown option %s", a.Key)
 			}

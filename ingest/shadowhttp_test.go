@@ -1,0 +1,48 @@
+package ingest
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+// Requests the shadow REST endpoint refuses before they reach the log
+// get the status and an AWS-shaped error document.
+func TestShadowHTTPRefusals(t *testing.T) {
+	r := newRig(t, Options{})
+	tests := []struct {
+		name, method, thing string
+		dev                 bool
+		code                int
+	}{
+		{"anonymous without --dev", http.MethodGet, "lamp-1", false, http.StatusUnauthorized},
+		{"wildcard in the thing", http.MethodGet, "lamp+1", true, http.StatusBadRequest},
+		{"method", http.MethodPut, "lamp-1", true, http.StatusMethodNotAllowed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r.srv.opts.Dev = tt.dev
+			req := httptest.NewRequest(tt.method, "/things/"+tt.thing+"/shadow", strings.NewReader(`{"state":{}}`))
+			req.SetPathValue("thing", tt.thing)
+			w := httptest.NewRecorder()
+			r.srv.ShadowHTTP(w, req)
+			var body struct {
+				Code      int    `json:"code"`
+				Message   string `json:"message"`
+				Timestamp int64  `json:"timestamp"`
+			}
+			if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil {
+				t.Fatalf("body %q: %v", w.Body, err)
+			}
+			if w.Code != tt.code || body.Code != tt.code || body.Message == "" || body.Timestamp == 0 {
+				t.Fatalf("got %d %s, want %d with an AWS error document", w.Code, w.Body, tt.code)
+			}
+		})
+	}
+	records := r.readAll(t, r.srv.opts.Topics.Events, 0)
+	if len(records) != 0 {
+		t.Fatalf("%d records reached the log", len(records))
+	}
+}
