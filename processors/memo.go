@@ -20,22 +20,28 @@ const DefaultMemoSize = 16384
 // is dropped for each new one. It is used by one task at a time and is
 // not safe for concurrent use.
 type Memo struct {
-	m   map[string]any
+	// m holds pointers so that Put can replace a value without
+	// allocating its key again.
+	m   map[string]*memoEntry
 	max int
 }
 
-func newMemo(max int) *Memo { return &Memo{m: make(map[string]any), max: max} }
+type memoEntry struct{ v any }
+
+func newMemo(max int) *Memo { return &Memo{m: make(map[string]*memoEntry), max: max} }
 
 // Get returns the value memoized for key.
 func (m *Memo) Get(key []byte) (any, bool) {
-	v, ok := m.m[string(key)]
-	return v, ok
+	if e, ok := m.m[string(key)]; ok {
+		return e.v, true
+	}
+	return nil, false
 }
 
 // Put memoizes v for key, replacing what was there.
 func (m *Memo) Put(key []byte, v any) {
-	if _, ok := m.m[string(key)]; ok {
-		m.m[string(key)] = v
+	if e, ok := m.m[string(key)]; ok {
+		e.v = v
 		return
 	}
 	if len(m.m) >= m.max {
@@ -45,7 +51,7 @@ func (m *Memo) Put(key []byte, v any) {
 			break
 		}
 	}
-	m.m[string(key)] = v
+	m.m[string(key)] = &memoEntry{v: v}
 }
 
 // Delete forgets key.

@@ -127,7 +127,9 @@ func mergeSection(old, part object, present bool, ts int64) object {
 // keep desired's timestamps, which are the delta's metadata. It returns
 // nil when nothing differs.
 func delta(desired, reported object) object {
-	var out object
+	// Built on the stack, then copied to a slice of the exact size.
+	var buf [32]field
+	out := buf[:0]
 	j := 0
 	for i := range desired {
 		d := &desired[i]
@@ -154,7 +156,10 @@ func delta(desired, reported object) object {
 			out = append(out, *d)
 		}
 	}
-	return out
+	if len(out) == 0 {
+		return nil
+	}
+	return append(make(object, 0, len(out)), out...)
 }
 
 // equal compares two payload values; numbers compare by value (1 equals
