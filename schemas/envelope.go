@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"unsafe"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -140,6 +141,33 @@ func (e *Envelope) AppendHeaders(dst []kgo.RecordHeader) []kgo.RecordHeader {
 // missing or unknown version, a missing type, or a malformed number.
 func DecodeEnvelope(headers []kgo.RecordHeader) (Envelope, error) {
 	var e Envelope
+	// The string fields share one allocation (arena), and known event
+	// types none.
+	var arena []byte
+	n := 0
+	for _, h := range headers {
+		switch h.Key {
+		case HeaderTopic, HeaderClientID, HeaderPrincipal, HeaderRequestID:
+			n += len(h.Value)
+		case HeaderType:
+			if knownType(h.Value) == "" {
+				n += len(h.Value)
+			}
+		}
+	}
+	if n > 0 {
+		arena = make([]byte, 0, n)
+	}
+	str := func(b []byte) string {
+		if len(b) == 0 {
+			return ""
+		}
+		start := len(arena)
+		arena = append(arena, b...)
+		// arena is never written again where it was read: its strings
+		// are immutable, as strings must be.
+		return unsafe.String(&arena[start], len(b))
+	}
 	for _, h := range headers {
 		switch h.Key {
 		case HeaderVersion:
@@ -149,13 +177,15 @@ func DecodeEnvelope(headers []kgo.RecordHeader) (Envelope, error) {
 			}
 			e.Version = v
 		case HeaderType:
-			e.Type = EventType(h.Value)
+			if e.Type = knownType(h.Value); e.Type == "" {
+				e.Type = EventType(str(h.Value))
+			}
 		case HeaderTopic:
-			e.Topic = string(h.Value)
+			e.Topic = str(h.Value)
 		case HeaderClientID:
-			e.ClientID = string(h.Value)
+			e.ClientID = str(h.Value)
 		case HeaderPrincipal:
-			e.Principal = string(h.Value)
+			e.Principal = str(h.Value)
 		case HeaderQoS:
 			if len(h.Value) != 1 || h.Value[0] < '0' || h.Value[0] > '2' {
 				return e, fmt.Errorf("envelope: bad qos %q", h.Value)
@@ -170,7 +200,7 @@ func DecodeEnvelope(headers []kgo.RecordHeader) (Envelope, error) {
 			}
 			e.ReceivedAt = n
 		case HeaderRequestID:
-			e.RequestID = string(h.Value)
+			e.RequestID = str(h.Value)
 		}
 	}
 	switch {
@@ -182,6 +212,16 @@ func DecodeEnvelope(headers []kgo.RecordHeader) (Envelope, error) {
 		return e, errors.New("envelope: no type header")
 	}
 	return e, nil
+}
+
+// knownType returns the EventType constant b spells, or "".
+func knownType(b []byte) EventType {
+	for _, t := range [...]EventType{EventPublish, EventConnected, EventDisconnected, EventSubscribed, EventUnsubscribed} {
+		if string(b) == string(t) {
+			return t
+		}
+	}
+	return ""
 }
 
 // HeaderValue returns the value of the first header named key, or nil.

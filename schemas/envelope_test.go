@@ -91,3 +91,16 @@ func BenchmarkEnvelopeHeaders(b *testing.B) {
 		_ = e.Headers()
 	}
 }
+
+// BenchmarkDecodeEnvelope decodes a typical publish envelope (its strings
+// share one allocation).
+func BenchmarkDecodeEnvelope(b *testing.B) {
+	e := Envelope{Type: EventPublish, Topic: "bench/17/telemetry", ClientID: "bench-17", Principal: "anonymous", QoS: 1, ReceivedAt: 1795390719634949606}
+	h := e.Headers()
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := DecodeEnvelope(h); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
