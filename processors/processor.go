@@ -33,7 +33,9 @@ const GCPercent = 200
 type Processor interface {
 	// Name is the processor's stable name; it namespaces its state keys.
 	Name() string
-	// Process applies one event.
+	// Process applies one event. tx and ev are valid only during the
+	// call (the runtime reuses them); values taken from them (strings,
+	// the decoded payload) may be kept.
 	Process(ctx context.Context, tx *Tx, ev *Event) error
 }
 

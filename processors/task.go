@@ -25,9 +25,10 @@ type task struct {
 	onError   func(proc string, err error)
 	// memos holds each processor's memo of this partition.
 	memos []*Memo
-	// tx is reused for every call of a processor (a Tx is valid only
-	// during the call); src is its source id buffer.
+	// tx and ev are reused for every call of a processor (both are
+	// valid only during the call); src is the source id buffer.
 	tx  Tx
+	ev  Event
 	src []byte
 }
 
@@ -112,7 +113,8 @@ func (t *task) apply(ctx context.Context, bt *batch, rec *kgo.Record) error {
 		bt.out = append(bt.out, dlqRecord(t.dlq, rec, "envelope", err))
 		return nil
 	}
-	ev := &Event{Partition: rec.Partition, Offset: rec.Offset, Thing: string(rec.Key), Payload: rec.Value, Envelope: env}
+	t.ev = Event{Partition: rec.Partition, Offset: rec.Offset, Thing: string(rec.Key), Payload: rec.Value, Envelope: env}
+	ev := &t.ev
 	for i, p := range t.procs {
 		if err := p.Process(ctx, t.txFor(bt, i, source), ev); err != nil {
 			if ctx.Err() != nil {
