@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/iotpipe/iotpipe/schemas/payload"
@@ -38,7 +39,8 @@ func decodeFast(raw []byte) (any, bool) {
 	if len(raw) == 0 {
 		return nil, false
 	}
-	d := fastDecoder{s: string(raw)}
+	d := newDecoder(raw)
+	defer d.release()
 	d.ws()
 	v, ok := d.value(0)
 	if !ok {
@@ -55,80 +57,45 @@ func decodeFast(raw []byte) (any, bool) {
 // with more than 8 other keys.
 func decodeFastRequest(raw []byte) (requestFields, bool) {
 	var f requestFields
-	d := fastDecoder{s: string(raw)}
+	d := newDecoder(raw)
+	defer d.release()
 	d.ws()
 	if d.i >= len(d.s) || d.s[d.i] != '{' {
 		return f, false
 	}
-	d.i++
+	members, ok := d.members(1, membersRequest)
+	if !ok {
+		return f, false
+	}
 	d.ws()
+	if d.i != len(d.s) {
+		return f, false
+	}
 	var otherBuf [8]string
 	other := otherBuf[:0]
-	if d.i < len(d.s) && d.s[d.i] == '}' {
-		d.i++
-		d.ws()
-		return f, d.i == len(d.s)
-	}
-	for {
-		if d.i >= len(d.s) || d.s[d.i] != '"' {
-			return f, false
-		}
-		k, ok := d.str()
-		if !ok {
-			return f, false
-		}
-		d.ws()
-		if d.i >= len(d.s) || d.s[d.i] != ':' {
-			return f, false
-		}
-		d.i++
-		d.ws()
-		var v any
-		if k == "state" {
-			// The state is decoded as a patch (see patchValue).
-			v, ok = d.patchValue(1)
-		} else {
-			v, ok = d.value(1)
-		}
-		if !ok {
-			return f, false
-		}
+	for _, m := range members {
 		var dup bool
-		switch k {
+		switch m.key {
 		case "state":
-			dup, f.state, f.hasState = f.hasState, v, true
+			dup, f.state, f.hasState = f.hasState, m.val, true
 		case "clientToken":
-			dup, f.clientToken, f.hasClientToken = f.hasClientToken, v, true
+			dup, f.clientToken, f.hasClientToken = f.hasClientToken, m.val, true
 		case "version":
-			dup, f.version, f.hasVersion = f.hasVersion, v, true
+			dup, f.version, f.hasVersion = f.hasVersion, m.val, true
 		default:
 			for _, o := range other {
-				dup = dup || o == k
+				dup = dup || o == m.key
 			}
 			if len(other) == cap(other) {
 				return f, false
 			}
-			other = append(other, k)
+			other = append(other, m.key)
 		}
 		if dup {
 			return f, false
 		}
-		d.ws()
-		if d.i >= len(d.s) {
-			return f, false
-		}
-		switch d.s[d.i] {
-		case ',':
-			d.i++
-			d.ws()
-		case '}':
-			d.i++
-			d.ws()
-			return f, d.i == len(d.s)
-		default:
-			return f, false
-		}
 	}
+	return f, true
 }
 
 type fastDecoder struct {
@@ -137,6 +104,30 @@ type fastDecoder struct {
 	// slab holds the fields of every object patchObject builds, so that
 	// a request's state takes one allocation.
 	slab object
+	// stack holds the members of the objects being read (see members).
+	stack []field
+}
+
+// decoders keeps decoders with their member stacks between requests.
+var decoders = sync.Pool{New: func() any { return &fastDecoder{stack: make([]field, 0, 32)} }}
+
+// newDecoder returns a decoder of one copy of raw; release returns it.
+func newDecoder(raw []byte) *fastDecoder {
+	d := decoders.Get().(*fastDecoder)
+	d.s, d.i = string(raw), 0
+	return d
+}
+
+// release returns d to the pool, keeping nothing of what it decoded.
+func (d *fastDecoder) release() {
+	// Members above len were cleared when popped.
+	clear(d.stack)
+	stack := d.stack[:0]
+	if cap(stack) > 256 {
+		stack = make([]field, 0, 32) // a rare huge document's stack is not kept
+	}
+	*d = fastDecoder{stack: stack}
+	decoders.Put(d)
 }
 
 // fields returns n fields from the slab, sized on first use for every
@@ -224,15 +215,44 @@ func (d *fastDecoder) str() (string, bool) {
 }
 
 func (d *fastDecoder) object(depth int) (any, bool) {
+	members, ok := d.members(depth, membersValue)
+	if !ok {
+		return nil, false
+	}
+	defer d.pop(members)
+	m := make(map[string]any, len(members))
+	for _, f := range members {
+		m[f.key] = f.val
+	}
+	if len(m) != len(members) {
+		return nil, false // a duplicate key
+	}
+	return m, true
+}
+
+// How members reads the values of an object's members.
+const (
+	membersValue   = iota // every value with value
+	membersPatch          // every value with patchValue
+	membersRequest        // "state" with patchValue, the others with value
+)
+
+// members reads the object at d.i ('{') whose nesting depth is depth
+// and returns its members in order, their values read as mode says, on
+// the decoder's member stack: valid until the caller pops them (the
+// members of nested objects are pushed and popped above them). It
+// reports false on a syntax error and on nesting deeper than
+// maxFastDepth; it does not look for duplicate keys.
+func (d *fastDecoder) members(depth int, mode int) ([]field, bool) {
 	if depth > maxFastDepth {
 		return nil, false
 	}
+	start := len(d.stack)
 	d.i++
 	d.ws()
-	m := make(map[string]any)
 	if d.i < len(d.s) && d.s[d.i] == '}' {
 		d.i++
-		return m, true
+		return d.stack[start:], true
 	}
 	for {
 		if d.i >= len(d.s) || d.s[d.i] != '"' {
@@ -248,14 +268,16 @@ func (d *fastDecoder) object(depth int) (any, bool) {
 		}
 		d.i++
 		d.ws()
-		v, ok := d.value(depth)
+		var v any
+		if mode == membersPatch || (mode == membersRequest && k == "state") {
+			v, ok = d.patchValue(depth)
+		} else {
+			v, ok = d.value(depth)
+		}
 		if !ok {
 			return nil, false
 		}
-		n := len(m)
-		if m[k] = v; len(m) == n {
-			return nil, false // a duplicate key
-		}
+		d.stack = append(d.stack, field{key: k, val: v})
 		d.ws()
 		if d.i >= len(d.s) {
 			return nil, false
@@ -266,11 +288,17 @@ func (d *fastDecoder) object(depth int) (any, bool) {
 			d.ws()
 		case '}':
 			d.i++
-			return m, true
+			return d.stack[start:], true
 		default:
 			return nil, false
 		}
 	}
+}
+
+// pop removes members, the top of the member stack.
+func (d *fastDecoder) pop(members []field) {
+	clear(members)
+	d.stack = d.stack[:len(d.stack)-len(members)]
 }
 
 // patchValue is value for the state of an update request: an object
@@ -287,55 +315,19 @@ func (d *fastDecoder) patchValue(depth int) (any, bool) {
 // patchObject reads an object as a sorted object; it reports false for
 // a duplicate key, as object does.
 func (d *fastDecoder) patchObject(depth int) (any, bool) {
-	if depth > maxFastDepth {
+	members, ok := d.members(depth, membersPatch)
+	if !ok {
 		return nil, false
 	}
-	d.i++
-	d.ws()
-	if d.i < len(d.s) && d.s[d.i] == '}' {
-		d.i++
+	defer d.pop(members)
+	if len(members) == 0 {
 		return object{}, true
 	}
-	var buf [16]field
-	fields := buf[:0]
-	for {
-		if d.i >= len(d.s) || d.s[d.i] != '"' {
-			return nil, false
-		}
-		k, ok := d.str()
-		if !ok {
-			return nil, false
-		}
-		d.ws()
-		if d.i >= len(d.s) || d.s[d.i] != ':' {
-			return nil, false
-		}
-		d.i++
-		d.ws()
-		v, ok := d.patchValue(depth)
-		if !ok {
-			return nil, false
-		}
-		fields = append(fields, field{key: k, val: v})
-		d.ws()
-		if d.i >= len(d.s) {
-			return nil, false
-		}
-		switch d.s[d.i] {
-		case ',':
-			d.i++
-			d.ws()
-		case '}':
-			d.i++
-			o := sortFields(d.fields(len(fields)), fields)
-			if o == nil {
-				return nil, false // a duplicate key
-			}
-			return o, true
-		default:
-			return nil, false
-		}
+	o := sortFields(d.fields(len(members)), members)
+	if o == nil {
+		return nil, false // a duplicate key
 	}
+	return o, true
 }
 
 // sortFields copies fields into o (of the same length) sorted by key,
