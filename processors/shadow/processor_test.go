@@ -122,47 +122,49 @@ func run(t *testing.T, opts shadow.Options, log []*kgo.Record) ([]*kgo.Record, m
 // written earlier in the same, not yet committed, batch.
 func runBatched(t *testing.T, opts shadow.Options, log []*kgo.Record, n int) ([]*kgo.Record, map[string]string) {
 	t.Helper()
-	h, err := processors.NewHarness(shadow.New(opts))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	var out []*kgo.Record
-	for len(log) > 0 {
-		b := log[:min(n, len(log))]
-		log = log[len(b):]
-		recs, err := h.Records(context.Background(), b)
-		if err != nil {
-			t.Fatal(err)
+	return runWith(t, opts, func(h *processors.Harness) (out []*kgo.Record) {
+		for len(log) > 0 {
+			b := log[:min(n, len(log))]
+			log = log[len(b):]
+			recs, err := h.Records(context.Background(), b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, recs...)
 		}
-		out = append(out, recs...)
-	}
-	snap, err := h.Snapshot(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out, snap
+		return out
+	})
 }
 
 // runAt is run with the harness clock moved by skew: a rebuild later
 // must not change anything, since timestamps come from the log.
 func runAt(t *testing.T, opts shadow.Options, log []*kgo.Record, skew time.Duration) ([]*kgo.Record, map[string]string) {
 	t.Helper()
+	return runWith(t, opts, func(h *processors.Harness) (out []*kgo.Record) {
+		start := h.Now.Add(skew)
+		for i, r := range log {
+			h.Now = start.Add(time.Duration(i) * time.Second)
+			recs, err := h.Record(context.Background(), r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, recs...)
+		}
+		return out
+	})
+}
+
+// runWith runs feed over a fresh harness of a processor with opts and
+// returns what feed returns (the emitted records) and the state of
+// partition 0.
+func runWith(t *testing.T, opts shadow.Options, feed func(*processors.Harness) []*kgo.Record) ([]*kgo.Record, map[string]string) {
+	t.Helper()
 	h, err := processors.NewHarness(shadow.New(opts))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	start := h.Now.Add(skew)
-	var out []*kgo.Record
-	for i, r := range log {
-		h.Now = start.Add(time.Duration(i) * time.Second)
-		recs, err := h.Record(context.Background(), r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, recs...)
-	}
+	out := feed(h)
 	snap, err := h.Snapshot(0)
 	if err != nil {
 		t.Fatal(err)
@@ -170,10 +172,10 @@ func runAt(t *testing.T, opts shadow.Options, log []*kgo.Record, skew time.Durat
 	return out, snap
 }
 
-// TestDeterminism runs the same event log through fresh harnesses, with
-// with and without the memo of decoded shadows, in batches as the
-// runtime runs them, and with the processing clock a year later (a rebuild): the state snapshots and every emitted record
-// must be byte-identical.
+// TestDeterminism runs the same event log through fresh harnesses: with
+// and without the memo of decoded shadows, in batches as the runtime
+// runs them, and with the processing clock a year later (a rebuild). The
+// state snapshots and every emitted record must be byte-identical.
 func TestDeterminism(t *testing.T) {
 	log := randomLog(42, 3000)
 	out1, snap1 := run(t, shadow.Options{}, log)
