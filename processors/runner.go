@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"runtime"
 	"sync"
 	"time"
 
@@ -77,8 +76,9 @@ type Runner struct {
 	factory ClientFactory
 	metrics *runnerMetrics
 
-	mu    sync.Mutex
-	tasks map[int32]*task
+	mu      sync.Mutex
+	tasks   map[int32]*task
+	workers map[int32]*worker
 }
 
 // NewRunner opens the state store; Run starts consuming.
@@ -91,7 +91,7 @@ func NewRunner(factory ClientFactory, procs []Processor, opts RunnerOptions) (*R
 	if err != nil {
 		return nil, fmt.Errorf("open state %s: %w", opts.StateDir, err)
 	}
-	return &Runner{opts: opts, procs: procs, db: db, factory: factory, metrics: newRunnerMetrics(), tasks: map[int32]*task{}}, nil
+	return &Runner{opts: opts, procs: procs, db: db, factory: factory, metrics: newRunnerMetrics(), tasks: map[int32]*task{}, workers: map[int32]*worker{}}, nil
 }
 
 // Close closes the state store. Call it after Run returned.
@@ -106,19 +106,29 @@ func (r *Runner) Read(processor string, key []byte) ([]byte, bool, error) {
 	return readAnyPartition(r.db, processor, key)
 }
 
-// Run consumes until ctx ends or a state failure.
+// Run consumes until ctx ends (then it returns nil) or a partition's
+// state fails (then it returns that failure).
+//
+// Each assigned partition has its own worker goroutine that applies the
+// partition's records batch after batch and runs its ticks; the poll
+// loop only hands fetched records to the workers, so partitions
+// progress independently (a partition with a backlog does not hold the
+// others back) and in parallel. A worker's queue holds a few polls; when
+// it is full the poll loop waits, which bounds memory.
 func (r *Runner) Run(ctx context.Context) error {
 	o := r.opts
+	parent := ctx
+	ctx, cancel := context.WithCancelCause(parent)
+	defer cancel(nil)
 	cl, err := r.factory.Client(
 		kgo.ConsumerGroup(o.Group),
 		kgo.ConsumeTopics(o.Topics.Events),
 		kgo.DisableAutoCommit(),
-		kgo.BlockRebalanceOnPoll(),
 		kgo.FetchMaxWait(100*time.Millisecond),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.AdjustFetchOffsetsFn(r.adjustOffsets),
-		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
-			r.assign(m[o.Topics.Events])
+		kgo.OnPartitionsAssigned(func(_ context.Context, cl *kgo.Client, m map[string][]int32) {
+			r.assign(ctx, cancel, cl, m[o.Topics.Events])
 		}),
 		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 			r.revoke(m[o.Topics.Events])
@@ -131,46 +141,163 @@ func (r *Runner) Run(ctx context.Context) error {
 		return err
 	}
 	defer cl.Close()
-	ticker := time.NewTicker(o.TickInterval)
-	defer ticker.Stop()
+	// Workers produce through cl: they stop before it closes.
+	defer r.stopAll()
 	o.Logger.Info("processors running", "group", o.Group, "topic", o.Topics.Events, "state", o.StateDir, "processors", len(r.procs))
+	lastCommit := time.Now()
 	for {
-		pollCtx, cancel := context.WithTimeout(ctx, o.TickInterval)
-		fs := cl.PollRecords(pollCtx, 10000)
-		cancel()
+		fs := cl.PollRecords(ctx, 10000)
 		if ctx.Err() != nil {
-			cl.AllowRebalance()
-			return nil
+			if parent.Err() != nil {
+				return nil
+			}
+			return context.Cause(ctx) // a worker's state failure
 		}
 		fs.EachError(func(topic string, p int32, err error) {
 			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
 				o.Logger.Warn("fetch", "topic", topic, "partition", p, "err", err)
 			}
 		})
-		procErr := r.processFetches(ctx, cl, fs)
-		if procErr != nil {
-			cl.AllowRebalance()
-			if ctx.Err() != nil {
-				return nil
+		fs.EachPartition(func(fp kgo.FetchTopicPartition) {
+			if len(fp.Records) > 0 {
+				r.dispatch(cl, fp)
 			}
-			return procErr
-		}
-		select {
-		case <-ticker.C:
-			if err := r.tickAll(ctx, cl); err != nil {
-				cl.AllowRebalance()
-				if ctx.Err() != nil {
-					return nil
-				}
-				return err
-			}
-		default:
-		}
+		})
 		// Offsets in Kafka are informational (lag tools); the state's
 		// offsets are the truth.
-		cl.CommitUncommittedOffsets(ctx)
-		cl.AllowRebalance()
+		if time.Since(lastCommit) >= time.Second {
+			cl.CommitUncommittedOffsets(ctx)
+			lastCommit = time.Now()
+		}
 	}
+}
+
+// worker applies one partition's records and runs its ticks.
+type worker struct {
+	t  *task
+	cl *kgo.Client
+	// queue holds fetched records of the partition, in log order;
+	// paused is set while the partition's fetching is paused because
+	// the queue is full. Both under mu.
+	mu     sync.Mutex
+	queue  []kgo.FetchTopicPartition
+	paused bool
+	// wake tells the worker the queue grew.
+	wake chan struct{}
+	// stop asks the worker to return; done is closed when it has.
+	stop, done chan struct{}
+}
+
+// A worker's queue pauses its partition's fetching at queueHigh polls
+// and resumes it at queueLow, so a partition with a backlog never holds
+// back the poll loop (and the other partitions), and memory stays
+// bounded.
+const (
+	queueHigh = 4
+	queueLow  = 1
+)
+
+// dispatch queues fetched records for their partition's worker, pausing
+// the partition's fetching when the queue is full. Records of a
+// partition with no worker (it was revoked meanwhile) are dropped:
+// whoever owns it next resumes from its state's offset.
+func (r *Runner) dispatch(cl *kgo.Client, fp kgo.FetchTopicPartition) {
+	r.mu.Lock()
+	w := r.workers[fp.Partition]
+	r.mu.Unlock()
+	if w == nil {
+		return
+	}
+	w.mu.Lock()
+	select {
+	case <-w.stop: // revoked: see revoke
+		w.mu.Unlock()
+		return
+	default:
+	}
+	w.queue = append(w.queue, fp)
+	if len(w.queue) >= queueHigh && !w.paused {
+		w.paused = true
+		cl.PauseFetchPartitions(map[string][]int32{fp.Topic: {fp.Partition}})
+	}
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// next takes the oldest queued fetch, resuming the partition's fetching
+// when the queue has drained enough.
+func (w *worker) next(cl *kgo.Client) (kgo.FetchTopicPartition, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.queue) == 0 {
+		return kgo.FetchTopicPartition{}, false
+	}
+	fp := w.queue[0]
+	w.queue[0] = kgo.FetchTopicPartition{}
+	w.queue = w.queue[1:]
+	if w.paused && len(w.queue) <= queueLow {
+		w.paused = false
+		cl.ResumeFetchPartitions(map[string][]int32{fp.Topic: {fp.Partition}})
+	}
+	return fp, true
+}
+
+// work is a partition's worker loop: queued fetches, ticks between
+// them. A state failure cancels the run.
+func (r *Runner) work(ctx context.Context, fail context.CancelCauseFunc, cl *kgo.Client, w *worker) {
+	defer close(w.done)
+	ticker := time.NewTicker(r.opts.TickInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-w.stop:
+			return
+		case <-ctx.Done():
+			return
+		default:
+		}
+		var err error
+		select {
+		case <-ticker.C:
+			err = r.tick(ctx, cl, w.t)
+		default:
+			if fp, ok := w.next(cl); ok {
+				err = r.processPartition(ctx, cl, w.t, fp.Records)
+				last := fp.Records[len(fp.Records)-1].Offset
+				r.metrics.lag.WithLabelValues(itoa(fp.Partition)).Set(float64(fp.HighWatermark - last - 1))
+				break
+			}
+			select {
+			case <-w.stop:
+				return
+			case <-ctx.Done():
+				return
+			case <-ticker.C:
+				err = r.tick(ctx, cl, w.t)
+			case <-w.wake:
+			}
+		}
+		if err != nil {
+			if ctx.Err() == nil {
+				fail(err)
+			}
+			return
+		}
+	}
+}
+
+// stopAll stops every worker and waits for them.
+func (r *Runner) stopAll() {
+	r.mu.Lock()
+	ps := make([]int32, 0, len(r.workers))
+	for p := range r.workers {
+		ps = append(ps, p)
+	}
+	r.mu.Unlock()
+	r.revoke(ps)
 }
 
 // adjustOffsets starts each assigned partition at the offset its state
@@ -194,13 +321,23 @@ func (r *Runner) adjustOffsets(_ context.Context, m map[string]map[int32]kgo.Off
 	return m, nil
 }
 
-func (r *Runner) assign(ps []int32) {
+// assign starts a worker for each newly assigned partition (its task is
+// created the first time).
+func (r *Runner) assign(ctx context.Context, fail context.CancelCauseFunc, cl *kgo.Client, ps []int32) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, p := range ps {
-		if _, ok := r.tasks[p]; !ok {
-			r.tasks[p] = r.newTask(p)
+		if _, ok := r.workers[p]; ok {
+			continue
 		}
+		t, ok := r.tasks[p]
+		if !ok {
+			t = r.newTask(p)
+			r.tasks[p] = t
+		}
+		w := &worker{t: t, cl: cl, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+		r.workers[p] = w
+		go r.work(ctx, fail, cl, w)
 	}
 }
 
@@ -215,70 +352,100 @@ func (r *Runner) newTask(p int32) *task {
 	return t
 }
 
+// revoke stops the workers of ps and waits for them (a worker finishes
+// the batch it is in: committed, or abandoned), then drops their tasks
+// (a partition assigned again starts from its state with a fresh
+// memo).
 func (r *Runner) revoke(ps []int32) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
+	var stopped []*worker
 	for _, p := range ps {
+		if w, ok := r.workers[p]; ok {
+			close(w.stop)
+			stopped = append(stopped, w)
+			delete(r.workers, p)
+		}
 		delete(r.tasks, p)
 	}
-}
-
-func (r *Runner) task(p int32) *task {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	t, ok := r.tasks[p]
-	if !ok {
-		t = r.newTask(p)
-		r.tasks[p] = t
-	}
-	return t
-}
-
-// processFetches runs the fetched partitions' tasks in parallel (one
-// goroutine per partition, at most GOMAXPROCS at once): tasks share no
-// state, each commits its own batch. It returns the first failure.
-func (r *Runner) processFetches(ctx context.Context, cl *kgo.Client, fs kgo.Fetches) error {
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		first error
-		slots = make(chan struct{}, runtime.GOMAXPROCS(0))
-	)
-	fs.EachPartition(func(fp kgo.FetchTopicPartition) {
-		if len(fp.Records) == 0 {
-			return
+	r.mu.Unlock()
+	for _, w := range stopped {
+		<-w.done
+		// A partition assigned again must not stay paused. (dispatch
+		// queues nothing once stop is closed.)
+		w.mu.Lock()
+		if w.paused {
+			w.paused = false
+			w.cl.ResumeFetchPartitions(map[string][]int32{r.opts.Topics.Events: {w.t.partition}})
 		}
-		wg.Add(1)
-		slots <- struct{}{}
-		go func() {
-			defer func() { <-slots; wg.Done() }()
-			err := r.processPartition(ctx, cl, fp.Partition, fp.Records)
-			last := fp.Records[len(fp.Records)-1].Offset
-			r.metrics.lag.WithLabelValues(itoa(fp.Partition)).Set(float64(fp.HighWatermark - last - 1))
-			if err != nil {
-				mu.Lock()
-				if first == nil {
-					first = err
-				}
-				mu.Unlock()
-			}
-		}()
-	})
-	wg.Wait()
-	return first
+		w.mu.Unlock()
+	}
 }
 
-func (r *Runner) processPartition(ctx context.Context, cl *kgo.Client, p int32, recs []*kgo.Record) error {
-	t := r.task(p)
+// processPartition applies recs as one batch. The records the
+// processors emit are produced while the batch goes on (every
+// sendEvery records), so producing overlaps processing; the batch's
+// state and offset commit only once every one of them is acknowledged,
+// and not at all if one fails.
+func (r *Runner) processPartition(ctx context.Context, cl *kgo.Client, t *task, recs []*kgo.Record) error {
 	bt := t.newBatch()
-	for _, rec := range recs {
+	var out outputs
+	sent := 0
+	for i, rec := range recs {
 		if err := t.apply(ctx, bt, rec); err != nil {
+			out.wait()
 			t.abort(bt)
 			return err
 		}
+		if i%sendEvery == sendEvery-1 {
+			out.produce(ctx, cl, bt.out[sent:])
+			sent = len(bt.out)
+		}
 	}
+	out.produce(ctx, cl, bt.out[sent:])
 	r.metrics.events.Add(float64(len(recs)))
-	return r.finish(ctx, cl, t, bt)
+	if err := out.wait(); err != nil {
+		t.abort(bt)
+		return fmt.Errorf("produce outputs of partition %d: %w", t.partition, err)
+	}
+	r.metrics.emitted.Add(float64(len(bt.out)))
+	return t.commit(bt)
+}
+
+// sendEvery is how many events a batch applies between two sends of
+// what they emitted.
+const sendEvery = 256
+
+// outputs tracks the records a batch produces: how many are in flight
+// and the first failure.
+type outputs struct {
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	first error
+}
+
+// produce sends recs without waiting for them.
+func (o *outputs) produce(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) {
+	o.wg.Add(len(recs))
+	for _, rec := range recs {
+		cl.Produce(ctx, rec, o.done)
+	}
+}
+
+func (o *outputs) done(_ *kgo.Record, err error) {
+	if err != nil {
+		o.mu.Lock()
+		if o.first == nil {
+			o.first = err
+		}
+		o.mu.Unlock()
+	}
+	o.wg.Done()
+}
+
+// wait waits for every record sent and returns the first failure.
+func (o *outputs) wait() error {
+	o.wg.Wait()
+	return o.first
 }
 
 // finish produces a batch's records, then commits its state and offset.
@@ -293,24 +460,15 @@ func (r *Runner) finish(ctx context.Context, cl *kgo.Client, t *task, bt *batch)
 	return t.commit(bt)
 }
 
-func (r *Runner) tickAll(ctx context.Context, cl *kgo.Client) error {
-	r.mu.Lock()
-	tasks := make([]*task, 0, len(r.tasks))
-	for _, t := range r.tasks {
-		tasks = append(tasks, t)
+// tick runs the Ticker processors of t's partition and commits what
+// they did.
+func (r *Runner) tick(ctx context.Context, cl *kgo.Client, t *task) error {
+	bt := t.newBatch()
+	if err := t.tick(ctx, bt); err != nil {
+		t.abort(bt)
+		return err
 	}
-	r.mu.Unlock()
-	for _, t := range tasks {
-		bt := t.newBatch()
-		if err := t.tick(ctx, bt); err != nil {
-			t.abort(bt)
-			return err
-		}
-		if err := r.finish(ctx, cl, t, bt); err != nil {
-			return err
-		}
-	}
-	return nil
+	return r.finish(ctx, cl, t, bt)
 }
 
 func itoa(p int32) string { return string(appendInt(nil, int64(p))) }
