@@ -29,10 +29,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/iotpipe/iotpipe/schemas"
+	"github.com/iotpipe/iotpipe/sinks/relay"
 )
 
 // DefaultGroup is the consumer group of the kafka action executor.
@@ -145,73 +145,37 @@ func (e *Executor) Run(ctx context.Context) error {
 	if cl == nil {
 		return errors.New("kafka action executor: Run before Start")
 	}
-	for {
-		fs := cl.PollRecords(ctx, 1000)
-		if ctx.Err() != nil || fs.IsClientClosed() {
-			cl.AllowRebalance()
-			return nil
-		}
-		fs.EachError(func(topic string, p int32, err error) {
-			e.log.Warn("fetch error", "topic", topic, "partition", p, "err", err)
-		})
-		recs := fs.Records()
-		var out []*kgo.Record
-		src := map[*kgo.Record]*kgo.Record{} // produced record -> action record
-		for _, r := range recs {
-			if o := e.translate(r); o != nil {
-				out = append(out, o)
-				src[o] = r
-			}
-		}
-		if !e.produce(ctx, cl, out, src) {
-			cl.AllowRebalance()
-			return nil
-		}
-		if len(recs) > 0 {
-			if err := cl.CommitRecords(ctx, recs...); err != nil && ctx.Err() == nil {
-				e.log.Warn("commit", "err", err)
-			}
-		}
-		cl.AllowRebalance()
-	}
-}
-
-// produce writes recs until each is acknowledged; a record whose topic
-// does not exist goes to the DLQ instead. False when ctx ended first.
-func (e *Executor) produce(ctx context.Context, cl *kgo.Client, recs []*kgo.Record, src map[*kgo.Record]*kgo.Record) bool {
-	for len(recs) > 0 {
-		var retry []*kgo.Record
-		for _, res := range cl.ProduceSync(ctx, recs...) {
-			switch {
-			case res.Err == nil:
-				if res.Record.Topic != e.opts.Topics.DLQ {
+	relay.Run(ctx, cl, relay.Options{
+		Logger:       e.log,
+		RetryBackoff: e.opts.RetryBackoff,
+		OnProduced: func(acked []*kgo.Record) {
+			for _, r := range acked {
+				if r.Topic != e.opts.Topics.DLQ {
 					e.metrics.produced.Inc()
 				}
-			case ctx.Err() != nil:
-				return false
-			case errors.Is(res.Err, kerr.UnknownTopicOrPartition) && src[res.Record] != nil:
-				dl := e.deadLetter(src[res.Record], fmt.Errorf("produce to %s: %w", res.Record.Topic, res.Err))
-				retry = append(retry, dl)
-			default:
+			}
+		},
+		OnRefused: func(refused []kgo.ProduceResult) {
+			for _, res := range refused {
 				e.metrics.retries.Inc()
 				e.log.Warn("produce refused; retrying", "topic", res.Record.Topic, "err", res.Err)
-				r := res.Record
-				nr := &kgo.Record{Topic: r.Topic, Key: r.Key, Value: r.Value, Headers: r.Headers}
-				src[nr] = src[r]
-				retry = append(retry, nr)
 			}
+		},
+		DeadLetter: e.deadLetter,
+	}, e.translateAll)
+	return nil
+}
+
+// translateAll translates one poll; every output keeps its action record
+// as Source, so an output whose topic does not exist is dead-lettered.
+func (e *Executor) translateAll(recs []*kgo.Record) ([]relay.Output, func()) {
+	var out []relay.Output
+	for _, r := range recs {
+		if o := e.translate(r); o != nil {
+			out = append(out, relay.Output{Record: o, Source: r})
 		}
-		if len(retry) == 0 {
-			return true
-		}
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(e.opts.RetryBackoff):
-		}
-		recs = retry
 	}
-	return true
+	return out, nil
 }
 
 // wireAction is schemas.Action with the payload kept as raw JSON.

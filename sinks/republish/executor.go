@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/iotpipe/iotpipe/schemas"
+	"github.com/iotpipe/iotpipe/sinks/relay"
 )
 
 // Executor carries out the republish and command actions. Create it
@@ -92,9 +93,9 @@ func (e *Executor) Run(ctx context.Context) error {
 		defer wg.Done()
 		e.track(ctx, tr)
 	}()
-	err := e.consume(ctx, cl)
+	e.consume(ctx, cl)
 	wg.Wait()
-	return err
+	return nil
 }
 
 // Close leaves the group and closes the clients.
@@ -108,76 +109,44 @@ func (e *Executor) Close() error {
 	return nil
 }
 
-func (e *Executor) consume(ctx context.Context, cl *kgo.Client) error {
-	for {
-		fs := cl.PollRecords(ctx, 1000)
-		if ctx.Err() != nil || fs.IsClientClosed() {
-			cl.AllowRebalance()
-			return nil
+// consume relays the actions of the consumer group to the outbound
+// topic until ctx ends; what was not acknowledged by then is not
+// committed and is executed again later. Commands are pending once
+// translated and delivered once their outbound records were
+// acknowledged.
+func (e *Executor) consume(ctx context.Context, cl *kgo.Client) {
+	relay.Run(ctx, cl, relay.Options{
+		Logger:       e.log,
+		RetryBackoff: e.opts.RetryBackoff,
+		OnProduced:   func(acked []*kgo.Record) { e.metrics.produced.Add(float64(len(acked))) },
+		OnRefused: func(refused []kgo.ProduceResult) {
+			e.metrics.retries.Add(float64(len(refused)))
+			e.log.Warn("outbound records refused; retrying", "records", len(refused))
+		},
+	}, e.translateAll)
+}
+
+// translateAll translates one poll and marks its commands pending; the
+// returned func marks them delivered.
+func (e *Executor) translateAll(recs []*kgo.Record) ([]relay.Output, func()) {
+	var out []relay.Output
+	var cmds []*command
+	for _, r := range recs {
+		o, cmd := e.translate(r)
+		if o != nil {
+			out = append(out, relay.Output{Record: o, Source: r})
 		}
-		fs.EachError(func(topic string, p int32, err error) {
-			e.log.Warn("fetch error", "topic", topic, "partition", p, "err", err)
-		})
-		recs := fs.Records()
-		var out []*kgo.Record
-		var cmds []*command
-		for _, r := range recs {
-			o, cmd := e.translate(r)
-			if o != nil {
-				out = append(out, o)
-			}
-			if cmd != nil {
-				cmds = append(cmds, cmd)
-				e.status.pending(cmd)
-			}
+		if cmd != nil {
+			cmds = append(cmds, cmd)
+			e.status.pending(cmd)
 		}
-		if !e.produce(ctx, cl, out) {
-			cl.AllowRebalance()
-			return nil // ctx ended: not committed, redelivered later
-		}
+	}
+	return out, func() {
 		now := time.Now()
 		for _, c := range cmds {
 			e.status.delivered(c.id, now)
 		}
-		if len(recs) > 0 {
-			if err := cl.CommitRecords(ctx, recs...); err != nil && ctx.Err() == nil {
-				e.log.Warn("commit", "err", err)
-			}
-		}
-		cl.AllowRebalance()
 	}
-}
-
-// produce writes recs, retrying what the log refused until it is
-// acknowledged; false when ctx ended first.
-func (e *Executor) produce(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) bool {
-	for len(recs) > 0 {
-		var failed []*kgo.Record
-		for _, res := range cl.ProduceSync(ctx, recs...) {
-			if res.Err != nil {
-				failed = append(failed, res.Record)
-			}
-		}
-		if len(failed) == 0 {
-			e.metrics.produced.Add(float64(len(recs)))
-			return true
-		}
-		if ctx.Err() != nil {
-			return false
-		}
-		e.metrics.retries.Add(float64(len(failed)))
-		e.log.Warn("outbound records refused; retrying", "records", len(failed))
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(e.opts.RetryBackoff):
-		}
-		for _, r := range failed {
-			*r = kgo.Record{Topic: r.Topic, Key: r.Key, Value: r.Value, Headers: r.Headers}
-		}
-		recs = failed
-	}
-	return true
 }
 
 // translate turns one action record into its outbound record (nil for
