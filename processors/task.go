@@ -110,7 +110,7 @@ func (t *task) apply(ctx context.Context, bt *batch, rec *kgo.Record) error {
 	bt.next = rec.Offset + 1
 	env, err := schemas.DecodeEnvelope(rec.Headers)
 	if err != nil {
-		bt.out = append(bt.out, dlqRecord(t.dlq, rec, "envelope", err))
+		bt.out = append(bt.out, schemas.DeadLetter(t.dlq, rec, "envelope", err))
 		return nil
 	}
 	t.ev = Event{Partition: rec.Partition, Offset: rec.Offset, Thing: string(rec.Key), Payload: rec.Value, Envelope: env}
@@ -123,7 +123,7 @@ func (t *task) apply(ctx context.Context, bt *batch, rec *kgo.Record) error {
 			if t.onError != nil {
 				t.onError(p.Name(), err)
 			}
-			bt.out = append(bt.out, dlqRecord(t.dlq, rec, p.Name(), err))
+			bt.out = append(bt.out, schemas.DeadLetter(t.dlq, rec, p.Name(), err))
 		}
 	}
 	return nil
@@ -146,7 +146,7 @@ func (t *task) tick(ctx context.Context, bt *batch) error {
 			if t.onError != nil {
 				t.onError(p.Name(), err)
 			}
-			bt.out = append(bt.out, &kgo.Record{Topic: t.dlq, Headers: dlqHeaders(nil, p.Name(), err, fmt.Sprintf("tick/%d", t.partition))})
+			bt.out = append(bt.out, &kgo.Record{Topic: t.dlq, Headers: schemas.AppendDLQHeaders(nil, p.Name(), err.Error(), fmt.Sprintf("tick/%d", t.partition))})
 		}
 	}
 	return nil
@@ -165,20 +165,4 @@ func (t *task) commit(bt *batch) error {
 		return fmt.Errorf("commit state of partition %d: %w", t.partition, err)
 	}
 	return bt.b.Close()
-}
-
-// dlqRecord describes a record that could not be processed.
-func dlqRecord(topic string, rec *kgo.Record, stage string, err error) *kgo.Record {
-	headers := dlqHeaders(append([]kgo.RecordHeader(nil), rec.Headers...), stage, err, fmt.Sprintf("%s/%d/%d", rec.Topic, rec.Partition, rec.Offset))
-	return &kgo.Record{Topic: topic, Key: rec.Key, Value: rec.Value, Headers: headers}
-}
-
-// dlqHeaders appends the DLQ headers (stage, reason, source) to h: the one
-// shape of every record the runtime sends to the DLQ, events and ticks.
-func dlqHeaders(h []kgo.RecordHeader, stage string, err error, source string) []kgo.RecordHeader {
-	return append(h,
-		kgo.RecordHeader{Key: "dlq.stage", Value: []byte(stage)},
-		kgo.RecordHeader{Key: "dlq.reason", Value: []byte(err.Error())},
-		kgo.RecordHeader{Key: "dlq.source", Value: []byte(source)},
-	)
 }

@@ -169,23 +169,14 @@ func errorPayload(rule string, in *rulesql.Input, cause error) map[string]any {
 // envelope headers, plus dlq.stage=rules, dlq.rule, dlq.reason and
 // dlq.source (events topic/partition/offset).
 func (p *Processor) dlqEvent(tx *processors.Tx, ev *processors.Event, rule string, cause error) {
-	h := ev.Envelope.Headers()
-	h = append(h,
-		kgo.RecordHeader{Key: "dlq.stage", Value: []byte(Name)},
-		kgo.RecordHeader{Key: "dlq.rule", Value: []byte(rule)},
-		kgo.RecordHeader{Key: "dlq.reason", Value: []byte(cause.Error())},
-		kgo.RecordHeader{Key: "dlq.source", Value: []byte(fmt.Sprintf("%s/%d/%d", p.opts.Topics.Events, ev.Partition, ev.Offset))},
-	)
-	tx.Emit(&kgo.Record{Topic: p.opts.Topics.DLQ, Key: []byte(ev.Thing), Value: ev.Payload, Headers: h})
+	src := &kgo.Record{Topic: p.opts.Topics.Events, Partition: ev.Partition, Offset: ev.Offset, Key: []byte(ev.Thing), Value: ev.Payload, Headers: ev.Envelope.Headers()}
+	tx.Emit(schemas.DeadLetter(p.opts.Topics.DLQ, src, Name, cause, kgo.RecordHeader{Key: "dlq.rule", Value: []byte(rule)}))
 }
 
 // dlqTick sends a failure without an event (a timer or window closed by
 // Tick) to the DLQ as a JSON description.
 func (p *Processor) dlqTick(tx *processors.Tx, rule string, now time.Time, cause error) {
 	v, _ := json.Marshal(map[string]any{"processor": Name, "rule": rule, "time": now.UnixMilli(), "reason": cause.Error()})
-	tx.Emit(&kgo.Record{Topic: p.opts.Topics.DLQ, Value: v, Headers: []kgo.RecordHeader{
-		{Key: "dlq.stage", Value: []byte(Name)},
-		{Key: "dlq.rule", Value: []byte(rule)},
-		{Key: "dlq.reason", Value: []byte(cause.Error())},
-	}})
+	h := []kgo.RecordHeader{{Key: "dlq.rule", Value: []byte(rule)}}
+	tx.Emit(&kgo.Record{Topic: p.opts.Topics.DLQ, Value: v, Headers: schemas.AppendDLQHeaders(h, Name, cause.Error(), "")})
 }

@@ -11,6 +11,8 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/iotpipe/iotpipe/schemas"
 )
 
 // errPartitionMoved stops the retries of a group whose partition was
@@ -415,13 +417,7 @@ func (s *Sink) columns(table string) columns {
 func (s *Sink) deadLetter(r *kgo.Record, reason error) {
 	s.log.Warn("record sent to the DLQ", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "reason", reason)
 	s.opts.Metrics.DeadLettered()
-	headers := append([]kgo.RecordHeader(nil), r.Headers...)
-	headers = append(headers,
-		kgo.RecordHeader{Key: "dlq.stage", Value: []byte("clickhouse")},
-		kgo.RecordHeader{Key: "dlq.reason", Value: []byte(reason.Error())},
-		kgo.RecordHeader{Key: "dlq.source", Value: fmt.Appendf(nil, "%s/%d/%d", r.Topic, r.Partition, r.Offset)},
-	)
-	s.dlq = append(s.dlq, &kgo.Record{Topic: s.opts.Topics.DLQ, Key: r.Key, Value: r.Value, Headers: headers})
+	s.dlq = append(s.dlq, schemas.DeadLetter(s.opts.Topics.DLQ, r, "clickhouse", reason))
 }
 
 // highWater returns the highest source offset table holds from the

@@ -264,11 +264,7 @@ func record(a *wireAction, key string) (*kgo.Record, error) {
 func (e *Executor) deadLetter(r *kgo.Record, err error) *kgo.Record {
 	e.log.Warn("action to dlq", "key", string(r.Key), "err", err)
 	e.metrics.deadLettered.Inc()
-	return &kgo.Record{Topic: e.opts.Topics.DLQ, Key: r.Key, Value: r.Value, Headers: []kgo.RecordHeader{
-		{Key: "dlq.stage", Value: []byte("kafka")},
-		{Key: "dlq.reason", Value: []byte(err.Error())},
-		{Key: "dlq.source", Value: []byte(fmt.Sprintf("%s/%d/%d", r.Topic, r.Partition, r.Offset))},
-	}}
+	return schemas.DeadLetter(e.opts.Topics.DLQ, r, "kafka", err)
 }
 
 type metrics struct {

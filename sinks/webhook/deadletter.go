@@ -9,15 +9,17 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/iotpipe/iotpipe/schemas"
 )
 
-// Dead-letter record headers, beside the action record's own headers. They
-// follow the processors' DLQ convention (dlq.stage, dlq.reason,
-// dlq.source).
+// Dead-letter record headers of the webhook stage, beside the action
+// record's own headers and schemas' dlq.stage, dlq.reason and
+// dlq.source.
 const (
-	dlqStage     = "dlq.stage"
-	dlqReason    = "dlq.reason"
-	dlqSource    = "dlq.source"
+	dlqStage     = schemas.HeaderDLQStage
+	dlqReason    = schemas.HeaderDLQReason
+	dlqSource    = schemas.HeaderDLQSource
 	dlqKind      = "dlq.kind"
 	dlqStatus    = "dlq.status"
 	dlqAttempts  = "dlq.attempts"
@@ -62,10 +64,8 @@ type DeadLetter struct {
 func deadLetterRecord(topic string, rec *kgo.Record, req *request, out outcome) *kgo.Record {
 	reason := describe(out)
 	h := append([]kgo.RecordHeader(nil), rec.Headers...)
+	h = schemas.AppendDLQHeaders(h, stageWebhook, reason, schemas.RecordSource(rec))
 	add := func(k, v string) { h = append(h, kgo.RecordHeader{Key: k, Value: []byte(v)}) }
-	add(dlqStage, stageWebhook)
-	add(dlqReason, reason)
-	add(dlqSource, fmt.Sprintf("%s/%d/%d", rec.Topic, rec.Partition, rec.Offset))
 	add(dlqKind, out.kind)
 	add(dlqStatus, strconv.Itoa(out.status))
 	add(dlqAttempts, strconv.Itoa(out.attempts))
