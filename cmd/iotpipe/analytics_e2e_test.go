@@ -388,7 +388,7 @@ THEN republish(topic => 'win-out', qos => 0);`)
 		publish([]point{{dev: fmt.Sprintf("win-%d", d), ts: t0 + 100000, v: 1}})
 	}
 
-	got := map[winKey]schemas.Aggregate{}
+	var got map[winKey]schemas.Aggregate
 	var twice []string
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(250 * time.Millisecond) {
 		got = map[winKey]schemas.Aggregate{}
