@@ -47,6 +47,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// freePort returns a TCP port on 127.0.0.1 that nothing listens on.
 func freePort(t *testing.T) int {
 	t.Helper()
 	usedPorts.Lock()
