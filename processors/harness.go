@@ -97,6 +97,18 @@ func (h *Harness) Tick(ctx context.Context, partition int32) ([]*kgo.Record, err
 	return bt.out, nil
 }
 
+// Restore runs every Restorer processor on partition with read as its
+// changelog reader, as the runtime does for a partition with no state.
+func (h *Harness) Restore(ctx context.Context, partition int32, read ReadTopic) error {
+	t := h.task(partition)
+	bt := t.newBatch()
+	if _, err := t.restore(ctx, bt, read); err != nil {
+		t.abort(bt)
+		return err
+	}
+	return t.commit(bt)
+}
+
 // Snapshot returns every state key and value of partition (keys without
 // the partition prefix, runtime keys included), for comparing a state
 // with a rebuild.

@@ -46,6 +46,22 @@ type Ticker interface {
 	Tick(ctx context.Context, tx *Tx, now time.Time) error
 }
 
+// Restorer is implemented by processors that keep a changelog topic of
+// their own, so that their state outlives the events topic's retention.
+// A partition task that starts with no state calls Restore before its
+// first event: the processor puts back, through tx, what its changelog
+// holds for tx's partition. The task then applies the partition's events
+// from the start of what the log still holds, so Restore must also leave
+// what the processor needs to skip the events its restored state already
+// reflects.
+type Restorer interface {
+	Restore(ctx context.Context, tx *Tx, read ReadTopic) error
+}
+
+// ReadTopic reads topic from its start up to the end it has when called,
+// passing each record to fn, in order within a partition.
+type ReadTopic func(ctx context.Context, topic string, fn func(*kgo.Record) error) error
+
 // Event is one record of the events topic with its decoded envelope. The
 // payload is decoded as JSON at most once, on first use, and shared by
 // every processor.

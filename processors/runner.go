@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble"
+	"github.com/iotpipe/iotpipe/internal/eventlog"
 	"github.com/iotpipe/iotpipe/schemas"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -249,6 +250,12 @@ func (w *worker) next(cl *kgo.Client) (kgo.FetchTopicPartition, bool) {
 // them. A state failure cancels the run.
 func (r *Runner) work(ctx context.Context, fail context.CancelCauseFunc, cl *kgo.Client, w *worker) {
 	defer close(w.done)
+	if err := r.restore(ctx, w.t); err != nil {
+		if ctx.Err() == nil {
+			fail(err)
+		}
+		return
+	}
 	ticker := time.NewTicker(r.opts.TickInterval)
 	defer ticker.Stop()
 	for {
@@ -287,6 +294,32 @@ func (r *Runner) work(ctx context.Context, fail context.CancelCauseFunc, cl *kgo
 			return
 		}
 	}
+}
+
+// restore restores t's partition from the processors' changelogs when
+// its state is empty (see Restorer).
+func (r *Runner) restore(ctx context.Context, t *task) error {
+	next, err := readOffset(r.db, t.partition)
+	if err != nil || next >= 0 {
+		return err
+	}
+	start := time.Now()
+	bt := t.newBatch()
+	read := func(ctx context.Context, topic string, fn func(*kgo.Record) error) error {
+		return eventlog.ReadToEnd(ctx, r.factory.Client, topic, fn)
+	}
+	n, err := t.restore(ctx, bt, read)
+	if err != nil {
+		t.abort(bt)
+		return err
+	}
+	if err := t.commit(bt); err != nil {
+		return err
+	}
+	if n > 0 {
+		r.opts.Logger.Info("partition state restored from changelogs", "partition", t.partition, "processors", n, "took", time.Since(start).Round(time.Millisecond))
+	}
+	return nil
 }
 
 // stopAll stops every worker and waits for them.

@@ -2,13 +2,11 @@ package processors
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/iotpipe/iotpipe/internal/eventlog"
+	"github.com/iotpipe/iotpipe/internal/logtest"
 	"github.com/iotpipe/iotpipe/schemas"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -40,15 +38,8 @@ func (g *gate) Process(ctx context.Context, _ *Tx, ev *Event) error {
 func TestRunnerPartitionsProgressIndependently(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	l, err := eventlog.Open(ctx, eventlog.Options{DataDir: t.TempDir(), Port: -1, Partitions: 2, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	if err := l.EnsureTopics(ctx); err != nil {
-		t.Fatal(err)
-	}
+	quiet := logtest.Quiet()
+	l := logtest.Open(t, 2)
 	topics := l.Topics()
 	prod, err := l.Client(kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {

@@ -129,6 +129,25 @@ func (t *task) apply(ctx context.Context, bt *batch, rec *kgo.Record) error {
 	return nil
 }
 
+// restore runs every Restorer's Restore into bt (which then holds no
+// offset: a crash before the first event's batch restores again, over the
+// same keys). It returns how many processors restored.
+func (t *task) restore(ctx context.Context, bt *batch, read ReadTopic) (int, error) {
+	source := append(strconv.AppendInt(nil, int64(t.partition), 10), "/restore"...)
+	n := 0
+	for i, p := range t.procs {
+		rs, ok := p.(Restorer)
+		if !ok {
+			continue
+		}
+		if err := rs.Restore(ctx, t.txFor(bt, i, source), read); err != nil {
+			return n, fmt.Errorf("restore %s of partition %d: %w", p.Name(), t.partition, err)
+		}
+		n++
+	}
+	return n, nil
+}
+
 // tick runs every Ticker's Tick.
 func (t *task) tick(ctx context.Context, bt *batch) error {
 	now := t.clock()

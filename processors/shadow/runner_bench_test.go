@@ -2,12 +2,10 @@ package shadow_test
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
-	"github.com/iotpipe/iotpipe/internal/eventlog"
+	"github.com/iotpipe/iotpipe/internal/logtest"
 	"github.com/iotpipe/iotpipe/processors"
 	"github.com/iotpipe/iotpipe/processors/shadow"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -27,12 +25,8 @@ func BenchmarkRunner(b *testing.B) {
 	asBinary(b)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	l, err := eventlog.Open(ctx, eventlog.Options{DataDir: b.TempDir(), Port: -1, Partitions: 2, Logger: quiet})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
+	quiet := logtest.Quiet()
+	l := logtest.Open(b, 2)
 	topics := l.Topics()
 	prod, err := l.Client(kgo.ProducerLinger(5 * time.Millisecond))
 	if err != nil {

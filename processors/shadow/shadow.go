@@ -123,6 +123,12 @@ func (p *Processor) Process(ctx context.Context, tx *processors.Tx, ev *processo
 			return nil
 		}
 	}
+	if skip, err := p.restored(tx, Key(req.Thing, req.Name), ev.Offset); err != nil {
+		p.rejectEarly(tx, ev, &req, document.ErrInternal, now)
+		return err
+	} else if skip {
+		return nil
+	}
 	switch req.Op {
 	case OpUpdate:
 		return p.update(tx, ev, &req, now)

@@ -39,7 +39,8 @@ func ParseTopic(topic string) (Request, bool) {
 		return Request{}, false
 	}
 	thing, rest, ok := strings.Cut(rest, "/")
-	if !ok || thing == "" {
+	// (No NUL: the processor's own state keys start with one.)
+	if !ok || thing == "" || strings.IndexByte(thing, 0) >= 0 {
 		return Request{}, false
 	}
 	rest, ok = strings.CutPrefix(rest, "shadow/")
@@ -49,7 +50,7 @@ func ParseTopic(topic string) (Request, bool) {
 	var name string
 	if n, ok := strings.CutPrefix(rest, "name/"); ok {
 		name, rest, ok = strings.Cut(n, "/")
-		if !ok || name == "" {
+		if !ok || name == "" || strings.IndexByte(name, 0) >= 0 {
 			return Request{}, false
 		}
 	}

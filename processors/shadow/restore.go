@@ -1,0 +1,120 @@
+package shadow
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/iotpipe/iotpipe/processors"
+	"github.com/iotpipe/iotpipe/processors/shadow/document"
+	"github.com/iotpipe/iotpipe/schemas"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// State keys of a restore (no shadow key starts with NUL): the events
+// offset the whole restore reflects, and per restored shadow the events
+// offset its restored document reflects.
+var (
+	restoredThroughKey = []byte("\x00restored")
+	restoredPrefix     = "\x00restored\x00"
+)
+
+// Restore implements processors.Restorer: a partition that starts with
+// no state gets back, from the compacted shadows changelog, the latest
+// document of every shadow whose requests are in that partition, so
+// shadows outlive the events topic's retention. The changelog record's
+// iot.src header ("<partition>/<offset>/...") tells the events partition
+// and offset the document reflects; the processor then skips, for each
+// restored shadow, the events at or before that offset as the partition
+// is applied again from the start of what the log still holds.
+func (p *Processor) Restore(ctx context.Context, tx *processors.Tx, read processors.ReadTopic) error {
+	type doc struct {
+		value  []byte
+		offset int64
+	}
+	latest := map[string]doc{}
+	err := read(ctx, p.shadows, func(r *kgo.Record) error {
+		part, off, ok := sourceOf(r)
+		if !ok || part != tx.Partition() {
+			return nil
+		}
+		if d, seen := latest[string(r.Key)]; seen && d.offset > off {
+			return nil
+		}
+		latest[string(r.Key)] = doc{r.Value, off}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("read %s: %w", p.shadows, err)
+	}
+	through := int64(-1)
+	var b [8]byte
+	for k, d := range latest {
+		if _, err := document.DecodeStored(d.value); err != nil {
+			return fmt.Errorf("changelog document of %s: %w", k, err)
+		}
+		if err := tx.Set([]byte(k), d.value); err != nil {
+			return err
+		}
+		binary.BigEndian.PutUint64(b[:], uint64(d.offset))
+		if err := tx.Set([]byte(restoredPrefix+k), b[:]); err != nil {
+			return err
+		}
+		through = max(through, d.offset)
+	}
+	if through < 0 {
+		return nil
+	}
+	binary.BigEndian.PutUint64(b[:], uint64(through))
+	tx.Memo().Put(restoredThroughKey, through)
+	return tx.Set(restoredThroughKey, b[:])
+}
+
+// sourceOf parses the events partition and offset out of a record's
+// iot.src header.
+func sourceOf(r *kgo.Record) (int32, int64, bool) {
+	src := string(schemas.HeaderValue(r.Headers, schemas.HeaderSource))
+	ps, rest, ok := strings.Cut(src, "/")
+	if !ok {
+		return 0, 0, false
+	}
+	os, _, _ := strings.Cut(rest, "/")
+	part, err1 := strconv.ParseInt(ps, 10, 32)
+	off, err2 := strconv.ParseInt(os, 10, 64)
+	return int32(part), off, err1 == nil && err2 == nil
+}
+
+// restored reports whether the event at offset on the shadow key is
+// already reflected in a document Restore put back. Outside the offsets
+// a restore covers (always, when there was none) it costs a memo lookup.
+func (p *Processor) restored(tx *processors.Tx, key []byte, offset int64) (bool, error) {
+	through, err := p.restoredThrough(tx)
+	if err != nil || offset > through {
+		return false, err
+	}
+	b, ok, err := tx.Get(append([]byte(restoredPrefix), key...))
+	if err != nil || !ok || len(b) != 8 {
+		return false, err
+	}
+	return offset <= int64(binary.BigEndian.Uint64(b)), nil
+}
+
+// restoredThrough returns the events offset the partition's restore
+// reflects, -1 when it was not restored; memoized.
+func (p *Processor) restoredThrough(tx *processors.Tx) (int64, error) {
+	if v, ok := tx.Memo().Get(restoredThroughKey); ok {
+		return v.(int64), nil
+	}
+	through := int64(-1)
+	b, ok, err := tx.Get(restoredThroughKey)
+	if err != nil {
+		return 0, fmt.Errorf("shadow: read restore offset: %w", err)
+	}
+	if ok && len(b) == 8 {
+		through = int64(binary.BigEndian.Uint64(b))
+	}
+	tx.Memo().Put(restoredThroughKey, through)
+	return through, nil
+}
