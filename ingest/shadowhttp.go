@@ -21,7 +21,7 @@ import (
 // document, or the rejection's AWS error code and body.
 func (s *Server) ShadowHTTP(w http.ResponseWriter, r *http.Request) {
 	thing := r.PathValue("thing")
-	if thing == "" || strings.ContainsAny(thing, "/+#") {
+	if thing == "" || strings.ContainsAny(thing, "/+#\x00") {
 		httpError(w, http.StatusBadRequest, "bad thing name")
 		return
 	}
@@ -42,7 +42,12 @@ func (s *Server) ShadowHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	topic := "$aws/things/" + thing + "/shadow"
-	if name := r.URL.Query().Get("name"); name != "" {
+	name := r.URL.Query().Get("name")
+	if strings.ContainsAny(name, "/+#\x00") {
+		httpError(w, http.StatusBadRequest, "bad shadow name")
+		return
+	}
+	if name != "" {
 		topic += "/name/" + name
 	}
 	topic += "/" + op

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -13,19 +14,23 @@ import (
 func TestShadowHTTPRefusals(t *testing.T) {
 	r := newRig(t, Options{})
 	tests := []struct {
-		name, method, thing string
-		dev                 bool
-		code                int
+		name, method string
+		thing        string // the thing, and ?query when there is one
+		dev          bool
+		code         int
 	}{
 		{"anonymous without --dev", http.MethodGet, "lamp-1", false, http.StatusUnauthorized},
 		{"wildcard in the thing", http.MethodGet, "lamp+1", true, http.StatusBadRequest},
 		{"method", http.MethodPut, "lamp-1", true, http.StatusMethodNotAllowed},
+		{"NUL in the thing", http.MethodGet, "lamp\x001", true, http.StatusBadRequest},
+		{"slash in the shadow name", http.MethodGet, "lamp-1?name=a/b", true, http.StatusBadRequest},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r.srv.opts.Dev = tt.dev
-			req := httptest.NewRequest(tt.method, "/things/"+tt.thing+"/shadow", strings.NewReader(`{"state":{}}`))
-			req.SetPathValue("thing", tt.thing)
+			thing, query, _ := strings.Cut(tt.thing, "?")
+			req := httptest.NewRequest(tt.method, "/things/"+url.PathEscape(thing)+"/shadow?"+query, strings.NewReader(`{"state":{}}`))
+			req.SetPathValue("thing", thing)
 			w := httptest.NewRecorder()
 			r.srv.ShadowHTTP(w, req)
 			var body struct {
