@@ -91,14 +91,40 @@ func sourceOf(r *kgo.Record) (int32, int64, bool) {
 // a restore covers (always, when there was none) it costs a memo lookup.
 func (p *Processor) restored(tx *processors.Tx, key []byte, offset int64) (bool, error) {
 	through, err := p.restoredThrough(tx)
-	if err != nil || offset > through {
+	if err != nil || through < 0 {
 		return false, err
+	}
+	if offset > through {
+		return false, p.forgetRestore(tx)
 	}
 	b, ok, err := tx.Get(append([]byte(restoredPrefix), key...))
 	if err != nil || !ok || len(b) != 8 {
 		return false, err
 	}
 	return offset <= int64(binary.BigEndian.Uint64(b)), nil
+}
+
+// forgetRestore deletes the restore's bookkeeping once the partition's
+// events have passed every offset it covers: from then on the state is
+// what applying the events gives, key for key.
+func (p *Processor) forgetRestore(tx *processors.Tx) error {
+	var keys [][]byte
+	lo := []byte(restoredPrefix)
+	hi := append([]byte(restoredPrefix[:len(restoredPrefix)-1]), 1)
+	err := tx.Scan(lo, hi, func(k, _ []byte) bool {
+		keys = append(keys, append([]byte(nil), k...))
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("shadow: scan restore marks: %w", err)
+	}
+	for _, k := range append(keys, restoredThroughKey) {
+		if err := tx.Delete(k); err != nil {
+			return fmt.Errorf("shadow: forget restore: %w", err)
+		}
+	}
+	tx.Memo().Put(restoredThroughKey, int64(-1))
+	return nil
 }
 
 // restoredThrough returns the events offset the partition's restore
