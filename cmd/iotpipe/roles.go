@@ -237,6 +237,7 @@ type stateReader struct {
 	r atomic.Pointer[processors.Runner]
 }
 
+// Read reads the runner's state (nothing found until the runner exists).
 func (s *stateReader) Read(processor string, key []byte) ([]byte, bool, error) {
 	if r := s.r.Load(); r != nil {
 		return r.Read(processor, key)
