@@ -40,8 +40,9 @@ type Processor interface {
 }
 
 // Ticker is implemented by processors with timers. Tick is called per
-// partition at the runtime's tick interval (and once after a restore),
-// with state access and emit like Process.
+// partition at the runtime's tick interval, between the partition's
+// batches, with state access and emit like Process; what it does
+// commits like a batch.
 type Ticker interface {
 	Tick(ctx context.Context, tx *Tx, now time.Time) error
 }
