@@ -56,6 +56,14 @@ type Ticker interface {
 // what the processor needs to skip the events its restored state already
 // reflects.
 type Restorer interface {
+	// Changelog is the processor's changelog topic. The runtime produces
+	// the records the processor emits to it to the partition of the
+	// events they come from (when the topic has that partition), so that
+	// a restore reads one partition of it, not all.
+	Changelog() string
+	// Restore restores tx's partition; read reads the changelog (the
+	// partition of it that holds tx's partition's records, or all of
+	// it).
 	Restore(ctx context.Context, tx *Tx, read ReadTopic) error
 }
 
@@ -186,6 +194,9 @@ func (tx *Tx) Emit(r *kgo.Record) {
 	src = append(append(src, tx.source...), '/')
 	src = appendInt(src, int64(tx.seq))
 	tx.seq++
+	// Changelog topics are partitioned like the events (see Restorer);
+	// the partitioner of every other topic ignores it.
+	r.Partition = tx.partition
 	r.Headers = append(r.Headers, kgo.RecordHeader{Key: schemas.HeaderSource, Value: src[:len(src):len(src)]})
 	tx.bt.out = append(tx.bt.out, r)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/iotpipe/iotpipe/internal/eventlog"
 	"github.com/iotpipe/iotpipe/schemas"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -128,6 +129,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		kgo.FetchMaxWait(100*time.Millisecond),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.AdjustFetchOffsetsFn(r.adjustOffsets),
+		kgo.RecordPartitioner(r.partitioner()),
 		kgo.OnPartitionsAssigned(func(_ context.Context, cl *kgo.Client, m map[string][]int32) {
 			r.assign(ctx, cancel, cl, m[o.Topics.Events])
 		}),
@@ -306,7 +308,15 @@ func (r *Runner) restore(ctx context.Context, t *task) error {
 	start := time.Now()
 	bt := t.newBatch()
 	read := func(ctx context.Context, topic string, fn func(*kgo.Record) error) error {
-		return eventlog.ReadToEnd(ctx, r.factory.Client, topic, fn)
+		n, err := r.partitionCount(ctx, topic)
+		if err != nil {
+			return err
+		}
+		var keep func(int32) bool // all: the topic has fewer partitions (see changelogPartitioner)
+		if t.partition < n {
+			keep = func(q int32) bool { return q == t.partition }
+		}
+		return eventlog.ReadPartitionsToEnd(ctx, r.factory.Client, topic, keep, fn)
 	}
 	n, err := t.restore(ctx, bt, read)
 	if err != nil {
@@ -320,6 +330,65 @@ func (r *Runner) restore(ctx context.Context, t *task) error {
 		r.opts.Logger.Info("partition state restored from changelogs", "partition", t.partition, "processors", n, "took", time.Since(start).Round(time.Millisecond))
 	}
 	return nil
+}
+
+// partitioner is the partitioner of what the processors emit.
+func (r *Runner) partitioner() kgo.Partitioner {
+	p := changelogPartitioner{changelogs: map[string]bool{}, def: kgo.StickyKeyPartitioner(nil)}
+	for _, proc := range r.procs {
+		if rs, ok := proc.(Restorer); ok {
+			p.changelogs[rs.Changelog()] = true
+		}
+	}
+	return p
+}
+
+// partitionCount returns how many partitions topic has.
+func (r *Runner) partitionCount(ctx context.Context, topic string) (int32, error) {
+	cl, err := r.factory.Client()
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return 0, fmt.Errorf("partitions of %s: %w", topic, err)
+	}
+	var n int32
+	ends.Each(func(o kadm.ListedOffset) { n = max(n, o.Partition+1) })
+	return n, nil
+}
+
+// changelogPartitioner sends the records of changelog topics to the
+// partition set on them (Tx.Emit sets the events partition), so that a
+// partition's changelog is one partition of the topic; when the topic
+// has fewer partitions, and for every other topic, it hashes the key as
+// franz-go's default does.
+type changelogPartitioner struct {
+	changelogs map[string]bool
+	def        kgo.Partitioner
+}
+
+func (p changelogPartitioner) ForTopic(topic string) kgo.TopicPartitioner {
+	def := p.def.ForTopic(topic)
+	if !p.changelogs[topic] {
+		return def
+	}
+	return changelogTopic{def}
+}
+
+type changelogTopic struct{ def kgo.TopicPartitioner }
+
+func (c changelogTopic) RequiresConsistency(*kgo.Record) bool { return true }
+
+func (c changelogTopic) Partition(r *kgo.Record, n int) int {
+	if int(r.Partition) < n && r.Partition >= 0 {
+		return int(r.Partition)
+	}
+	return c.def.Partition(r, n)
 }
 
 // stopAll stops every worker and waits for them.

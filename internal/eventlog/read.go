@@ -16,6 +16,12 @@ type NewClientFunc func(opts ...kgo.Opt) (*kgo.Client, error)
 // called, passing each record to fn (in order within a partition). It is
 // how tests, rebuilds and replays read "the whole log so far".
 func ReadToEnd(ctx context.Context, newClient NewClientFunc, topic string, fn func(*kgo.Record) error) error {
+	return ReadPartitionsToEnd(ctx, newClient, topic, nil, fn)
+}
+
+// ReadPartitionsToEnd is ReadToEnd of the partitions of topic that keep
+// reports true for (every partition when keep is nil).
+func ReadPartitionsToEnd(ctx context.Context, newClient NewClientFunc, topic string, keep func(partition int32) bool, fn func(*kgo.Record) error) error {
 	cl, err := newClient()
 	if err != nil {
 		return err
@@ -31,7 +37,7 @@ func ReadToEnd(ctx context.Context, newClient NewClientFunc, topic string, fn fu
 	remaining := map[int32]int64{}
 	start := map[int32]kgo.Offset{}
 	ends.Each(func(o kadm.ListedOffset) {
-		if o.Offset > 0 {
+		if o.Offset > 0 && (keep == nil || keep(o.Partition)) {
 			remaining[o.Partition] = o.Offset
 			start[o.Partition] = kgo.NewOffset().AtStart()
 		}

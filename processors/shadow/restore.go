@@ -21,6 +21,9 @@ var (
 	restoredPrefix     = "\x00restored\x00"
 )
 
+// Changelog implements processors.Restorer: the shadows topic.
+func (p *Processor) Changelog() string { return p.shadows }
+
 // Restore implements processors.Restorer: a partition that starts with
 // no state gets back, from the compacted shadows changelog, the latest
 // document of every shadow whose requests are in that partition, so

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iotpipe/iotpipe/internal/eventlog"
 	"github.com/iotpipe/iotpipe/internal/logtest"
 	"github.com/iotpipe/iotpipe/processors"
 	"github.com/iotpipe/iotpipe/processors/shadow"
@@ -16,8 +17,8 @@ import (
 
 // A processor node that loses its state after the events topic dropped
 // its oldest records (retention; here DeleteRecords) gets every shadow
-// back from the compacted changelog, with the same document and version,
-// and carries on with new updates from there.
+// back from the compacted changelog (classic and named), with the same
+// document and version, and carries on with new updates from there.
 func TestRunnerRestoresShadowsPastRetention(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -36,9 +37,13 @@ func TestRunnerRestoresShadowsPastRetention(t *testing.T) {
 		var recs []*kgo.Record
 		for i := range things {
 			thing := fmt.Sprintf("lamp-%d", i)
-			env := schemas.Envelope{Type: schemas.EventPublish, Topic: "$aws/things/" + thing + "/shadow/update", ClientID: thing, QoS: 1, ReceivedAt: time.Now().UnixNano()}
-			recs = append(recs, &kgo.Record{Topic: topics.Events, Key: []byte(thing), Headers: env.Headers(),
-				Value: fmt.Appendf(nil, `{"state":{"reported":{"round":%d,"lamp":%d}}}`, round, i)})
+			// The classic shadow and a named one (its changelog key,
+			// "thing/name", hashes unlike the events' key).
+			for _, sh := range []string{"", "name/cfg/"} {
+				env := schemas.Envelope{Type: schemas.EventPublish, Topic: "$aws/things/" + thing + "/shadow/" + sh + "update", ClientID: thing, QoS: 1, ReceivedAt: time.Now().UnixNano()}
+				recs = append(recs, &kgo.Record{Topic: topics.Events, Key: []byte(thing), Headers: env.Headers(),
+					Value: fmt.Appendf(nil, `{"state":{"reported":{"round":%d,"lamp":%d}}}`, round, i)})
+			}
 		}
 		if err := prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 			t.Fatal(err)
@@ -60,9 +65,9 @@ func TestRunnerRestoresShadowsPastRetention(t *testing.T) {
 		docs := map[string]string{}
 		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 			all := true
-			for i := range things {
-				thing := fmt.Sprintf("lamp-%d", i)
-				s, ok, err := shadow.Read(func(k []byte) ([]byte, bool, error) { return r.Read(shadow.Name, k) }, thing, "")
+			for i := range things * 2 {
+				thing, name := fmt.Sprintf("lamp-%d", i/2), []string{"", "cfg"}[i%2]
+				s, ok, err := shadow.Read(func(k []byte) ([]byte, bool, error) { return r.Read(shadow.Name, k) }, thing, name)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -70,8 +75,8 @@ func TestRunnerRestoresShadowsPastRetention(t *testing.T) {
 					all = false
 					break
 				}
-				b, _, _ := r.Read(shadow.Name, shadow.Key(thing, ""))
-				docs[thing] = string(b)
+				b, _, _ := r.Read(shadow.Name, shadow.Key(thing, name))
+				docs[string(shadow.Key(thing, name))] = string(b)
 			}
 			if all {
 				break
@@ -91,6 +96,20 @@ func TestRunnerRestoresShadowsPastRetention(t *testing.T) {
 		update(round)
 	}
 	before := run(t.TempDir(), 5)
+	// The changelog is partitioned like the events: each record is in the
+	// partition of the event it came from (so a restore reads one).
+	n := 0
+	err = eventlog.ReadToEnd(ctx, l.Client, topics.Shadows, func(r *kgo.Record) error {
+		n++
+		src := string(schemas.HeaderValue(r.Headers, schemas.HeaderSource))
+		if want := fmt.Sprintf("%d/", r.Partition); len(src) < len(want) || src[:len(want)] != want {
+			t.Errorf("changelog record of %s in partition %d has source %q", r.Key, r.Partition, src)
+		}
+		return nil
+	})
+	if err != nil || n != 5*2*things {
+		t.Fatalf("changelog: %d records (want %d), %v", n, 5*2*things, err)
+	}
 	// Retention: the events topic loses everything up to now.
 	ends, err := adm.ListEndOffsets(ctx, topics.Events)
 	if err != nil {
@@ -112,8 +131,8 @@ func TestRunnerRestoresShadowsPastRetention(t *testing.T) {
 	// A node with no state: the shadows come back from the changelog and
 	// take the new update as their sixth version.
 	after := run(t.TempDir(), 6)
-	if len(after) != things {
-		t.Fatalf("%d shadows after the restore, want %d", len(after), things)
+	if len(after) != 2*things {
+		t.Fatalf("%d shadows after the restore, want %d", len(after), 2*things)
 	}
 	for thing, doc := range before {
 		if after[thing] == doc {
