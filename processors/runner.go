@@ -116,7 +116,8 @@ func (r *Runner) Read(processor string, key []byte) ([]byte, bool, error) {
 // loop only hands fetched records to the workers, so partitions
 // progress independently (a partition with a backlog does not hold the
 // others back) and in parallel. A worker's queue holds a few polls; when
-// it is full the poll loop waits, which bounds memory.
+// it is full the partition's fetching pauses until it drains, which
+// bounds memory without stopping the other partitions.
 func (r *Runner) Run(ctx context.Context) error {
 	o := r.opts
 	parent := ctx
