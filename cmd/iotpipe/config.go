@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/iotpipe/iotpipe/processors/shadow/document"
 )
 
 // config is iotpipe's configuration. Precedence, lowest first: built-in
@@ -35,6 +37,8 @@ type config struct {
 	CHTCPPort      int           `yaml:"clickhouse_tcp_port" flag:"clickhouse-tcp-port" help:"embedded ClickHouse native port on 127.0.0.1"`
 	CHHTTPPort     int           `yaml:"clickhouse_http_port" flag:"clickhouse-http-port" help:"embedded ClickHouse HTTP port on 127.0.0.1"`
 	CHTTLDays      int           `yaml:"clickhouse_ttl_days" flag:"clickhouse-ttl-days" help:"days ClickHouse keeps rows (0: forever)"`
+	ShadowMaxSize  int           `yaml:"shadow_max_size" flag:"shadow-max-size" help:"largest shadow update request and document state, in bytes (413 above)"`
+	ShadowMaxDepth int           `yaml:"shadow_max_depth" flag:"shadow-max-depth" help:"deepest nesting of a shadow's desired or reported state (400 deeper)"`
 	ShadowRate     int           `yaml:"shadow_rate_limit" flag:"shadow-rate-limit" help:"most shadow requests per second per thing, more get 429 (0: no limit; AWS allows 20)"`
 	RulesDir       string        `yaml:"rules_dir" flag:"rules" help:"directory of .sql rule files, hot-reloaded"`
 	WebhookSecret  string        `yaml:"webhook_secret" flag:"webhook-secret" help:"HMAC-SHA256 key signing webhook actions (X-Iotpipe-Signature)"`
@@ -61,6 +65,8 @@ func defaultConfig() config {
 		Node:           host,
 		RulesDir:       "rules",
 		CHTCPPort:      9000,
+		ShadowMaxSize:  document.DefaultMaxSize,
+		ShadowMaxDepth: document.DefaultMaxDepth,
 		CHHTTPPort:     8123,
 		LogLevel:       "info",
 		LogFormat:      "text",

@@ -21,6 +21,7 @@ import (
 	"github.com/iotpipe/iotpipe/processors/lastseen"
 	"github.com/iotpipe/iotpipe/processors/rules"
 	"github.com/iotpipe/iotpipe/processors/shadow"
+	"github.com/iotpipe/iotpipe/processors/shadow/document"
 	ddl "github.com/iotpipe/iotpipe/schemas/clickhouse"
 	"github.com/iotpipe/iotpipe/sinks/clickhouse"
 	"github.com/iotpipe/iotpipe/sinks/clickhouse/embedded"
@@ -261,7 +262,8 @@ func (n *node) startProcessors(ctx context.Context) error {
 
 	procs := []processors.Processor{
 		lastseen.Processor{},
-		shadow.New(shadow.Options{Topics: lg.Topics(), AllowOtherThings: cfg.Dev, RateLimit: cfg.ShadowRate}),
+		shadow.New(shadow.Options{Topics: lg.Topics(), AllowOtherThings: cfg.Dev, RateLimit: cfg.ShadowRate,
+			Limits: document.Limits{MaxSize: cfg.ShadowMaxSize, MaxDepth: cfg.ShadowMaxDepth}}),
 		rp,
 	}
 	runner, err := processors.NewRunner(lg, procs, processors.RunnerOptions{

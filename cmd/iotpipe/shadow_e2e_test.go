@@ -120,3 +120,53 @@ func TestShadowDeltaReachesDeviceAndReportClearsIt(t *testing.T) {
 		t.Fatalf("missing shadow: %d", resp.StatusCode)
 	}
 }
+
+// The shadow limits and the rate limit are the binary's configuration:
+// with --shadow-max-size 64, --shadow-max-depth 2 and
+// --shadow-rate-limit 2, requests over the limits get AWS's 413 and 400
+// over HTTP, a small, shallow update is accepted, and of five quick
+// updates of one thing (well under a second: at most two seconds, so at
+// most four admitted) at least one gets 429 and none anything else.
+func TestShadowLimitsFromFlags(t *testing.T) {
+	in := newInstance(t)
+	in.start("--shadow-max-size", "64", "--shadow-max-depth", "2", "--shadow-rate-limit", "2")
+	post := func(thing, body string) (int, int, string) {
+		t.Helper()
+		resp, err := http.Post(fmt.Sprintf("http://127.0.0.1:%d/things/%s/shadow", in.http, thing), "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var doc struct {
+			Code int `json:"code"`
+		}
+		_ = json.Unmarshal(b, &doc)
+		return resp.StatusCode, doc.Code, string(b)
+	}
+	for _, tt := range []struct {
+		thing, body string
+		code        int
+	}{
+		{"big", `{"state":{"reported":{"text":"` + strings.Repeat("x", 80) + `"}}}`, 413},
+		{"deep", `{"state":{"reported":{"a":{"b":{"c":1}}}}}`, 400},
+		{"shallow", `{"state":{"reported":{"a":{"b":1}}}}`, 200},
+	} {
+		if status, code, body := post(tt.thing, tt.body); status != tt.code || (tt.code != 200 && code != tt.code) {
+			t.Fatalf("%s %s: %d %s, want %d", tt.thing, tt.body, status, body, tt.code)
+		}
+	}
+	start, throttled := time.Now(), 0
+	for i := range 5 {
+		status, code, body := post("busy", fmt.Sprintf(`{"state":{"reported":{"n":%d}}}`, i))
+		switch {
+		case status == 429 && code == 429:
+			throttled++
+		case status != 200:
+			t.Fatalf("update %d: %d %s", i, status, body)
+		}
+	}
+	if time.Since(start) < time.Second && throttled == 0 {
+		t.Fatal("five updates within a second, rate limit 2: none got 429")
+	}
+}
