@@ -61,6 +61,7 @@ func (p *Processor) Restore(ctx context.Context, tx *processors.Tx, read process
 		if err := tx.Set([]byte(k), d.value); err != nil {
 			return err
 		}
+		tx.Memo().Delete([]byte(k)) // the memo must match the state
 		binary.BigEndian.PutUint64(b[:], uint64(d.offset))
 		if err := tx.Set([]byte(restoredPrefix+k), b[:]); err != nil {
 			return err
