@@ -53,36 +53,6 @@ func asBinary(b *testing.B) {
 	b.Cleanup(func() { debug.SetGCPercent(old) })
 }
 
-// BenchmarkUpdate measures shadow updates per second through the
-// processor in a processors.Harness (state in in-memory Pebble, one
-// batch committed per event, as the harness does), over 1000 things.
-func BenchmarkUpdate(b *testing.B) {
-	asBinary(b)
-	const logSize = 1 << 16
-	recs := benchLog(logSize, 1000)
-	h, err := processors.NewHarness(shadow.New(shadow.Options{}))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer h.Close()
-	ctx := context.Background()
-	var bytes int64
-	for _, r := range recs {
-		bytes += int64(len(r.Value))
-	}
-	b.SetBytes(bytes / logSize)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		r := recs[i%logSize]
-		r.Offset = int64(i)
-		if _, err := h.Record(ctx, r); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "updates/s")
-}
-
 // BenchmarkUpdateParallel is BenchmarkUpdate with one harness (one
 // partition, as the runtime runs one task per partition) per core, all
 // sharing one Processor: the throughput of the processor over as many
@@ -146,31 +116,6 @@ func runBatches(ctx context.Context, h *processors.Harness, log []*kgo.Record, p
 	return nil
 }
 
-// BenchmarkUpdateBatched measures shadow updates per second as the
-// runtime runs them on one partition: batches of batchSize records, one
-// Pebble commit per batch, over 1000 things.
-func BenchmarkUpdateBatched(b *testing.B) {
-	asBinary(b)
-	const logSize = 1 << 16
-	recs := benchLog(logSize, 1000)
-	h, err := processors.NewHarness(shadow.New(shadow.Options{}))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer h.Close()
-	var bytes int64
-	for _, r := range recs {
-		bytes += int64(len(r.Value))
-	}
-	b.SetBytes(bytes / logSize)
-	b.ReportAllocs()
-	b.ResetTimer()
-	if err := runBatches(context.Background(), h, recs, 0, b.N); err != nil {
-		b.Fatal(err)
-	}
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "updates/s")
-}
-
 // BenchmarkUpdateBatchedParallel is BenchmarkUpdateBatched over two
 // partitions processed at once, as the runtime runs a poll's partitions
 // (one goroutine per partition): two goroutines, each with its own
@@ -216,49 +161,67 @@ func BenchmarkUpdateBatchedParallel(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "updates/s")
 }
 
+type nop struct{}
+
+func (nop) Name() string                                                     { return "nop" }
+func (nop) Process(context.Context, *processors.Tx, *processors.Event) error { return nil }
+
+// BenchmarkUpdate measures shadow updates per second through the
+// processor in a processors.Harness (state in in-memory Pebble, one
+// batch committed per event, as the harness does), over 1000 things.
+func BenchmarkUpdate(b *testing.B) {
+	runHarness(b, shadow.New(shadow.Options{}), benchLog(1<<16, 1000), false, "updates/s")
+}
+
+// BenchmarkUpdateBatched measures shadow updates per second as the
+// runtime runs them on one partition: batches of batchSize records, one
+// Pebble commit per batch, over 1000 things.
+func BenchmarkUpdateBatched(b *testing.B) {
+	runHarness(b, shadow.New(shadow.Options{}), benchLog(1<<16, 1000), true, "updates/s")
+}
+
 // BenchmarkHarnessBaseline is the harness alone (a processor that does
 // nothing), the ceiling BenchmarkUpdate can reach.
 func BenchmarkHarnessBaseline(b *testing.B) {
-	asBinary(b)
-	recs := benchLog(1024, 1000)
-	h, err := processors.NewHarness(nop{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer h.Close()
-	ctx := context.Background()
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		r := recs[i%len(recs)]
-		r.Offset = int64(i)
-		if _, err := h.Record(ctx, r); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	runHarness(b, nop{}, benchLog(1024, 1000), false, "events/s")
 }
 
 // BenchmarkHarnessBaselineBatched is the batched harness alone (a
 // processor that does nothing), the ceiling BenchmarkUpdateBatched can
 // reach.
 func BenchmarkHarnessBaselineBatched(b *testing.B) {
+	runHarness(b, nop{}, benchLog(1024, 1000), true, "events/s")
+}
+
+// runHarness runs b.N records of log (cycled, offsets renumbered) through
+// a harness of proc on one partition, one commit per record or per
+// batchSize records, and reports the rate as unit.
+func runHarness(b *testing.B, proc processors.Processor, log []*kgo.Record, batched bool, unit string) {
 	asBinary(b)
-	recs := benchLog(1024, 1000)
-	h, err := processors.NewHarness(nop{})
+	h, err := processors.NewHarness(proc)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer h.Close()
+	var bytes int64
+	for _, r := range log {
+		bytes += int64(len(r.Value))
+	}
+	b.SetBytes(bytes / int64(len(log)))
 	b.ReportAllocs()
 	b.ResetTimer()
-	if err := runBatches(context.Background(), h, recs, 0, b.N); err != nil {
+	ctx := context.Background()
+	if batched {
+		err = runBatches(ctx, h, log, 0, b.N)
+	} else {
+		for i := 0; i < b.N && err == nil; i++ {
+			r := log[i%len(log)]
+			r.Offset = int64(i)
+			_, err = h.Record(ctx, r)
+		}
+	}
+	if err != nil {
 		b.Fatal(err)
 	}
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), unit)
 }
-
-type nop struct{}
-
-func (nop) Name() string                                                     { return "nop" }
-func (nop) Process(context.Context, *processors.Tx, *processors.Event) error { return nil }
