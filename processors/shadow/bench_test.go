@@ -93,7 +93,8 @@ func BenchmarkUpdateParallel(b *testing.B) {
 }
 
 // batchSize is the number of records per batch in the batched
-// benchmarks (the runtime commits once per poll of up to 10,000).
+// benchmarks (a runtime worker commits once per fetch it takes, up to a
+// poll's 10,000 records).
 const batchSize = 1000
 
 // runBatches runs n records of log (cycled, offsets renumbered from 0)
@@ -117,7 +118,7 @@ func runBatches(ctx context.Context, h *processors.Harness, log []*kgo.Record, p
 }
 
 // BenchmarkUpdateBatchedParallel is BenchmarkUpdateBatched over two
-// partitions processed at once, as the runtime runs a poll's partitions
+// partitions processed at once, as the runtime's partition workers do
 // (one goroutine per partition): two goroutines, each with its own
 // harness (a Harness is not safe for concurrent use) and its own things,
 // sharing one Processor and so its cache. b.N updates in all.
