@@ -121,7 +121,7 @@ func runBatches(ctx context.Context, h *processors.Harness, log []*kgo.Record, p
 // partitions processed at once, as the runtime's partition workers do
 // (one goroutine per partition): two goroutines, each with its own
 // harness (a Harness is not safe for concurrent use) and its own things,
-// sharing one Processor and so its cache. b.N updates in all.
+// sharing one Processor (each task has its own memo). b.N updates in all.
 func BenchmarkUpdateBatchedParallel(b *testing.B) {
 	asBinary(b)
 	const (
