@@ -36,7 +36,7 @@ func BenchmarkApply(b *testing.B) {
 }
 
 // BenchmarkDecodeStored measures decoding a stored document (the work
-// the processor's cache saves).
+// the processor's memo saves).
 func BenchmarkDecodeStored(b *testing.B) {
 	stored := []byte(`{"thing":"device-00001","shadow":"","state":{"desired":{"interval":20,"led":{"brightness":50,"color":"blue"},"mode":"eco"},"reported":{"battery":88,"fw":"1.4.2","humidity":40,"led":{"brightness":50,"color":"red"},"online":true,"temp":22.51}},"metadata":{"desired":{"interval":{"timestamp":1},"led":{"brightness":{"timestamp":1},"color":{"timestamp":1}},"mode":{"timestamp":1}},"reported":{"battery":{"timestamp":1},"fw":{"timestamp":1},"humidity":{"timestamp":1},"led":{"brightness":{"timestamp":1},"color":{"timestamp":1}},"online":{"timestamp":1},"temp":{"timestamp":1}}},"version":2,"timestamp":1,"deleted":false}`)
 	b.SetBytes(int64(len(stored)))
