@@ -61,10 +61,10 @@ type Restorer interface {
 	// events they come from (when the topic has that partition), so that
 	// a restore reads one partition of it, not all.
 	Changelog() string
-	// Restore restores tx's partition; read reads the changelog (the
-	// partition of it that holds tx's partition's records, or all of
-	// it).
-	Restore(ctx context.Context, tx *Tx, read ReadTopic) error
+	// Restore restores tx's partition and returns how many entries it
+	// put back; read reads the changelog (the partition of it that holds
+	// tx's partition's records, or all of it).
+	Restore(ctx context.Context, tx *Tx, read ReadTopic) (int, error)
 }
 
 // ReadTopic reads topic from its start up to the end it has when called,

@@ -328,7 +328,7 @@ func (r *Runner) restore(ctx context.Context, t *task) error {
 		return err
 	}
 	if n > 0 {
-		r.opts.Logger.Info("partition state restored from changelogs", "partition", t.partition, "processors", n, "took", time.Since(start).Round(time.Millisecond))
+		r.opts.Logger.Info("partition state restored from changelogs", "partition", t.partition, "entries", n, "took", time.Since(start).Round(time.Millisecond))
 	}
 	return nil
 }

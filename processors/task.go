@@ -131,7 +131,7 @@ func (t *task) apply(ctx context.Context, bt *batch, rec *kgo.Record) error {
 
 // restore runs every Restorer's Restore into bt (which then holds no
 // offset: a crash before the first event's batch restores again, over the
-// same keys). It returns how many processors restored.
+// same keys). It returns how many entries they put back.
 func (t *task) restore(ctx context.Context, bt *batch, read ReadTopic) (int, error) {
 	source := append(strconv.AppendInt(nil, int64(t.partition), 10), "/restore"...)
 	n := 0
@@ -140,10 +140,11 @@ func (t *task) restore(ctx context.Context, bt *batch, read ReadTopic) (int, err
 		if !ok {
 			continue
 		}
-		if err := rs.Restore(ctx, t.txFor(bt, i, source), read); err != nil {
+		m, err := rs.Restore(ctx, t.txFor(bt, i, source), read)
+		if err != nil {
 			return n, fmt.Errorf("restore %s of partition %d: %w", p.Name(), t.partition, err)
 		}
-		n++
+		n += m
 	}
 	return n, nil
 }

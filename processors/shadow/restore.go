@@ -32,7 +32,7 @@ func (p *Processor) Changelog() string { return p.shadows }
 // and offset the document reflects; the processor then skips, for each
 // restored shadow, the events at or before that offset as the partition
 // is applied again from the start of what the log still holds.
-func (p *Processor) Restore(ctx context.Context, tx *processors.Tx, read processors.ReadTopic) error {
+func (p *Processor) Restore(ctx context.Context, tx *processors.Tx, read processors.ReadTopic) (int, error) {
 	type doc struct {
 		value  []byte
 		offset int64
@@ -50,30 +50,30 @@ func (p *Processor) Restore(ctx context.Context, tx *processors.Tx, read process
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("read %s: %w", p.shadows, err)
+		return 0, fmt.Errorf("read %s: %w", p.shadows, err)
 	}
 	through := int64(-1)
 	var b [8]byte
 	for k, d := range latest {
 		if _, err := document.DecodeStored(d.value); err != nil {
-			return fmt.Errorf("changelog document of %s: %w", k, err)
+			return 0, fmt.Errorf("changelog document of %s: %w", k, err)
 		}
 		if err := tx.Set([]byte(k), d.value); err != nil {
-			return err
+			return 0, err
 		}
 		tx.Memo().Delete([]byte(k)) // the memo must match the state
 		binary.BigEndian.PutUint64(b[:], uint64(d.offset))
 		if err := tx.Set([]byte(restoredPrefix+k), b[:]); err != nil {
-			return err
+			return 0, err
 		}
 		through = max(through, d.offset)
 	}
 	if through < 0 {
-		return nil
+		return 0, nil
 	}
 	binary.BigEndian.PutUint64(b[:], uint64(through))
 	tx.Memo().Put(restoredThroughKey, through)
-	return tx.Set(restoredThroughKey, b[:])
+	return len(latest), tx.Set(restoredThroughKey, b[:])
 }
 
 // sourceOf parses the events partition and offset out of a record's
