@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/iotpipe/iotpipe/benchmarks/mqttload"
+	"github.com/iotpipe/iotpipe/benchmarks/shadowload"
 )
 
 const benchUsage = `Usage: iotpipe bench <target> [flags]
@@ -13,12 +14,16 @@ const benchUsage = `Usage: iotpipe bench <target> [flags]
 Load generators and benchmarks over real connections.
 
 Targets:
-  mqtt    publish MQTT 3.1.1 load to a broker and measure acknowledged
-          messages per second and publish→PUBACK latency
-          (iotpipe bench mqtt --help for its flags)
+  mqtt     publish MQTT 3.1.1 load to a broker and measure acknowledged
+           messages per second and publish→PUBACK latency
+           (iotpipe bench mqtt --help for its flags)
+  shadows  device shadow updates per second through the processor
+           runtime over an embedded log of its own
+           (iotpipe bench shadows --help for its flags)
 
-Example:
+Examples:
   iotpipe bench mqtt --addr 127.0.0.1:1883 --conns 100 --qos 1 --duration 10s
+  iotpipe bench shadows --updates 200000 --things 1000
 `
 
 // benchMain runs `iotpipe bench`; args are the arguments after "bench".
@@ -31,6 +36,8 @@ func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	switch args[0] {
 	case "mqtt":
 		return mqttload.Command(ctx, args[1:], stdout, stderr)
+	case "shadows":
+		return shadowload.Command(ctx, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, benchUsage)
 		return 0

@@ -2,8 +2,6 @@ package shadow_test
 
 import (
 	"context"
-	"fmt"
-	"math/rand/v2"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -11,34 +9,19 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/iotpipe/iotpipe/benchmarks/shadowload"
 	"github.com/iotpipe/iotpipe/processors"
 	"github.com/iotpipe/iotpipe/processors/shadow"
 	"github.com/iotpipe/iotpipe/schemas"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// benchLog builds n typical shadow updates (100–300 bytes) over things
-// things: devices reporting telemetry-like state, and every tenth
-// request an app setting desired state.
+// benchLog is n typical shadow updates over things things (see
+// shadowload.Records).
 func benchLog(n, things int) []*kgo.Record { return benchLogSeed(n, things, 1) }
 
 func benchLogSeed(n, things int, seed uint64) []*kgo.Record {
-	rng := rand.New(rand.NewPCG(seed, 2))
-	recs := make([]*kgo.Record, n)
-	for i := range recs {
-		thing := fmt.Sprintf("device-%d-%05d", seed, rng.IntN(things))
-		var payload string
-		if i%10 == 9 {
-			payload = fmt.Sprintf(`{"state":{"desired":{"led":{"color":"%s","brightness":%d},"mode":"eco","interval":%d}},"clientToken":"app-%d"}`,
-				[]string{"red", "green", "blue"}[rng.IntN(3)], rng.IntN(100), 10+rng.IntN(50), i)
-		} else {
-			payload = fmt.Sprintf(`{"state":{"reported":{"temp":%.2f,"humidity":%d,"battery":%d,"led":{"color":"%s","brightness":%d},"fw":"1.4.%d","online":true}},"clientToken":"dev-%d"}`,
-				15+rng.Float64()*20, rng.IntN(100), rng.IntN(100), []string{"red", "green", "blue"}[rng.IntN(3)], rng.IntN(100), rng.IntN(9), i)
-		}
-		env := schemas.Envelope{Type: schemas.EventPublish, Topic: "$aws/things/" + thing + "/shadow/update", ClientID: thing, QoS: 1, ReceivedAt: 1767225600000000000}
-		recs[i] = &kgo.Record{Topic: "iotpipe.events", Key: []byte(thing), Value: []byte(payload), Headers: env.Headers(), Offset: int64(i)}
-	}
-	return recs
+	return shadowload.Records(n, things, seed, schemas.DefaultTopics().Events)
 }
 
 // asBinary runs a benchmark with the GC target the iotpipe binary runs
