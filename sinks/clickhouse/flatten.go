@@ -403,7 +403,12 @@ func (sc *scratch) number(i, depth int) int {
 		}
 	}
 	if !ok {
-		return i // out of float64 range: the reference keeps it as text
+		// Out of float64 range: the reference keeps it as text (no
+		// metric; a "timestamp" is that text, as a string would be).
+		if depth == 1 && string(sc.path) == "timestamp" {
+			sc.ts = jsonTS{kind: tsString, s: lit}
+		}
+		return i
 	}
 	if len(sc.path) > 0 {
 		sc.out.add(sc.path, f)
