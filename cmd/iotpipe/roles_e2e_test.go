@@ -23,27 +23,9 @@ import (
 // HTTP publishes and MQTT publishes both reach the last-seen view.
 func TestSeparateRolesShareTheLog(t *testing.T) {
 	in := newInstance(t)
-	ingestCmd := exec.Command(iotpipeBin, "ingest", "--dev", "--data-dir", in.dataDir,
-		"--mqtt-addr", fmt.Sprintf("127.0.0.1:%d", in.mqtt), "--http-addr", fmt.Sprintf("127.0.0.1:%d", in.http),
-		"--kafka-port", strconv.Itoa(in.kafka), "--partitions", "4")
-	procHTTP := freePort(t)
-	procCmd := exec.Command(iotpipeBin, "process", "--data-dir", filepath.Join(in.dataDir, "proc"),
-		"--kafka", fmt.Sprintf("127.0.0.1:%d", in.kafka), "--http-addr", fmt.Sprintf("127.0.0.1:%d", procHTTP),
-		"--rules", filepath.Join(in.dataDir, "rules"))
-	for _, c := range []*exec.Cmd{ingestCmd, procCmd} {
-		c.Stdout, c.Stderr = os.Stderr, os.Stderr
-	}
-	if err := ingestCmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { ingestCmd.Process.Kill(); ingestCmd.Wait() }()
-	waitReady(t, in.url("/readyz"))
-	if err := procCmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { procCmd.Process.Kill(); procCmd.Wait() }()
+	in.startIngest()
+	procHTTP := in.startProcess("proc").http
 	procURL := func(p string) string { return fmt.Sprintf("http://127.0.0.1:%d%s", procHTTP, p) }
-	waitReady(t, procURL("/readyz"))
 
 	// HTTP publish (Sigfox-style callback), answered once logged.
 	for i := 0; i < 3; i++ {
@@ -98,6 +80,48 @@ func TestSeparateRolesShareTheLog(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
+}
+
+// startIngest starts `iotpipe ingest --dev` of in (the MQTT front, the
+// HTTP API and the embedded log with 4 partitions, on in's ports), stops
+// it when the test ends and waits until it is ready.
+func (in *instance) startIngest() {
+	in.t.Helper()
+	in.startChild(in.http, "ingest", "--dev", "--data-dir", in.dataDir,
+		"--mqtt-addr", fmt.Sprintf("127.0.0.1:%d", in.mqtt), "--http-addr", fmt.Sprintf("127.0.0.1:%d", in.http),
+		"--kafka-port", strconv.Itoa(in.kafka), "--partitions", "4")
+}
+
+// processNode is an `iotpipe process` child.
+type processNode struct {
+	cmd  *exec.Cmd
+	http int
+}
+
+// startProcess starts an `iotpipe process` node against in's log, its
+// data under in's data dir in name, stops it when the test ends and
+// waits until it is ready.
+func (in *instance) startProcess(name string) processNode {
+	in.t.Helper()
+	port := freePort(in.t)
+	cmd := in.startChild(port, "process", "--data-dir", filepath.Join(in.dataDir, name),
+		"--kafka", fmt.Sprintf("127.0.0.1:%d", in.kafka), "--http-addr", fmt.Sprintf("127.0.0.1:%d", port),
+		"--rules", filepath.Join(in.dataDir, "rules"))
+	return processNode{cmd: cmd, http: port}
+}
+
+// startChild runs the binary with args, killed when the test ends, and
+// waits until its HTTP port answers /readyz.
+func (in *instance) startChild(httpPort int, args ...string) *exec.Cmd {
+	in.t.Helper()
+	c := exec.Command(iotpipeBin, args...)
+	c.Stdout, c.Stderr = os.Stderr, os.Stderr
+	if err := c.Start(); err != nil {
+		in.t.Fatal(err)
+	}
+	in.t.Cleanup(func() { c.Process.Kill(); c.Wait() })
+	waitReady(in.t, fmt.Sprintf("http://127.0.0.1:%d/readyz", httpPort))
+	return c
 }
 
 func waitReady(t *testing.T, url string) {

@@ -6,10 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -27,28 +23,7 @@ import (
 // the last one.
 func TestProcessorNodesHandOverShadows(t *testing.T) {
 	in := newInstance(t)
-	ingest := exec.Command(iotpipeBin, "ingest", "--dev", "--data-dir", in.dataDir,
-		"--mqtt-addr", fmt.Sprintf("127.0.0.1:%d", in.mqtt), "--http-addr", fmt.Sprintf("127.0.0.1:%d", in.http),
-		"--kafka-port", strconv.Itoa(in.kafka), "--partitions", "4")
-	ingest.Stdout, ingest.Stderr = os.Stderr, os.Stderr
-	if err := ingest.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { ingest.Process.Kill(); ingest.Wait() }()
-	waitReady(t, in.url("/readyz"))
-	node := func(name string) *exec.Cmd {
-		port := freePort(t)
-		c := exec.Command(iotpipeBin, "process", "--data-dir", filepath.Join(in.dataDir, name),
-			"--kafka", fmt.Sprintf("127.0.0.1:%d", in.kafka), "--http-addr", fmt.Sprintf("127.0.0.1:%d", port),
-			"--rules", filepath.Join(in.dataDir, "rules"))
-		c.Stdout, c.Stderr = os.Stderr, os.Stderr
-		if err := c.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Process.Kill(); c.Wait() })
-		waitReady(t, fmt.Sprintf("http://127.0.0.1:%d/readyz", port))
-		return c
-	}
+	in.startIngest()
 	const things = 12
 	sent := 0
 	// round updates every thing's shadow over HTTP (answered once applied,
@@ -110,12 +85,12 @@ func TestProcessorNodesHandOverShadows(t *testing.T) {
 		}
 	}
 
-	a := node("proc-a")
+	a := in.startProcess("proc-a").cmd
 	for range 3 {
 		round()
 	}
 	check("one node")
-	node("proc-b") // takes over some partitions, with no state of its own
+	in.startProcess("proc-b") // takes over some partitions, with no state of its own
 	// Wait until the group has split the partitions between the nodes.
 	cl, err := kgo.NewClient(kgo.SeedBrokers(fmt.Sprintf("127.0.0.1:%d", in.kafka)))
 	if err != nil {
