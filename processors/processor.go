@@ -7,6 +7,8 @@ package processors
 
 import (
 	"context"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/iotpipe/iotpipe/schemas"
@@ -199,6 +201,21 @@ func (tx *Tx) Emit(r *kgo.Record) {
 	r.Partition = tx.partition
 	r.Headers = append(r.Headers, kgo.RecordHeader{Key: schemas.HeaderSource, Value: src[:len(src):len(src)]})
 	tx.bt.out = append(tx.bt.out, r)
+}
+
+// Source returns the events partition and offset a record emitted by a
+// processor comes from, read from its iot.src header (see Tx.Emit);
+// ok is false for a record without one.
+func Source(r *kgo.Record) (partition int32, offset int64, ok bool) {
+	src := string(schemas.HeaderValue(r.Headers, schemas.HeaderSource))
+	ps, rest, found := strings.Cut(src, "/")
+	if !found {
+		return 0, 0, false
+	}
+	offs, _, _ := strings.Cut(rest, "/")
+	p, err1 := strconv.ParseInt(ps, 10, 32)
+	o, err2 := strconv.ParseInt(offs, 10, 64)
+	return int32(p), o, err1 == nil && err2 == nil
 }
 
 func prefixEnd(p []byte) []byte {

@@ -60,3 +60,35 @@ func TestDLQShape(t *testing.T) {
 		}
 	}
 }
+
+// Source reads back the partition and offset Tx.Emit records in iot.src.
+func TestSource(t *testing.T) {
+	h, err := NewHarness(memoProbe{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	rec := probeRecord("a", 42, "x")
+	rec.Partition = 3
+	out, err := h.Record(context.Background(), rec)
+	if err != nil || len(out) != 1 {
+		t.Fatalf("%d records, %v", len(out), err)
+	}
+	tests := []struct {
+		name      string
+		rec       *kgo.Record
+		partition int32
+		offset    int64
+		ok        bool
+	}{
+		{"emitted", out[0], 3, 42, true},
+		{"no header", &kgo.Record{}, 0, 0, false},
+		{"not ours", &kgo.Record{Headers: []kgo.RecordHeader{{Key: schemas.HeaderSource, Value: []byte("x/y")}}}, 0, 0, false},
+	}
+	for _, tt := range tests {
+		p, o, ok := Source(tt.rec)
+		if ok != tt.ok || (ok && (p != tt.partition || o != tt.offset)) {
+			t.Errorf("%s: %d, %d, %t; want %d, %d, %t", tt.name, p, o, ok, tt.partition, tt.offset, tt.ok)
+		}
+	}
+}

@@ -4,12 +4,9 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"strconv"
-	"strings"
 
 	"github.com/iotpipe/iotpipe/processors"
 	"github.com/iotpipe/iotpipe/processors/shadow/document"
-	"github.com/iotpipe/iotpipe/schemas"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -39,7 +36,7 @@ func (p *Processor) Restore(ctx context.Context, tx *processors.Tx, read process
 	}
 	latest := map[string]doc{}
 	err := read(ctx, p.shadows, func(r *kgo.Record) error {
-		part, off, ok := sourceOf(r)
+		part, off, ok := processors.Source(r)
 		if !ok || part != tx.Partition() {
 			return nil
 		}
@@ -74,20 +71,6 @@ func (p *Processor) Restore(ctx context.Context, tx *processors.Tx, read process
 	binary.BigEndian.PutUint64(b[:], uint64(through))
 	tx.Memo().Put(restoredThroughKey, through)
 	return len(latest), tx.Set(restoredThroughKey, b[:])
-}
-
-// sourceOf parses the events partition and offset out of a record's
-// iot.src header.
-func sourceOf(r *kgo.Record) (int32, int64, bool) {
-	src := string(schemas.HeaderValue(r.Headers, schemas.HeaderSource))
-	ps, rest, ok := strings.Cut(src, "/")
-	if !ok {
-		return 0, 0, false
-	}
-	os, _, _ := strings.Cut(rest, "/")
-	part, err1 := strconv.ParseInt(ps, 10, 32)
-	off, err2 := strconv.ParseInt(os, 10, 64)
-	return int32(part), off, err1 == nil && err2 == nil
 }
 
 // restored reports whether the event at offset on the shadow key is
