@@ -504,14 +504,8 @@ func (r *Runner) processPartition(ctx context.Context, cl *kgo.Client, t *task, 
 			sent = len(bt.out)
 		}
 	}
-	out.produce(ctx, cl, bt.out[sent:])
 	r.metrics.events.Add(float64(len(recs)))
-	if err := out.wait(); err != nil {
-		t.abort(bt)
-		return fmt.Errorf("produce outputs of partition %d: %w", t.partition, err)
-	}
-	r.metrics.emitted.Add(float64(len(bt.out)))
-	return t.commit(bt)
+	return r.finish(ctx, cl, t, bt, &out, sent)
 }
 
 // sendEvery is how many events a batch applies between two sends of
@@ -551,15 +545,17 @@ func (o *outputs) wait() error {
 	return o.first
 }
 
-// finish produces a batch's records, then commits its state and offset.
-func (r *Runner) finish(ctx context.Context, cl *kgo.Client, t *task, bt *batch) error {
-	if len(bt.out) > 0 {
-		if err := cl.ProduceSync(ctx, bt.out...).FirstErr(); err != nil {
-			t.abort(bt)
-			return fmt.Errorf("produce outputs of partition %d: %w", t.partition, err)
-		}
-		r.metrics.emitted.Add(float64(len(bt.out)))
+// finish produces a batch's records from bt.out[sent:] (out holds the
+// ones sent before), waits until every one is acknowledged, then
+// commits the batch's state and offset; a failed record abandons the
+// batch.
+func (r *Runner) finish(ctx context.Context, cl *kgo.Client, t *task, bt *batch, out *outputs, sent int) error {
+	out.produce(ctx, cl, bt.out[sent:])
+	if err := out.wait(); err != nil {
+		t.abort(bt)
+		return fmt.Errorf("produce outputs of partition %d: %w", t.partition, err)
 	}
+	r.metrics.emitted.Add(float64(len(bt.out)))
 	return t.commit(bt)
 }
 
@@ -571,7 +567,7 @@ func (r *Runner) tick(ctx context.Context, cl *kgo.Client, t *task) error {
 		t.abort(bt)
 		return err
 	}
-	return r.finish(ctx, cl, t, bt)
+	return r.finish(ctx, cl, t, bt, new(outputs), 0)
 }
 
 func itoa(p int32) string { return string(appendInt(nil, int64(p))) }
