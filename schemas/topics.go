@@ -9,7 +9,9 @@ type Topics struct {
 	Outbound string
 	// Actions holds rule firings awaiting an action executor.
 	Actions string
-	// Shadows is the compacted shadow changelog, keyed by thing/shadow.
+	// Shadows is the compacted stream of accepted shadow changes, keyed
+	// by thing/shadow (what the ClickHouse shadows table and the
+	// cross-partition shadow view read).
 	Shadows string
 	// Anomalies holds anomaly detector results.
 	Anomalies string
@@ -17,6 +19,16 @@ type Topics struct {
 	Aggregates string
 	// DLQ holds what could not be processed, with the reason.
 	DLQ string
+	// Changelog is the compacted changelog of the processors' state,
+	// partitioned like Events: every state write of a partition task,
+	// and the next offset it reflects, so a partition's state can be
+	// restored on any node (the processor runtime owns it).
+	Changelog string
+	// Executed is the compacted ledger of the action executors: per
+	// executor and actions partition, the ids of the effects already
+	// executed, so an effect is never repeated after a restart or a
+	// move of the executor.
+	Executed string
 }
 
 // DefaultTopics returns the default topic names (prefix "iotpipe.").
@@ -29,13 +41,17 @@ func DefaultTopics() Topics {
 		Anomalies:  "iotpipe.anomalies",
 		Aggregates: "iotpipe.aggregates",
 		DLQ:        "iotpipe.dlq",
+		Changelog:  "iotpipe.changelog",
+		Executed:   "iotpipe.executed",
 	}
 }
 
 // All returns every topic name, events first.
 func (t Topics) All() []string {
-	return []string{t.Events, t.Outbound, t.Actions, t.Shadows, t.Anomalies, t.Aggregates, t.DLQ}
+	return []string{t.Events, t.Outbound, t.Actions, t.Shadows, t.Anomalies, t.Aggregates, t.DLQ, t.Changelog, t.Executed}
 }
 
 // Compacted reports whether topic keeps only the latest record per key.
-func (t Topics) Compacted(topic string) bool { return topic == t.Shadows }
+func (t Topics) Compacted(topic string) bool {
+	return topic == t.Shadows || topic == t.Changelog || topic == t.Executed
+}
