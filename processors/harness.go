@@ -26,6 +26,16 @@ type Harness struct {
 	DLQ string
 	// DryRun turns side effects off (Tx.DryRun reports it), as in replay.
 	DryRun bool
+	// DropChangelog drops the changelog records once made (benchmarks,
+	// which would otherwise keep them all).
+	DropChangelog bool
+	// Partitions is the events topic's partition count processors see
+	// through Tx.PartitionOf (default 1).
+	Partitions int
+
+	// changelog holds, per partition, what the runtime would have
+	// written to the changelog topic.
+	changelog map[int32][]*kgo.Record
 }
 
 // NewHarness returns a harness running procs, in order, over an
@@ -36,10 +46,18 @@ func NewHarness(procs ...Processor) (*Harness, error) {
 		return nil, fmt.Errorf("open in-memory state: %w", err)
 	}
 	return &Harness{
-		db: db, procs: procs, tasks: map[int32]*task{}, offsets: map[int32]int64{},
+		db: db, procs: procs, tasks: map[int32]*task{}, offsets: map[int32]int64{}, changelog: map[int32][]*kgo.Record{},
 		Now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
 		DLQ: schemas.DefaultTopics().DLQ,
 	}, nil
+}
+
+// Restart forgets what the tasks hold in memory (memos), as a restarted
+// node would; the state stays.
+func (h *Harness) Restart() {
+	for _, t := range h.tasks {
+		t.resetMemos()
+	}
 }
 
 // Close releases the store.
@@ -48,7 +66,7 @@ func (h *Harness) Close() error { return h.db.Close() }
 func (h *Harness) task(partition int32) *task {
 	t, ok := h.tasks[partition]
 	if !ok {
-		t = newTask(h.db, partition, h.procs, func() time.Time { return h.Now }, h.DryRun, h.DLQ)
+		t = newTask(h.db, partition, h.procs, func() time.Time { return h.Now }, h.DryRun, h.DLQ, h.Partitions)
 		h.tasks[partition] = t
 	}
 	return t
@@ -77,8 +95,31 @@ func (h *Harness) Record(ctx context.Context, rec *kgo.Record) ([]*kgo.Record, e
 		t.abort(bt)
 		return nil, err
 	}
-	if err := t.commit(bt); err != nil {
+	return h.commit(t, bt)
+}
+
+// commit keeps bt's changelog records and commits it, as the runtime
+// does once the transaction committed.
+func (h *Harness) commit(t *task, bt *batch) ([]*kgo.Record, error) {
+	cl, err := t.changelog(schemas.DefaultTopics().Changelog, bt)
+	if err != nil {
+		t.abort(bt)
 		return nil, err
+	}
+	if h.DropChangelog {
+		cl = nil
+	}
+	for _, r := range cl { // they point into the batch, which commit closes
+		r.Key = append([]byte(nil), r.Key...)
+		if r.Value != nil {
+			r.Value = append([]byte{}, r.Value...)
+		}
+	}
+	if err := t.commit(bt, -1); err != nil {
+		return nil, err
+	}
+	if !h.DropChangelog {
+		h.changelog[t.partition] = append(h.changelog[t.partition], cl...)
 	}
 	return bt.out, nil
 }
@@ -91,22 +132,50 @@ func (h *Harness) Tick(ctx context.Context, partition int32) ([]*kgo.Record, err
 		t.abort(bt)
 		return nil, err
 	}
-	if err := t.commit(bt); err != nil {
-		return nil, err
-	}
-	return bt.out, nil
+	return h.commit(t, bt)
 }
 
-// Restore runs every Restorer processor on partition with read as its
-// changelog reader, as the runtime does for a partition with no state.
-func (h *Harness) Restore(ctx context.Context, partition int32, read ReadTopic) error {
+// Changelog returns what the runtime would have written to the
+// changelog topic for partition so far, in order.
+func (h *Harness) Changelog(partition int32) []*kgo.Record { return h.changelog[partition] }
+
+// Restore replaces partition's state with what the changelog records
+// recs hold (as read from the changelog topic, in order), as the runtime
+// does for a partition whose local state is missing or behind.
+func (h *Harness) Restore(partition int32, recs []*kgo.Record) error {
 	t := h.task(partition)
-	bt := t.newBatch()
-	if _, err := t.restore(ctx, bt, read); err != nil {
-		t.abort(bt)
+	lo := partitionPrefix(partition)
+	b := h.db.NewBatch()
+	defer b.Close()
+	if err := b.DeleteRange(lo, prefixEnd(lo), nil); err != nil {
 		return err
 	}
-	return t.commit(bt)
+	for _, rec := range recs {
+		key := append(append([]byte(nil), lo...), rec.Key...)
+		var err error
+		if rec.Value == nil {
+			err = b.Delete(key, nil)
+		} else {
+			err = b.Set(key, rec.Value, nil)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return err
+	}
+	t.resetMemos()
+	next, err := readOffset(h.db, partition)
+	if err != nil {
+		return err
+	}
+	t.next = next
+	if next >= 0 && partition == 0 {
+		h.offsets[0] = next
+	}
+	h.changelog[partition] = append([]*kgo.Record(nil), recs...)
+	return nil
 }
 
 // Snapshot returns every state key and value of partition (keys without
@@ -154,8 +223,5 @@ func (h *Harness) Records(ctx context.Context, recs []*kgo.Record) ([]*kgo.Recor
 			return nil, err
 		}
 	}
-	if err := t.commit(bt); err != nil {
-		return nil, err
-	}
-	return bt.out, nil
+	return h.commit(t, bt)
 }

@@ -24,6 +24,8 @@ type Memo struct {
 	// allocating its key again.
 	m   map[string]*memoEntry
 	max int
+	// local is the processor's per-partition value (see Local).
+	local any
 }
 
 type memoEntry struct{ v any }
@@ -60,4 +62,15 @@ func (m *Memo) Delete(key []byte) { delete(m.m, string(key)) }
 // Len returns the number of entries.
 func (m *Memo) Len() int { return len(m.m) }
 
-func (m *Memo) reset() { clear(m.m) }
+// Local returns the value SetLocal kept: one value per processor and
+// partition task (caches over the state, say), never evicted, emptied
+// whenever the memo is.
+func (m *Memo) Local() any { return m.local }
+
+// SetLocal keeps v as the processor's value for this partition task.
+func (m *Memo) SetLocal(v any) { m.local = v }
+
+func (m *Memo) reset() {
+	clear(m.m)
+	m.local = nil
+}

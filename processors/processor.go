@@ -1,12 +1,29 @@
 // Package processors is the partition-task runtime: a consumer group over
-// the events topic, one task per partition, each with its Pebble state and
-// the next offset committed atomically with that state. Processors
+// the events topic, one task per partition, each with its Pebble state,
+// the state's changelog and the next offset. Processors
 // (processors/shadow, processors/rules, ...) plug in through the Processor
 // interface; the runtime never imports them.
+//
+// What the runtime promises (ARCHITECTURE.md, "State, effects and
+// replay"):
+//
+//   - State is exactly once: a batch's state writes and its next offset
+//     go to the changelog topic in one Kafka transaction with everything
+//     the batch emits, and then to Pebble in one batch. A partition whose
+//     local state is missing or behind the changelog is restored from it
+//     and resumes at the offset recorded there: events are never applied
+//     twice, and effects are never emitted again for events already
+//     handled.
+//   - Emitted records are exactly once for read-committed consumers (the
+//     transaction), and each carries a deterministic id (iot.src).
+//   - A failed call leaves nothing: its writes and its emitted records are
+//     discarded (the event goes to the DLQ); a store or produce failure
+//     aborts the batch and the task starts again from its state.
 package processors
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"time"
@@ -29,11 +46,19 @@ const GCPercent = 200
 // commits the state, the emitted records and the next offset together,
 // so a processor never sees an event twice against the same state.
 //
-// A processor must be deterministic given its state and the event (use
-// tx.Now, never time.Now) so that a rebuild from the log gives the same
-// state.
+// A processor must be a function of its state and the event (and tx.Now,
+// never time.Now, never a node flag, never a read outside tx), so that a
+// rebuild on any node gives the same state and outputs.
+//
+// A Process call that returns an error leaves nothing: its writes and
+// the records it emitted are discarded, its memo is emptied, and the
+// event goes to the DLQ with the error; the other processors and events
+// carry on. An error that wraps ErrFatal (and any state-store failure,
+// whatever Process returns) instead aborts the whole batch and restarts
+// the partition's task from its state.
 type Processor interface {
-	// Name is the processor's stable name; it namespaces its state keys.
+	// Name is the processor's stable name; it namespaces its state keys
+	// and appears in the ids of what it emits.
 	Name() string
 	// Process applies one event. tx and ev are valid only during the
 	// call (the runtime reuses them); values taken from them (strings,
@@ -44,34 +69,31 @@ type Processor interface {
 // Ticker is implemented by processors with timers. Tick is called per
 // partition at the runtime's tick interval, between the partition's
 // batches, with state access and emit like Process; what it does
-// commits like a batch.
+// commits like a batch. Before emitting what a timer produces, Tick
+// calls tx.At with the timer's deadline, so the ids of its outputs do
+// not depend on when the tick ran.
 type Ticker interface {
 	Tick(ctx context.Context, tx *Tx, now time.Time) error
 }
 
-// Restorer is implemented by processors that keep a changelog topic of
-// their own, so that their state outlives the events topic's retention.
-// A partition task that starts with no state calls Restore before its
-// first event: the processor puts back, through tx, what its changelog
-// holds for tx's partition. The task then applies the partition's events
-// from the start of what the log still holds, so Restore must also leave
-// what the processor needs to skip the events its restored state already
-// reflects.
-type Restorer interface {
-	// Changelog is the processor's changelog topic. The runtime produces
-	// the records the processor emits to it to the partition of the
-	// events they come from (when the topic has that partition), so that
-	// a restore reads one partition of it, not all.
-	Changelog() string
-	// Restore restores tx's partition and returns how many entries it
-	// put back; read reads the changelog (the partition of it that holds
-	// tx's partition's records, or all of it).
-	Restore(ctx context.Context, tx *Tx, read ReadTopic) (int, error)
+// ErrFatal marks an error that aborts the batch and restarts the
+// partition's task (a store or produce failure, a broken invariant), as
+// opposed to an error about one event, which sends the event to the DLQ.
+var ErrFatal = errors.New("fatal to the batch")
+
+// Fatal wraps err so that it aborts the batch (see ErrFatal).
+func Fatal(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fatalError{err}
 }
 
-// ReadTopic reads topic from its start up to the end it has when called,
-// passing each record to fn, in order within a partition.
-type ReadTopic func(ctx context.Context, topic string, fn func(*kgo.Record) error) error
+type fatalError struct{ err error }
+
+func (e fatalError) Error() string        { return e.err.Error() }
+func (e fatalError) Unwrap() []error      { return []error{e.err, ErrFatal} }
+func (e fatalError) Is(target error) bool { return target == ErrFatal }
 
 // Event is one record of the events topic with its decoded envelope. The
 // payload is decoded as JSON at most once, on first use, and shared by
@@ -106,32 +128,29 @@ func (e *Event) JSON() (any, error) {
 // ReceivedAt returns the envelope's receive time.
 func (e *Event) ReceivedAt() time.Time { return time.Unix(0, e.Envelope.ReceivedAt) }
 
-// Store is the key-value state a Tx reads and writes. The runtime backs it
-// with a Pebble batch; tests may use NewMemStore.
-type Store interface {
-	Get(key []byte) ([]byte, bool, error)
-	Set(key, value []byte) error
-	Delete(key []byte) error
-	// Scan calls fn for each key in [lower, upper) in order, until fn
-	// returns false. The slices are valid only during the call.
-	Scan(lower, upper []byte, fn func(key, value []byte) bool) error
-}
-
 // Tx is a processor's view of one partition during one event (or tick):
 // its own key space of the partition's state, the records it emits, its
-// memo, and the clock. A Tx is valid only during the call it is passed
+// memo, and the clock. Its writes are the call's own until the call
+// returns without error. A Tx is valid only during the call it is passed
 // to.
 type Tx struct {
-	store     Store
+	t         *task
+	bt        *batch
+	ov        *overlay
 	prefix    []byte
+	name      string
 	partition int32
 	now       time.Time
 	dryRun    bool
-	bt        *batch
-	source    []byte
-	seq       int
-	memo      *Memo
-	// kbuf holds the prefixed key of a Get, Set or Delete (the store
+	// source is the id base of what the call emits, "<partition>/<offset>"
+	// or "<partition>/t<deadline ms>", without the processor name.
+	source []byte
+	seq    int
+	memo   *Memo
+	// failed is the first state-store failure of the call: fatal to the
+	// batch whatever the processor returns.
+	failed error
+	// kbuf holds the prefixed key of a Get, Set or Delete (the overlay
 	// copies what it keeps).
 	kbuf []byte
 }
@@ -149,63 +168,112 @@ func (tx *Tx) DryRun() bool { return tx.dryRun }
 // Memo returns the processor's memo of this partition (see Memo).
 func (tx *Tx) Memo() *Memo { return tx.memo }
 
-// key returns a fresh prefixed key (for callers that hold two at once).
-func (tx *Tx) key(k []byte) []byte {
-	out := make([]byte, 0, len(tx.prefix)+len(k))
-	return append(append(out, tx.prefix...), k...)
-}
-
 // scratchKey returns the prefixed key in tx's buffer, valid until the
 // next call.
-func (tx *Tx) scratchKey(k []byte) []byte {
-	tx.kbuf = append(append(tx.kbuf[:0], tx.prefix...), k...)
+func (tx *Tx) scratchKey(prefix, k []byte) []byte {
+	tx.kbuf = append(append(tx.kbuf[:0], prefix...), k...)
 	return tx.kbuf
 }
 
-// Get reads a key of this processor's state in this partition. The
+// fail records a store failure (fatal to the batch) and returns it.
+func (tx *Tx) fail(err error) error {
+	if err != nil && tx.failed == nil {
+		tx.failed = Fatal(err)
+	}
+	return err
+}
+
+// Get reads a key of this processor's state in this partition: the
+// call's own writes first, then the batch and the committed state. The
 // value is the caller's.
-func (tx *Tx) Get(key []byte) ([]byte, bool, error) { return tx.store.Get(tx.scratchKey(key)) }
+func (tx *Tx) Get(key []byte) ([]byte, bool, error) {
+	k := tx.scratchKey(tx.prefix, key)
+	if v, del, ok := tx.ov.get(k); ok {
+		if del {
+			return nil, false, nil
+		}
+		return append([]byte(nil), v...), true, nil
+	}
+	v, ok, err := tx.bt.get(k)
+	return v, ok, tx.fail(err)
+}
 
 // Set writes a key of this processor's state in this partition.
-func (tx *Tx) Set(key, value []byte) error { return tx.store.Set(tx.scratchKey(key), value) }
+func (tx *Tx) Set(key, value []byte) error {
+	tx.ov.set(tx.scratchKey(tx.prefix, key), value, false)
+	return nil
+}
 
 // Delete removes a key of this processor's state in this partition.
-func (tx *Tx) Delete(key []byte) error { return tx.store.Delete(tx.scratchKey(key)) }
+func (tx *Tx) Delete(key []byte) error {
+	tx.ov.set(tx.scratchKey(tx.prefix, key), nil, true)
+	return nil
+}
 
 // Scan iterates this processor's keys in [lower, upper) of this
-// partition; keys are passed without the partition/processor prefix.
-// A nil upper means "to the end of this processor's key space".
+// partition, the call's own writes included; keys are passed without the
+// partition/processor prefix. A nil upper means "to the end of this
+// processor's key space".
 func (tx *Tx) Scan(lower, upper []byte, fn func(key, value []byte) bool) error {
-	lo := tx.key(lower)
+	lo := append(append([]byte(nil), tx.prefix...), lower...)
 	var hi []byte
 	if upper == nil {
 		hi = prefixEnd(tx.prefix)
 	} else {
-		hi = tx.key(upper)
+		hi = append(append([]byte(nil), tx.prefix...), upper...)
 	}
 	n := len(tx.prefix)
-	return tx.store.Scan(lo, hi, func(k, v []byte) bool { return fn(k[n:], v) })
+	return tx.fail(tx.ov.scan(tx.bt, lo, hi, func(k, v []byte) bool { return fn(k[n:], v) }))
+}
+
+// Lookup reads key of another processor's state in this partition, as
+// this batch sees it (its earlier events included, and the other
+// processor's writes for this event when it runs before the caller).
+// It is how a processor reads what another derives in the same
+// transaction; what lives in other partitions is not visible here.
+func (tx *Tx) Lookup(processor string, key []byte) ([]byte, bool, error) {
+	p, ok := tx.t.prefixOf(processor)
+	if !ok {
+		return nil, false, nil
+	}
+	v, ok, err := tx.bt.get(tx.scratchKey(p, key))
+	return v, ok, tx.fail(err)
+}
+
+// PartitionOf returns the events-topic partition of the events keyed
+// key (the thing), as ingest's producer partitions them.
+func (tx *Tx) PartitionOf(key []byte) int32 { return tx.t.partitionOf(key) }
+
+// At sets the id base of what the call emits from now on to the timer
+// deadline at: "<partition>/t<unix ms>/<processor>/<seq>", seq starting
+// again from 0. Tick calls it before emitting a timer's outputs, so a
+// tick run again (after a crash) gives them the same ids.
+func (tx *Tx) At(at time.Time) {
+	src := make([]byte, 0, 24)
+	src = strconv.AppendInt(src, int64(tx.partition), 10)
+	src = append(src, '/', 't')
+	tx.source = strconv.AppendInt(src, at.UnixMilli(), 10)
+	tx.seq = 0
 }
 
 // Emit queues a record for production. The runtime adds the header
-// iot.src = "<partition>/<offset>/<proc>/<seq>" (a deterministic id of
-// the output: the same event always yields the same ids), so consumers
-// can drop the duplicates a crash between produce and commit can cause.
+// iot.src = "<partition>/<offset>/<processor>/<seq>" (a deterministic id
+// of the output: the same event always yields the same ids; see At for
+// timers), so consumers can tell an output they have already seen.
 func (tx *Tx) Emit(r *kgo.Record) {
-	src := tx.bt.alloc(len(tx.source) + 1 + 20)[:0]
-	src = append(append(src, tx.source...), '/')
-	src = appendInt(src, int64(tx.seq))
+	src := tx.bt.alloc(len(tx.source) + len(tx.name) + 2 + 20)[:0]
+	src = append(append(append(src, tx.source...), '/'), tx.name...)
+	src = append(src, '/')
+	src = strconv.AppendInt(src, int64(tx.seq), 10)
 	tx.seq++
-	// Changelog topics are partitioned like the events (see Restorer);
-	// the partitioner of every other topic ignores it.
-	r.Partition = tx.partition
 	r.Headers = append(r.Headers, kgo.RecordHeader{Key: schemas.HeaderSource, Value: src[:len(src):len(src)]})
 	tx.bt.out = append(tx.bt.out, r)
 }
 
 // Source returns the events partition and offset a record emitted by a
 // processor comes from, read from its iot.src header (see Tx.Emit);
-// ok is false for a record without one.
+// ok is false for a record without one, and for a timer's output
+// ("<partition>/t<deadline>/...").
 func Source(r *kgo.Record) (partition int32, offset int64, ok bool) {
 	src := string(schemas.HeaderValue(r.Headers, schemas.HeaderSource))
 	ps, rest, found := strings.Cut(src, "/")
@@ -229,24 +297,4 @@ func prefixEnd(p []byte) []byte {
 	return nil
 }
 
-func appendInt(b []byte, n int64) []byte {
-	if n == 0 {
-		return append(b, '0')
-	}
-	var tmp [20]byte
-	i := len(tmp)
-	neg := n < 0
-	if neg {
-		n = -n
-	}
-	for n > 0 {
-		i--
-		tmp[i] = byte('0' + n%10)
-		n /= 10
-	}
-	if neg {
-		i--
-		tmp[i] = '-'
-	}
-	return append(b, tmp[i:]...)
-}
+func appendInt(b []byte, n int64) []byte { return strconv.AppendInt(b, n, 10) }

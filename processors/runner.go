@@ -13,7 +13,6 @@ import (
 	"github.com/iotpipe/iotpipe/internal/eventlog"
 	"github.com/iotpipe/iotpipe/schemas"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -24,15 +23,23 @@ type ClientFactory interface {
 
 // RunnerOptions configures a Runner.
 type RunnerOptions struct {
-	// Topics are the log's topic names (default schemas.DefaultTopics()).
+	// Topics are the log's topic names (default schemas.DefaultTopics()):
+	// the runner reads Events and writes Changelog and DLQ.
 	Topics schemas.Topics
 	// Group is the consumer group (default "iotpipe-processors"). Every
 	// `iotpipe process` instance of one deployment uses the same group.
+	// It also names the partitions' transactional ids
+	// ("<group>/<events topic>/<partition>").
 	Group string
 	// StateDir is the Pebble directory (default ./data/state).
 	StateDir string
 	// TickInterval is how often Ticker processors run (default 1s).
 	TickInterval time.Duration
+	// TransactionTimeout is how long the log keeps a batch's transaction
+	// open before aborting it (default 1m): the longest a crashed node
+	// can hold up readers of what it was writing, when no other node
+	// takes its partitions over first.
+	TransactionTimeout time.Duration
 	// Clock is the processors' clock (default time.Now).
 	Clock func() time.Time
 	// Logger receives logs (default slog.Default()).
@@ -40,8 +47,15 @@ type RunnerOptions struct {
 }
 
 func (o *RunnerOptions) defaults() {
+	def := schemas.DefaultTopics()
 	if o.Topics.Events == "" {
-		o.Topics = schemas.DefaultTopics()
+		o.Topics.Events = def.Events
+	}
+	if o.Topics.Changelog == "" {
+		o.Topics.Changelog = def.Changelog
+	}
+	if o.Topics.DLQ == "" {
+		o.Topics.DLQ = def.DLQ
 	}
 	if o.Group == "" {
 		o.Group = "iotpipe-processors"
@@ -52,6 +66,9 @@ func (o *RunnerOptions) defaults() {
 	if o.TickInterval <= 0 {
 		o.TickInterval = time.Second
 	}
+	if o.TransactionTimeout <= 0 {
+		o.TransactionTimeout = time.Minute
+	}
 	if o.Clock == nil {
 		o.Clock = time.Now
 	}
@@ -61,16 +78,21 @@ func (o *RunnerOptions) defaults() {
 }
 
 // Runner runs processors over the events topic: a consumer group, one
-// task per assigned partition, state in Pebble.
+// task per assigned partition, state in Pebble and in the changelog
+// topic.
 //
-// Guarantee: a partition's state and its next offset are committed in
-// one Pebble batch, so state is exactly-once: after a crash the task
-// resumes at the offset its state was written with, and no event is
-// applied twice. Emitted records are produced (and acknowledged) before
-// that batch commits, so none is lost; a crash between the two makes the
-// restarted task emit them again with the same iot.src header
-// ("<partition>/<offset>/<processor>/<seq>"): at-least-once with
-// deterministic ids, which downstream consumers use to drop duplicates.
+// Guarantee: each batch of a partition is one Kafka transaction holding
+// what the processors emitted, the state it changed (the changelog) and
+// the next offset; the Pebble batch with the same state and offset
+// commits after it. A partition is started (on assignment, and again
+// after a failed batch) only once its local state is current with the
+// changelog: restored from it when the local state is missing or behind
+// (a lost disk, a new node, a partition processed elsewhere meanwhile, a
+// crash between the two commits). So state is exactly once, events are
+// never applied twice (nothing they caused is emitted twice), and
+// read-committed consumers see every emitted record exactly once.
+// Starting a partition fences its earlier owner: a node that lost it can
+// no longer commit for it.
 type Runner struct {
 	opts    RunnerOptions
 	procs   []Processor
@@ -78,14 +100,25 @@ type Runner struct {
 	factory ClientFactory
 	metrics *runnerMetrics
 
+	// partitions is the events topic's partition count, read at Run.
+	partitions int
+
 	mu      sync.Mutex
-	tasks   map[int32]*task
 	workers map[int32]*worker
+	// consumer is the group client (set when partitions are assigned).
+	consumer *kgo.Client
 }
 
 // NewRunner opens the state store; Run starts consuming.
 func NewRunner(factory ClientFactory, procs []Processor, opts RunnerOptions) (*Runner, error) {
 	opts.defaults()
+	seen := map[string]bool{"": true}
+	for _, p := range procs {
+		if seen[p.Name()] {
+			return nil, fmt.Errorf("processors: two processors named %q (names namespace the state)", p.Name())
+		}
+		seen[p.Name()] = true
+	}
 	if err := os.MkdirAll(opts.StateDir, 0o755); err != nil {
 		return nil, fmt.Errorf("state dir %s: %w", opts.StateDir, err)
 	}
@@ -93,7 +126,7 @@ func NewRunner(factory ClientFactory, procs []Processor, opts RunnerOptions) (*R
 	if err != nil {
 		return nil, fmt.Errorf("open state %s: %w", opts.StateDir, err)
 	}
-	return &Runner{opts: opts, procs: procs, db: db, factory: factory, metrics: newRunnerMetrics(), tasks: map[int32]*task{}, workers: map[int32]*worker{}}, nil
+	return &Runner{opts: opts, procs: procs, db: db, factory: factory, metrics: newRunnerMetrics(), workers: map[int32]*worker{}}, nil
 }
 
 // Close closes the state store. Call it after Run returned.
@@ -108,8 +141,8 @@ func (r *Runner) Read(processor string, key []byte) ([]byte, bool, error) {
 	return readAnyPartition(r.db, processor, key)
 }
 
-// Run consumes until ctx ends (then it returns nil) or a partition's
-// state fails (then it returns that failure).
+// Run consumes until ctx ends (then it returns nil) or the consumer
+// fails.
 //
 // Each assigned partition has its own worker goroutine that applies the
 // partition's records batch after batch and runs its ticks; the poll
@@ -120,19 +153,24 @@ func (r *Runner) Read(processor string, key []byte) ([]byte, bool, error) {
 // bounds memory without stopping the other partitions.
 func (r *Runner) Run(ctx context.Context) error {
 	o := r.opts
-	parent := ctx
-	ctx, cancel := context.WithCancelCause(parent)
-	defer cancel(nil)
+	n, err := eventlog.PartitionCount(ctx, r.factory.Client, o.Topics.Events)
+	if err != nil {
+		return err
+	}
+	r.partitions = int(n)
 	cl, err := r.factory.Client(
 		kgo.ConsumerGroup(o.Group),
 		kgo.ConsumeTopics(o.Topics.Events),
 		kgo.DisableAutoCommit(),
 		kgo.FetchMaxWait(100*time.Millisecond),
-		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.AdjustFetchOffsetsFn(r.adjustOffsets),
-		kgo.RecordPartitioner(r.partitioner()),
-		kgo.OnPartitionsAssigned(func(_ context.Context, cl *kgo.Client, m map[string][]int32) {
-			r.assign(ctx, cancel, cl, m[o.Topics.Events])
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.OnPartitionsAssigned(func(_ context.Context, cl *kgo.Client, _ map[string][]int32) {
+			r.mu.Lock()
+			r.consumer = cl
+			r.mu.Unlock()
+		}),
+		kgo.AdjustFetchOffsetsFn(func(actx context.Context, m map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+			return r.assign(ctx, actx, m)
 		}),
 		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 			r.revoke(m[o.Topics.Events])
@@ -145,17 +183,18 @@ func (r *Runner) Run(ctx context.Context) error {
 		return err
 	}
 	defer cl.Close()
-	// Workers produce through cl: they stop before it closes.
+	// Workers produce with clients of their own; they stop before the
+	// consumer closes.
 	defer r.stopAll()
-	o.Logger.Info("processors running", "group", o.Group, "topic", o.Topics.Events, "state", o.StateDir, "processors", len(r.procs))
+	o.Logger.Info("processors running", "group", o.Group, "topic", o.Topics.Events, "changelog", o.Topics.Changelog, "state", o.StateDir, "processors", len(r.procs))
 	lastCommit := time.Now()
 	for {
 		fs := cl.PollRecords(ctx, 10000)
 		if ctx.Err() != nil {
-			if parent.Err() != nil {
-				return nil
-			}
-			return context.Cause(ctx) // a worker's state failure
+			return nil
+		}
+		if fs.IsClientClosed() {
+			return errors.New("processors: consumer closed")
 		}
 		fs.EachError(func(topic string, p int32, err error) {
 			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
@@ -167,39 +206,30 @@ func (r *Runner) Run(ctx context.Context) error {
 				r.dispatch(cl, fp)
 			}
 		})
-		// Offsets in Kafka are informational (lag tools); the state's
+		// Offsets in Kafka are informational (lag tools): the state's
 		// offsets are the truth.
 		if time.Since(lastCommit) >= time.Second {
-			cl.CommitUncommittedOffsets(ctx)
+			r.commitOffsets(ctx, cl)
 			lastCommit = time.Now()
 		}
 	}
 }
 
-// worker applies one partition's records and runs its ticks.
-type worker struct {
-	t  *task
-	cl *kgo.Client
-	// queue holds fetched records of the partition, in log order;
-	// paused is set while the partition's fetching is paused because
-	// the queue is full. Both under mu.
-	mu     sync.Mutex
-	queue  []kgo.FetchTopicPartition
-	paused bool
-	// wake tells the worker the queue grew.
-	wake chan struct{}
-	// stop asks the worker to return; done is closed when it has.
-	stop, done chan struct{}
+// commitOffsets commits the next offset of every partition's state to
+// the consumer group, for lag tools.
+func (r *Runner) commitOffsets(ctx context.Context, cl *kgo.Client) {
+	offs := map[int32]kgo.EpochOffset{}
+	r.mu.Lock()
+	for p, w := range r.workers {
+		if n := w.next.Load(); n >= 0 {
+			offs[p] = kgo.EpochOffset{Epoch: -1, Offset: n}
+		}
+	}
+	r.mu.Unlock()
+	if len(offs) > 0 {
+		cl.CommitOffsets(ctx, map[string]map[int32]kgo.EpochOffset{r.opts.Topics.Events: offs}, nil)
+	}
 }
-
-// A worker's queue pauses its partition's fetching at queueHigh polls
-// and resumes it at queueLow, so a partition with a backlog never holds
-// back the poll loop (and the other partitions), and memory stays
-// bounded.
-const (
-	queueHigh = 4
-	queueLow  = 1
-)
 
 // dispatch queues fetched records for their partition's worker, pausing
 // the partition's fetching when the queue is full. Records of a
@@ -231,165 +261,157 @@ func (r *Runner) dispatch(cl *kgo.Client, fp kgo.FetchTopicPartition) {
 	}
 }
 
-// next takes the oldest queued fetch, resuming the partition's fetching
-// when the queue has drained enough.
-func (w *worker) next(cl *kgo.Client) (kgo.FetchTopicPartition, bool) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if len(w.queue) == 0 {
-		return kgo.FetchTopicPartition{}, false
+// assign starts a worker for each newly assigned partition of m, once
+// its state is current with the changelog (restored if needed), and
+// starts consuming it at the state's next offset. It runs as the
+// group's offset adjustment, so no record of a partition is fetched
+// before its state is ready. actx ends when the group session begins
+// revoking; workers run under runCtx.
+func (r *Runner) assign(runCtx, actx context.Context, m map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	ps := m[r.opts.Topics.Events]
+	type ready struct {
+		p   int32
+		w   *worker
+		err error
 	}
-	fp := w.queue[0]
-	w.queue[0] = kgo.FetchTopicPartition{}
-	w.queue = w.queue[1:]
-	if w.paused && len(w.queue) <= queueLow {
-		w.paused = false
-		cl.ResumeFetchPartitions(map[string][]int32{fp.Topic: {fp.Partition}})
+	results := make(chan ready, len(ps))
+	var started int
+	for p := range ps {
+		r.mu.Lock()
+		w := r.workers[p]
+		r.mu.Unlock()
+		if w != nil {
+			ps[p] = nextOffset(w.t.next)
+			continue
+		}
+		started++
+		go func(p int32) {
+			w, err := r.startPartition(actx, p)
+			results <- ready{p, w, err}
+		}(p)
 	}
-	return fp, true
+	var firstErr error
+	var fresh []int32
+	for range started {
+		res := <-results
+		if res.err != nil {
+			if firstErr == nil {
+				firstErr = res.err
+			}
+			continue
+		}
+		fresh = append(fresh, res.p)
+		ps[res.p] = nextOffset(res.w.t.next)
+		r.opts.Logger.Info("partition assigned", "topic", r.opts.Topics.Events, "partition", res.p, "resume_at", res.w.t.next)
+	}
+	if firstErr != nil {
+		// Stop what was prepared here: the group session rejoins and
+		// assigns again.
+		r.revoke(fresh)
+		return nil, firstErr
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for p := range ps {
+		w := r.workers[p]
+		if w != nil && w.done == nil {
+			w.done = make(chan struct{})
+			go w.work(runCtx)
+		}
+	}
+	return m, nil
 }
 
-// work is a partition's worker loop: queued fetches, ticks between
-// them. A state failure cancels the run.
-func (r *Runner) work(ctx context.Context, fail context.CancelCauseFunc, cl *kgo.Client, w *worker) {
-	defer close(w.done)
-	if err := r.restore(ctx, w.t); err != nil {
-		if ctx.Err() == nil {
-			fail(err)
-		}
-		return
+func nextOffset(next int64) kgo.Offset {
+	if next < 0 {
+		return kgo.NewOffset().AtStart()
 	}
-	ticker := time.NewTicker(r.opts.TickInterval)
-	defer ticker.Stop()
+	return kgo.NewOffset().At(next).WithEpoch(-1)
+}
+
+// startPartition makes partition p's worker, with its producer (which
+// fences earlier owners) and its state current with the changelog, and
+// registers it (not yet running). It retries failures until ctx ends.
+func (r *Runner) startPartition(ctx context.Context, p int32) (*worker, error) {
+	t := r.newTask(p)
+	backoff := 200 * time.Millisecond
 	for {
+		prod, err := r.newProducer(p)
+		if err == nil {
+			err = r.prepare(ctx, t, prod)
+			if err != nil {
+				prod.Close()
+			}
+		}
+		if err == nil {
+			w := &worker{r: r, t: t, prod: prod, wake: make(chan struct{}, 1), stop: make(chan struct{})}
+			r.mu.Lock()
+			w.cl = r.consumer
+			r.workers[p] = w
+			r.mu.Unlock()
+			w.next.Store(t.next)
+			return w, nil
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("start partition %d: %w", p, err)
+		}
+		r.opts.Logger.Warn("starting partition failed; retrying", "partition", p, "err", err, "retry_in", backoff)
 		select {
-		case <-w.stop:
-			return
 		case <-ctx.Done():
-			return
-		default:
+			return nil, fmt.Errorf("start partition %d: %w", p, err)
+		case <-time.After(backoff):
 		}
-		var err error
-		select {
-		case <-ticker.C:
-			err = r.tick(ctx, cl, w.t)
-		default:
-			if fp, ok := w.next(cl); ok {
-				err = r.processPartition(ctx, cl, w.t, fp.Records)
-				last := fp.Records[len(fp.Records)-1].Offset
-				r.metrics.lag.WithLabelValues(itoa(fp.Partition)).Set(float64(fp.HighWatermark - last - 1))
-				break
-			}
-			select {
-			case <-w.stop:
-				return
-			case <-ctx.Done():
-				return
-			case <-ticker.C:
-				err = r.tick(ctx, cl, w.t)
-			case <-w.wake:
-			}
-		}
-		if err != nil {
-			if ctx.Err() == nil {
-				fail(err)
-			}
-			return
-		}
+		backoff = min(2*backoff, 5*time.Second)
 	}
 }
 
-// restore restores t's partition from the processors' changelogs when
-// its state is empty (see Restorer).
-func (r *Runner) restore(ctx context.Context, t *task) error {
-	next, err := readOffset(r.db, t.partition)
-	if err != nil || next >= 0 {
-		return err
-	}
-	start := time.Now()
-	bt := t.newBatch()
-	read := func(ctx context.Context, topic string, fn func(*kgo.Record) error) error {
-		n, err := r.partitionCount(ctx, topic)
-		if err != nil {
-			return err
-		}
-		var keep func(int32) bool // all: the topic has fewer partitions (see changelogPartitioner)
-		if t.partition < n {
-			keep = func(q int32) bool { return q == t.partition }
-		}
-		return eventlog.ReadPartitionsToEnd(ctx, r.factory.Client, topic, keep, fn)
-	}
-	n, err := t.restore(ctx, bt, read)
-	if err != nil {
-		t.abort(bt)
-		return err
-	}
-	if err := t.commit(bt); err != nil {
-		return err
-	}
-	if n > 0 {
-		r.opts.Logger.Info("partition state restored from changelogs", "partition", t.partition, "entries", n, "took", time.Since(start).Round(time.Millisecond))
-	}
-	return nil
+// newProducer returns partition p's transactional producer: its id is
+// the partition's, so a new owner fences the old one.
+func (r *Runner) newProducer(p int32) (*kgo.Client, error) {
+	id := fmt.Sprintf("%s/%s/%d", r.opts.Group, r.opts.Topics.Events, p)
+	return r.factory.Client(
+		kgo.TransactionalID(id),
+		kgo.TransactionTimeout(r.opts.TransactionTimeout),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.RecordPartitioner(changelogPartitioner{r.opts.Topics.Changelog, kgo.StickyKeyPartitioner(nil)}),
+		kgo.ProducerLinger(0),
+		kgo.MaxBufferedRecords(1<<17),
+	)
 }
 
-// partitioner is the partitioner of what the processors emit.
-func (r *Runner) partitioner() kgo.Partitioner {
-	p := changelogPartitioner{changelogs: map[string]bool{}, def: kgo.StickyKeyPartitioner(nil)}
-	for _, proc := range r.procs {
-		if rs, ok := proc.(Restorer); ok {
-			p.changelogs[rs.Changelog()] = true
-		}
+// prepare fences the partition's earlier owners (their open transactions
+// are aborted) and makes t's state current with the changelog.
+func (r *Runner) prepare(ctx context.Context, t *task, prod *kgo.Client) error {
+	if _, _, err := prod.ProducerID(ctx); err != nil {
+		return fmt.Errorf("transactional producer of partition %d: %w", t.partition, err)
 	}
-	return p
+	_, err := r.prepareState(ctx, t, prod)
+	return err
 }
 
-// partitionCount returns how many partitions topic has.
-func (r *Runner) partitionCount(ctx context.Context, topic string) (int32, error) {
-	cl, err := r.factory.Client()
-	if err != nil {
-		return 0, err
-	}
-	defer cl.Close()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
-	if err == nil {
-		err = ends.Error()
-	}
-	if err != nil {
-		return 0, fmt.Errorf("partitions of %s: %w", topic, err)
-	}
-	var n int32
-	ends.Each(func(o kadm.ListedOffset) { n = max(n, o.Partition+1) })
-	return n, nil
-}
-
-// changelogPartitioner sends the records of changelog topics to the
-// partition set on them (Tx.Emit sets the events partition), so that a
-// partition's changelog is one partition of the topic; when the topic
-// has fewer partitions, and for every other topic, it hashes the key as
-// franz-go's default does.
+// changelogPartitioner sends changelog records to the partition set on
+// them (the events partition whose state they hold); every other topic
+// is partitioned by key, as franz-go's default does.
 type changelogPartitioner struct {
-	changelogs map[string]bool
-	def        kgo.Partitioner
+	changelog string
+	def       kgo.Partitioner
 }
 
 func (p changelogPartitioner) ForTopic(topic string) kgo.TopicPartitioner {
-	def := p.def.ForTopic(topic)
-	if !p.changelogs[topic] {
-		return def
+	if topic != p.changelog {
+		return p.def.ForTopic(topic)
 	}
-	return changelogTopic{def}
+	return manualTopic{}
 }
 
-type changelogTopic struct{ def kgo.TopicPartitioner }
+type manualTopic struct{}
 
-func (c changelogTopic) RequiresConsistency(*kgo.Record) bool { return true }
-
-func (c changelogTopic) Partition(r *kgo.Record, n int) int {
-	if int(r.Partition) < n && r.Partition >= 0 {
-		return int(r.Partition)
+func (manualTopic) RequiresConsistency(*kgo.Record) bool { return true }
+func (manualTopic) Partition(r *kgo.Record, n int) int {
+	if int(r.Partition) >= n || r.Partition < 0 {
+		return -1 // the produce fails: a changelog needs the events' partitions
 	}
-	return c.def.Partition(r, n)
+	return int(r.Partition)
 }
 
 // stopAll stops every worker and waits for them.
@@ -403,51 +425,10 @@ func (r *Runner) stopAll() {
 	r.revoke(ps)
 }
 
-// adjustOffsets starts each assigned partition at the offset its state
-// was committed with, or at the log's start when there is no state (the
-// state is rebuilt from the log).
-func (r *Runner) adjustOffsets(_ context.Context, m map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
-	for topic, ps := range m {
-		for p := range ps {
-			next, err := readOffset(r.db, p)
-			if err != nil {
-				return nil, err
-			}
-			if next < 0 {
-				ps[p] = kgo.NewOffset().AtStart()
-			} else {
-				ps[p] = kgo.NewOffset().At(next)
-			}
-			r.opts.Logger.Info("partition assigned", "topic", topic, "partition", p, "resume_at", next)
-		}
-	}
-	return m, nil
-}
-
-// assign starts a worker for each newly assigned partition (its task is
-// created the first time).
-func (r *Runner) assign(ctx context.Context, fail context.CancelCauseFunc, cl *kgo.Client, ps []int32) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, p := range ps {
-		if _, ok := r.workers[p]; ok {
-			continue
-		}
-		t, ok := r.tasks[p]
-		if !ok {
-			t = r.newTask(p)
-			r.tasks[p] = t
-		}
-		w := &worker{t: t, cl: cl, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
-		r.workers[p] = w
-		go r.work(ctx, fail, cl, w)
-	}
-}
-
 // newTask returns partition p's task, counting and logging what its
 // processors send to the DLQ.
 func (r *Runner) newTask(p int32) *task {
-	t := newTask(r.db, p, r.procs, r.opts.Clock, false, r.opts.Topics.DLQ)
+	t := newTask(r.db, p, r.procs, r.opts.Clock, false, r.opts.Topics.DLQ, r.partitions)
 	t.onError = func(proc string, err error) {
 		r.metrics.taskErrors.WithLabelValues(proc).Inc()
 		r.opts.Logger.Warn("event to dlq", "processor", proc, "partition", p, "err", err)
@@ -456,9 +437,9 @@ func (r *Runner) newTask(p int32) *task {
 }
 
 // revoke stops the workers of ps and waits for them (a worker finishes
-// the batch it is in: committed, or abandoned), then drops their tasks
-// (a partition assigned again starts from its state with a fresh
-// memo).
+// the batch it is in: committed, or abandoned), then forgets them (a
+// partition assigned again starts with a fresh task and memo, its state
+// checked against the changelog).
 func (r *Runner) revoke(ps []int32) {
 	r.mu.Lock()
 	var stopped []*worker
@@ -468,106 +449,23 @@ func (r *Runner) revoke(ps []int32) {
 			stopped = append(stopped, w)
 			delete(r.workers, p)
 		}
-		delete(r.tasks, p)
 	}
 	r.mu.Unlock()
 	for _, w := range stopped {
-		<-w.done
+		if w.done != nil {
+			<-w.done
+		} else {
+			w.prod.Close() // prepared, never started
+		}
 		// A partition assigned again must not stay paused. (dispatch
 		// queues nothing once stop is closed.)
 		w.mu.Lock()
-		if w.paused {
+		if w.paused && w.cl != nil {
 			w.paused = false
 			w.cl.ResumeFetchPartitions(map[string][]int32{r.opts.Topics.Events: {w.t.partition}})
 		}
 		w.mu.Unlock()
 	}
-}
-
-// processPartition applies recs as one batch. The records the
-// processors emit are produced while the batch goes on (every
-// sendEvery records), so producing overlaps processing; the batch's
-// state and offset commit only once every one of them is acknowledged,
-// and not at all if one fails.
-func (r *Runner) processPartition(ctx context.Context, cl *kgo.Client, t *task, recs []*kgo.Record) error {
-	bt := t.newBatch()
-	var out outputs
-	sent := 0
-	for i, rec := range recs {
-		if err := t.apply(ctx, bt, rec); err != nil {
-			out.wait()
-			t.abort(bt)
-			return err
-		}
-		if i%sendEvery == sendEvery-1 {
-			out.produce(ctx, cl, bt.out[sent:])
-			sent = len(bt.out)
-		}
-	}
-	r.metrics.events.Add(float64(len(recs)))
-	return r.finish(ctx, cl, t, bt, &out, sent)
-}
-
-// sendEvery is how many events a batch applies between two sends of
-// what they emitted.
-const sendEvery = 256
-
-// outputs tracks the records a batch produces: how many are in flight
-// and the first failure.
-type outputs struct {
-	wg    sync.WaitGroup
-	mu    sync.Mutex
-	first error
-}
-
-// produce sends recs without waiting for them.
-func (o *outputs) produce(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) {
-	o.wg.Add(len(recs))
-	for _, rec := range recs {
-		cl.Produce(ctx, rec, o.done)
-	}
-}
-
-func (o *outputs) done(_ *kgo.Record, err error) {
-	if err != nil {
-		o.mu.Lock()
-		if o.first == nil {
-			o.first = err
-		}
-		o.mu.Unlock()
-	}
-	o.wg.Done()
-}
-
-// wait waits for every record sent and returns the first failure.
-func (o *outputs) wait() error {
-	o.wg.Wait()
-	return o.first
-}
-
-// finish produces a batch's records from bt.out[sent:] (out holds the
-// ones sent before), waits until every one is acknowledged, then
-// commits the batch's state and offset; a failed record abandons the
-// batch.
-func (r *Runner) finish(ctx context.Context, cl *kgo.Client, t *task, bt *batch, out *outputs, sent int) error {
-	out.produce(ctx, cl, bt.out[sent:])
-	if err := out.wait(); err != nil {
-		t.abort(bt)
-		return fmt.Errorf("produce outputs of partition %d: %w", t.partition, err)
-	}
-	r.metrics.emitted.Add(float64(len(bt.out)))
-	return t.commit(bt)
-}
-
-// tick runs the Ticker processors of t's partition and commits what
-// they did.
-func (r *Runner) tick(ctx context.Context, cl *kgo.Client, t *task) error {
-	bt := t.newBatch()
-	if err := t.tick(ctx, bt); err != nil {
-		t.abort(bt)
-		return err
-	}
-	return r.finish(ctx, cl, t, bt, new(outputs), 0)
 }
 
 func itoa(p int32) string { return string(appendInt(nil, int64(p))) }
@@ -577,6 +475,9 @@ type runnerMetrics struct {
 	emitted    prometheus.Counter
 	taskErrors *prometheus.CounterVec
 	lag        *prometheus.GaugeVec
+	restores   prometheus.Counter
+	aborts     prometheus.Counter
+	lost       prometheus.Counter
 }
 
 func newRunnerMetrics() *runnerMetrics {
@@ -585,7 +486,7 @@ func newRunnerMetrics() *runnerMetrics {
 			Name: "iotpipe_processor_events_total", Help: "Events applied by the partition tasks.",
 		}),
 		emitted: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "iotpipe_processor_emitted_total", Help: "Records emitted by processors.",
+			Name: "iotpipe_processor_emitted_total", Help: "Records emitted by processors (committed).",
 		}),
 		taskErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "iotpipe_processor_errors_total", Help: "Events a processor failed on (sent to the DLQ), by processor.",
@@ -593,9 +494,18 @@ func newRunnerMetrics() *runnerMetrics {
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "iotpipe_processor_lag", Help: "Records behind the high watermark, per events partition.",
 		}, []string{"partition"}),
+		restores: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "iotpipe_processor_restores_total", Help: "Partitions whose state was restored from the changelog.",
+		}),
+		aborts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "iotpipe_processor_aborted_batches_total", Help: "Batches aborted by a store or produce failure (the task started again from its state).",
+		}),
+		lost: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "iotpipe_processor_retention_lost_total", Help: "Events removed by the log's retention before any processor applied them.",
+		}),
 	}
 }
 
 func (m *runnerMetrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.events, m.emitted, m.taskErrors, m.lag}
+	return []prometheus.Collector{m.events, m.emitted, m.taskErrors, m.lag, m.restores, m.aborts, m.lost}
 }

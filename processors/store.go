@@ -14,7 +14,9 @@ import (
 //	'p' | partition (4 bytes, big endian) | processor name | 0x00 | key
 //
 // The runtime's own keys use the reserved processor name "" (so the
-// prefix is 'p' | partition | 0x00): "offset" holds the next offset.
+// prefix is 'p' | partition | 0x00): "offset" holds the next offset (it
+// goes to the changelog with the state), "changelog" the end offset of
+// the changelog partition this state is current with (local only).
 
 func partitionPrefix(partition int32) []byte {
 	b := make([]byte, 5, 32)
@@ -31,53 +33,33 @@ func offsetKey(partition int32) []byte {
 	return append(processorPrefix(partition, ""), "offset"...)
 }
 
-// batchStore is a Store over an indexed Pebble batch: reads see the
-// batch's own writes, and nothing reaches the DB until the batch commits.
-type batchStore struct{ b *pebble.Batch }
-
-func (s batchStore) Get(key []byte) ([]byte, bool, error) {
-	v, closer, err := s.b.Get(key)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, fmt.Errorf("state get: %w", err)
-	}
-	out := append([]byte(nil), v...)
-	closer.Close()
-	return out, true, nil
-}
-
-func (s batchStore) Set(key, value []byte) error { return s.b.Set(key, value, nil) }
-
-func (s batchStore) Delete(key []byte) error { return s.b.Delete(key, nil) }
-
-func (s batchStore) Scan(lower, upper []byte, fn func(key, value []byte) bool) error {
-	it, err := s.b.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
-	if err != nil {
-		return fmt.Errorf("state scan: %w", err)
-	}
-	for ok := it.First(); ok; ok = it.Next() {
-		if !fn(it.Key(), it.Value()) {
-			break
-		}
-	}
-	return it.Close()
+func changelogEndKey(partition int32) []byte {
+	return append(processorPrefix(partition, ""), "changelog"...)
 }
 
 // readOffset returns the next offset to process for partition, or -1 when
 // the state holds none.
 func readOffset(db *pebble.DB, partition int32) (int64, error) {
-	v, closer, err := db.Get(offsetKey(partition))
+	return readInt(db, offsetKey(partition), "offset", partition)
+}
+
+// readChangelogEnd returns the changelog end offset partition's state is
+// current with, or -1 when unknown (no checkpoint).
+func readChangelogEnd(db *pebble.DB, partition int32) (int64, error) {
+	return readInt(db, changelogEndKey(partition), "changelog checkpoint", partition)
+}
+
+func readInt(db *pebble.DB, key []byte, what string, partition int32) (int64, error) {
+	v, closer, err := db.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return -1, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("read offset of partition %d: %w", partition, err)
+		return 0, fmt.Errorf("read %s of partition %d: %w", what, partition, err)
 	}
 	defer closer.Close()
 	if len(v) != 8 {
-		return 0, fmt.Errorf("read offset of partition %d: corrupt value", partition)
+		return 0, fmt.Errorf("read %s of partition %d: corrupt value", what, partition)
 	}
 	return int64(binary.BigEndian.Uint64(v)), nil
 }

@@ -82,6 +82,24 @@ type instance struct {
 	mqtt, http, kafka int
 	cmd               *exec.Cmd
 	logf              *os.File
+	dumpOnFailure     bool
+}
+
+// dumpLog prints the end of the child's log when the test failed, so a
+// failure says what the process was doing.
+func (in *instance) dumpLog() {
+	if !in.t.Failed() {
+		return
+	}
+	b, err := os.ReadFile(filepath.Join(in.dataDir, "iotpipe.log"))
+	if err != nil {
+		return
+	}
+	lines := strings.Split(string(b), "\n")
+	if len(lines) > 150 {
+		lines = lines[len(lines)-150:]
+	}
+	in.t.Logf("last lines of %s:\n%s", filepath.Join(in.dataDir, "iotpipe.log"), strings.Join(lines, "\n"))
 }
 
 func newInstance(t *testing.T) *instance {
@@ -109,6 +127,10 @@ func (in *instance) start(extra ...string) {
 		in.t.Fatal(err)
 	}
 	in.t.Cleanup(func() { in.kill() })
+	if !in.dumpOnFailure {
+		in.dumpOnFailure = true
+		in.t.Cleanup(in.dumpLog)
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		resp, err := http.Get(in.url("/readyz"))

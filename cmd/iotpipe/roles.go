@@ -218,7 +218,7 @@ func (n *node) startIngest(ctx context.Context) error {
 			n.log.Warn("flush producer", "err", err)
 		}
 	})
-	out, err := lg.Client(kgo.ConsumeTopics(lg.Topics().Outbound), kgo.ConsumerGroup(srv.OutboundGroup()),
+	out, err := lg.Client(kgo.ConsumeTopics(lg.Topics().Outbound), kgo.ConsumerGroup(srv.OutboundGroup()), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()), kgo.FetchMaxWait(50*time.Millisecond))
 	if err != nil {
 		return err
@@ -232,27 +232,16 @@ func (n *node) startIngest(ctx context.Context) error {
 	return nil
 }
 
-// stateReader defers to the runner once it exists (the rules processor
-// is built before the runner that will hold the shadow state it reads).
-type stateReader struct {
-	r atomic.Pointer[processors.Runner]
-}
-
-// Read reads the runner's state (nothing found until the runner exists).
-func (s *stateReader) Read(processor string, key []byte) ([]byte, bool, error) {
-	if r := s.r.Load(); r != nil {
-		return r.Read(processor, key)
-	}
-	return nil, false, nil
-}
-
 func (n *node) startProcessors(ctx context.Context) error {
 	cfg, lg := n.cfg, n.lg
 	if err := os.MkdirAll(cfg.RulesDir, 0o755); err != nil {
 		return fmt.Errorf("rules dir: %w", err)
 	}
-	state := &stateReader{}
-	rp := rules.New(rules.Options{Topics: lg.Topics(), Shadow: shadow.NewView(state), Logger: n.log})
+	// get_thing_shadow(): shadows of the event's partition are read in
+	// its transaction; the others from a view of the shadows topic.
+	view := shadow.NewTopicView(lg, lg.Topics().Shadows, n.log)
+	n.goRun(func() error { return view.Run(ctx) })
+	rp := rules.New(rules.Options{Topics: lg.Topics(), Shadow: shadow.NewReader(view), Logger: n.log})
 	if err := rp.Reload(cfg.RulesDir); err != nil {
 		n.log.Warn("rules: some files did not load; their previous versions (if any) keep running", "dir", cfg.RulesDir, "err", err)
 	}
@@ -262,7 +251,7 @@ func (n *node) startProcessors(ctx context.Context) error {
 
 	procs := []processors.Processor{
 		lastseen.Processor{},
-		shadow.New(shadow.Options{Topics: lg.Topics(), AllowOtherThings: cfg.Dev, RateLimit: cfg.ShadowRate,
+		shadow.New(shadow.Options{Topics: lg.Topics(), RateLimit: cfg.ShadowRate,
 			Limits: document.Limits{MaxSize: cfg.ShadowMaxSize, MaxDepth: cfg.ShadowMaxDepth}}),
 		rp,
 	}
@@ -272,7 +261,6 @@ func (n *node) startProcessors(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	state.r.Store(runner)
 	n.onStop(func() { runner.Close() })
 	n.reg.MustRegister(runner.Collectors()...)
 	n.mux.Handle("GET /api/things/{name}", lastseen.Handler(runner))
@@ -310,6 +298,7 @@ func (n *node) startClickHouse(ctx context.Context) error {
 	sink, err := clickhouse.Start(ctx, clickhouse.Options{
 		Brokers: lg.Brokers(), DSN: dsn, HTTPDSN: httpDSN, Topics: lg.Topics(),
 		Schema: ddl.Options{TTLDays: cfg.CHTTLDays}, Metrics: metrics, Logger: n.log,
+		KafkaOpts: []kgo.Opt{kgo.FetchIsolationLevel(kgo.ReadCommitted())},
 	})
 	if err != nil {
 		return err
@@ -329,7 +318,9 @@ func (n *node) startSinks(ctx context.Context) error {
 		return err
 	}
 	lg := n.lg
-	rep, err := republish.New(republish.Options{Brokers: lg.Brokers(), Topics: lg.Topics(), Logger: n.log})
+	// Processors write the actions in transactions: read what committed.
+	committed := []kgo.Opt{kgo.FetchIsolationLevel(kgo.ReadCommitted())}
+	rep, err := republish.New(republish.Options{Brokers: lg.Brokers(), Topics: lg.Topics(), Logger: n.log, KafkaOptions: committed})
 	if err != nil {
 		return err
 	}
@@ -341,7 +332,7 @@ func (n *node) startSinks(ctx context.Context) error {
 	n.reg.MustRegister(rep.Collectors()...)
 	n.mux.Handle("GET /api/commands/{id...}", rep.Handler())
 
-	ka, err := kafkaaction.New(kafkaaction.Options{Brokers: lg.Brokers(), Topics: lg.Topics(), Logger: n.log})
+	ka, err := kafkaaction.New(kafkaaction.Options{Brokers: lg.Brokers(), Topics: lg.Topics(), Logger: n.log, KafkaOptions: committed})
 	if err != nil {
 		return err
 	}
@@ -353,7 +344,7 @@ func (n *node) startSinks(ctx context.Context) error {
 	n.reg.MustRegister(ka.Collectors()...)
 
 	wh, err := webhook.New(webhook.Options{Brokers: lg.Brokers(), Secret: []byte(n.cfg.WebhookSecret), Logger: n.log,
-		ActionsTopic: lg.Topics().Actions, DLQTopic: lg.Topics().DLQ})
+		ActionsTopic: lg.Topics().Actions, DLQTopic: lg.Topics().DLQ, KafkaOptions: committed})
 	if err != nil {
 		return err
 	}

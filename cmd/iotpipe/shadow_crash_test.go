@@ -115,7 +115,7 @@ func TestShadowCrashVersionsGaplessAndRebuildIdentical(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	h, err := processors.Rebuild(ctx, brokers(fmt.Sprintf("127.0.0.1:%d", in.kafka)), schemas.DefaultTopics().Events,
-		[]processors.Processor{shadow.New(shadow.Options{AllowOtherThings: true})})
+		[]processors.Processor{shadow.New(shadow.Options{})})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -141,7 +141,7 @@ func (p *Processor) durationEvent(tx *processors.Tx, ps *partState, ri *ruleInfo
 // durationFire fires the rule's actions for an episode that has held
 // for the duration.
 func (p *Processor) durationFire(tx *processors.Tx, ri *ruleInfo, ep *episodeRecord, at int64) error {
-	in, err := p.decodeInput(ep.Input)
+	in, err := p.decodeInput(tx, ep.Input)
 	if err != nil {
 		return err
 	}
@@ -194,6 +194,9 @@ func (p *Processor) durationTick(tx *processors.Tx, ps *partState, ri *ruleInfo,
 			p.dlqTick(tx, ri.rule.Name, now, fmt.Errorf("duration timer of %s fired without its episode record", e.Key))
 			continue
 		}
+		// The outputs' ids come from the timer's deadline, not from
+		// when the tick ran.
+		tx.At(e.At)
 		if err := p.durationFire(tx, ri, ep, e.At.UnixMilli()); err != nil {
 			return err
 		}

@@ -69,6 +69,7 @@ func (g *rig) restart() {
 	p := New(g.o)
 	p.SetRules(g.rs)
 	g.r.p = p
+	g.h.Restart()
 }
 
 func (g *rig) publish(thing, topic, payload string) []*kgo.Record {
@@ -127,7 +128,7 @@ func header(r *kgo.Record, key string) string {
 // failingShadow fails every get_thing_shadow call.
 type failingShadow struct{}
 
-func (failingShadow) ThingShadow(thing, name string) (any, bool, error) {
+func (failingShadow) ThingShadow(_ *processors.Tx, thing, name string, _ time.Time) (any, bool, error) {
 	return nil, false, errors.New("shadow view unavailable")
 }
 

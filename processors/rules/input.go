@@ -2,9 +2,11 @@ package rules
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/segmentio/encoding/json"
 
+	"github.com/iotpipe/iotpipe/processors"
 	"github.com/iotpipe/iotpipe/rulesql"
 	"github.com/iotpipe/iotpipe/schemas/payload"
 )
@@ -34,15 +36,16 @@ func encodeInput(in *rulesql.Input) ([]byte, error) {
 	return b, nil
 }
 
-func (p *Processor) decodeInput(b []byte) (*rulesql.Input, error) {
+// decodeInput decodes a stored event; its get_thing_shadow() reads
+// through tx at the event's time.
+func (p *Processor) decodeInput(tx *processors.Tx, b []byte) (*rulesql.Input, error) {
 	var s storedInput
 	if err := json.Unmarshal(b, &s); err != nil {
 		return nil, fmt.Errorf("decode stored event: %w", err)
 	}
-	in := &rulesql.Input{
-		Raw: s.Raw, Topic: s.Topic, ClientID: s.ClientID, Principal: s.Principal, Thing: s.Thing,
-		Timestamp: s.Timestamp, Partition: s.Partition, Offset: s.Offset, Shadow: p.opts.Shadow,
-	}
+	in := p.newInput(tx, time.UnixMilli(s.Timestamp))
+	in.Raw, in.Topic, in.ClientID, in.Principal, in.Thing = s.Raw, s.Topic, s.ClientID, s.Principal, s.Thing
+	in.Timestamp, in.Partition, in.Offset = s.Timestamp, s.Partition, s.Offset
 	if v, err := payload.Decode(s.Raw); err == nil {
 		in.Payload = v
 	} else {

@@ -4,7 +4,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/iotpipe/iotpipe/rulesql"
+	"github.com/iotpipe/iotpipe/processors"
 	"github.com/iotpipe/iotpipe/schemas"
 )
 
@@ -13,9 +13,9 @@ type Options struct {
 	// Topics names the topics records are emitted to (Actions,
 	// Anomalies, Aggregates, DLQ). Default schemas.DefaultTopics().
 	Topics schemas.Topics
-	// Shadow answers get_thing_shadow(). Default nil: every thing reads as
-	// having no shadow.
-	Shadow rulesql.ShadowReader
+	// Shadow answers get_thing_shadow() (shadow.Reader does). Default
+	// nil: every thing reads as having no shadow.
+	Shadow ShadowReader
 	// IdleAfter is how long a partition must have seen no event before
 	// Tick moves its window rules' watermarks on with the clock: to the
 	// watermark at the last event plus the time since, minus IdleAfter.
@@ -50,4 +50,23 @@ func (o Options) withDefaults() Options {
 		o.Logger = slog.Default()
 	}
 	return o
+}
+
+// ShadowReader answers get_thing_shadow() inside the transaction of the
+// event being processed: a shadow as the batch sees it, at the event's
+// time (a function of the log, so a rebuild gives the same answers).
+type ShadowReader interface {
+	ThingShadow(tx *processors.Tx, thing, name string, at time.Time) (doc any, ok bool, err error)
+}
+
+// txShadow binds a ShadowReader to one call's transaction and time, for
+// rulesql's get_thing_shadow().
+type txShadow struct {
+	r  ShadowReader
+	tx *processors.Tx
+	at time.Time
+}
+
+func (s *txShadow) ThingShadow(thing, name string) (any, bool, error) {
+	return s.r.ThingShadow(s.tx, thing, name, s.at)
 }

@@ -37,9 +37,6 @@ type Processor struct {
 	dir      string
 	files    map[string]*fileState
 
-	partsMu sync.Mutex
-	parts   map[int32]*partState
-
 	matchPool sync.Pool // *[]*rulesql.Rule
 }
 
@@ -79,7 +76,6 @@ func New(opts Options) *Processor {
 		metrics: newMetrics(),
 		stats:   map[string]*ruleStats{},
 		files:   map[string]*fileState{},
-		parts:   map[int32]*partState{},
 	}
 	p.cur.Store(p.newLoaded(&rulesql.Set{}))
 	return p
@@ -135,36 +131,26 @@ func namespace(kind byte, rule, fp string) []byte {
 	return append(b, 0)
 }
 
-// partState is what the processor holds in memory for one partition:
-// caches over the state store (window aggregators, timers) and the
-// offset of the last event, to notice a rewind or a gap (a failed batch
-// replayed, a partition handed over and back) and drop the caches.
+// partState is what the processor holds in memory for one partition
+// task: caches over the state store (window aggregators, timers) and
+// the time of the last event. It lives in the task's memo
+// (processors.Memo.Local), which the runtime empties whenever the state
+// may have changed other than through this processor's calls (a batch
+// or a call that failed, a partition assigned anew), so the caches never
+// outlive the state they mirror.
 type partState struct {
-	last      int64
 	lastEvent time.Time // tx.Now of the last event
 	windows   map[string]*windowRun
 	timers    map[string]*durationRun
 }
 
-func (p *Processor) part(partition int32) *partState {
-	p.partsMu.Lock()
-	defer p.partsMu.Unlock()
-	ps, ok := p.parts[partition]
-	if !ok {
-		ps = &partState{last: -1, windows: map[string]*windowRun{}, timers: map[string]*durationRun{}}
-		p.parts[partition] = ps
+func part(tx *processors.Tx) *partState {
+	if ps, ok := tx.Memo().Local().(*partState); ok {
+		return ps
 	}
+	ps := &partState{windows: map[string]*windowRun{}, timers: map[string]*durationRun{}}
+	tx.Memo().SetLocal(ps)
 	return ps
-}
-
-// reset drops the partition's caches: they are read again from the store.
-func (ps *partState) reset() {
-	for _, w := range ps.windows {
-		w.reset()
-	}
-	for _, t := range ps.timers {
-		t.tm.Reset()
-	}
 }
 
 // routable reports whether rules see events of this type: publishes and
@@ -173,19 +159,34 @@ func routable(t schemas.EventType) bool {
 	return t == schemas.EventPublish || t == schemas.EventConnected || t == schemas.EventDisconnected
 }
 
-// input builds what rules see of an event.
-func (p *Processor) input(ev *processors.Event) *rulesql.Input {
-	in := &rulesql.Input{
-		Raw:       ev.Payload,
-		Topic:     ev.Envelope.Topic,
-		ClientID:  ev.Envelope.ClientID,
-		Principal: ev.Envelope.Principal,
-		Thing:     ev.Thing,
-		Timestamp: ev.Envelope.ReceivedAt / int64(time.Millisecond),
-		Partition: ev.Partition,
-		Offset:    ev.Offset,
-		Shadow:    p.opts.Shadow,
+// inputWithShadow allocates an input with its shadow binding at once.
+type inputWithShadow struct {
+	in rulesql.Input
+	sh txShadow
+}
+
+// newInput returns an empty input whose get_thing_shadow() reads through
+// tx at time at.
+func (p *Processor) newInput(tx *processors.Tx, at time.Time) *rulesql.Input {
+	if p.opts.Shadow == nil {
+		return &rulesql.Input{}
 	}
+	x := &inputWithShadow{sh: txShadow{r: p.opts.Shadow, tx: tx, at: at}}
+	x.in.Shadow = &x.sh
+	return &x.in
+}
+
+// input builds what rules see of an event.
+func (p *Processor) input(tx *processors.Tx, ev *processors.Event) *rulesql.Input {
+	in := p.newInput(tx, ev.ReceivedAt())
+	in.Raw = ev.Payload
+	in.Topic = ev.Envelope.Topic
+	in.ClientID = ev.Envelope.ClientID
+	in.Principal = ev.Envelope.Principal
+	in.Thing = ev.Thing
+	in.Timestamp = ev.Envelope.ReceivedAt / int64(time.Millisecond)
+	in.Partition = ev.Partition
+	in.Offset = ev.Offset
 	if v, err := ev.JSON(); err == nil {
 		in.Payload = v
 	} else {
@@ -200,11 +201,7 @@ func (p *Processor) input(ev *processors.Event) *rulesql.Input {
 // carry on. Only a state-store failure is returned.
 func (p *Processor) Process(ctx context.Context, tx *processors.Tx, ev *processors.Event) error {
 	l := p.cur.Load()
-	ps := p.part(tx.Partition())
-	if ps.last >= 0 && ev.Offset != ps.last+1 {
-		ps.reset()
-	}
-	ps.last = ev.Offset
+	ps := part(tx)
 	ps.lastEvent = tx.Now()
 	if len(l.set.Rules) == 0 || !routable(ev.Envelope.Type) {
 		return nil
@@ -222,7 +219,7 @@ func (p *Processor) Process(ctx context.Context, tx *processors.Tx, ev *processo
 	if len(matched) == 0 {
 		return nil
 	}
-	in := p.input(ev)
+	in := p.input(tx, ev)
 	base := eventBase(ev.Partition, ev.Offset)
 	st := newSubStore(tx, []byte{'s'})
 	for _, r := range matched {
@@ -280,7 +277,7 @@ func eventBase(partition int32, offset int64) string {
 // are due and closes the windows of a partition that has gone quiet.
 func (p *Processor) Tick(ctx context.Context, tx *processors.Tx, now time.Time) error {
 	l := p.cur.Load()
-	ps := p.part(tx.Partition())
+	ps := part(tx)
 	for _, ri := range l.duration {
 		if err := ctx.Err(); err != nil {
 			return err

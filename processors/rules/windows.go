@@ -309,7 +309,7 @@ func (p *Processor) windowResults(tx *processors.Tx, ri *ruleInfo, w *windowRun,
 		if b, ok, err := gs.Get([]byte(id.key)); err != nil {
 			return err
 		} else if ok {
-			if in, err = p.decodeInput(b); err != nil {
+			if in, err = p.decodeInput(tx, b); err != nil {
 				return err
 			}
 		}
@@ -331,6 +331,11 @@ func (p *Processor) windowResults(tx *processors.Tx, ri *ruleInfo, w *windowRun,
 		k := id.key
 		if k == "" {
 			k = r.Name
+		}
+		if cur == nil {
+			// Closed by a tick: ids from the window's end, not from
+			// when the tick ran.
+			tx.At(time.UnixMilli(j.end))
 		}
 		tx.Emit(&kgo.Record{Topic: p.opts.Topics.Aggregates, Key: []byte(k), Value: b,
 			Headers: []kgo.RecordHeader{{Key: HeaderRule, Value: []byte(r.Name)}}})

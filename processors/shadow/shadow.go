@@ -48,15 +48,6 @@ type Options struct {
 	// Limits bound update requests (size 8 KiB, depth 6 and clientToken
 	// 64 bytes by default).
 	Limits document.Limits
-	// AllowOtherThings lets a client use the shadow of a thing other than
-	// its own (ClientID different from the topic's thing); --dev mode
-	// sets it. Otherwise such requests are rejected with 403 unless
-	// Authorize allows them.
-	AllowOtherThings bool
-	// Authorize, when set and AllowOtherThings is not, decides requests
-	// from a client on another thing's shadow: true lets the request
-	// through. It must be deterministic (it runs again on a rebuild).
-	Authorize func(env *schemas.Envelope, req Request) bool
 	// RateLimit, when positive, is the most requests per second one
 	// thing may make on its shadows (classic and named together, as AWS
 	// counts them; AWS's limit is 20); a request over it is rejected
@@ -106,12 +97,11 @@ func (p *Processor) Process(ctx context.Context, tx *processors.Tx, ev *processo
 	if !ok {
 		return nil
 	}
+	// Who may act on which shadow was decided at ingest, once, and the
+	// request is in the log only if it was allowed (the principal is in
+	// the envelope): the processor trusts the log, so a rebuild on any
+	// node, whatever its flags, applies the same requests.
 	now := eventTime(tx, ev)
-	if ev.Envelope.ClientID != req.Thing && !p.opts.AllowOtherThings &&
-		(p.opts.Authorize == nil || !p.opts.Authorize(&ev.Envelope, req)) {
-		p.rejectEarly(tx, ev, &req, document.ErrForbidden, now)
-		return nil
-	}
 	if p.opts.RateLimit > 0 {
 		ok, err := p.admit(tx, req.Thing, now)
 		if err != nil {
@@ -122,12 +112,6 @@ func (p *Processor) Process(ctx context.Context, tx *processors.Tx, ev *processo
 			p.rejectEarly(tx, ev, &req, document.ErrTooManyRequests, now)
 			return nil
 		}
-	}
-	if skip, err := p.restored(tx, Key(req.Thing, req.Name), ev.Offset); err != nil {
-		p.rejectEarly(tx, ev, &req, document.ErrInternal, now)
-		return err
-	} else if skip {
-		return nil
 	}
 	switch req.Op {
 	case OpUpdate:

@@ -59,8 +59,6 @@ func (s *scenario) run(t *testing.T, d *datadriven.TestData) string {
 		var opts shadow.Options
 		for _, a := range d.CmdArgs {
 			switch a.Key {
-			case "allow-other-things":
-				opts.AllowOtherThings = true
 			case "max-size":
 				opts.Limits.MaxSize, _ = strconv.Atoi(a.Vals[0])
 			case "max-depth":
