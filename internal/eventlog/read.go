@@ -228,4 +228,3 @@ func committedEnds(ctx context.Context, newClient NewClientFunc, topic string) (
 	ends.Each(func(o kadm.ListedOffset) { out[o.Partition] = o.Offset })
 	return out, nil
 }
-
