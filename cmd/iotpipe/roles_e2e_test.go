@@ -85,11 +85,20 @@ func TestSeparateRolesShareTheLog(t *testing.T) {
 // startIngest starts `iotpipe ingest --dev` of in (the MQTT front, the
 // HTTP API and the embedded log with 4 partitions, on in's ports), stops
 // it when the test ends and waits until it is ready.
-func (in *instance) startIngest() {
+func (in *instance) startIngest() *exec.Cmd {
 	in.t.Helper()
-	in.startChild(in.http, "ingest", "--dev", "--data-dir", in.dataDir,
+	return in.startChild(in.http, "ingest", "--dev", "--data-dir", in.dataDir,
 		"--mqtt-addr", fmt.Sprintf("127.0.0.1:%d", in.mqtt), "--http-addr", fmt.Sprintf("127.0.0.1:%d", in.http),
 		"--kafka-port", strconv.Itoa(in.kafka), "--partitions", "4")
+}
+
+// startSinkNode starts `iotpipe sink` against in's log (without
+// ClickHouse: the action executors), stopped when the test ends.
+func (in *instance) startSinkNode() *exec.Cmd {
+	in.t.Helper()
+	port := freePort(in.t)
+	return in.startChild(port, "sink", "--data-dir", filepath.Join(in.dataDir, "sink"), "--clickhouse", "off",
+		"--kafka", fmt.Sprintf("127.0.0.1:%d", in.kafka), "--http-addr", fmt.Sprintf("127.0.0.1:%d", port))
 }
 
 // processNode is an `iotpipe process` child.
