@@ -42,6 +42,11 @@ type RunnerOptions struct {
 	TransactionTimeout time.Duration
 	// Clock is the processors' clock (default time.Now).
 	Clock func() time.Time
+	// BeforeCommit, when set, is called with a batch's emitted records
+	// once they are all acknowledged, before its transaction commits;
+	// AfterCommit once the transaction committed, before the Pebble
+	// batch does. Tests use them to crash the process at those points.
+	BeforeCommit, AfterCommit func(partition int32, emitted []*kgo.Record)
 	// Logger receives logs (default slog.Default()).
 	Logger *slog.Logger
 }

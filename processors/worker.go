@@ -268,8 +268,14 @@ func (w *worker) finish(ctx context.Context, bt *batch, out *outputs, sent int) 
 	if err := out.wait(); err != nil {
 		return w.abort(ctx, bt, out, fmt.Errorf("produce outputs of partition %d: %w", t.partition, err))
 	}
+	if f := w.r.opts.BeforeCommit; f != nil {
+		f(t.partition, bt.out)
+	}
 	if err := w.prod.EndTransaction(ctx, kgo.TryCommit); err != nil {
 		return w.abort(ctx, bt, out, fmt.Errorf("commit transaction of partition %d: %w", t.partition, err))
+	}
+	if f := w.r.opts.AfterCommit; f != nil {
+		f(t.partition, bt.out)
 	}
 	w.r.metrics.emitted.Add(float64(len(bt.out)))
 	// The commit marker follows the last changelog record: the

@@ -83,6 +83,8 @@ type instance struct {
 	cmd               *exec.Cmd
 	logf              *os.File
 	dumpOnFailure     bool
+	// env is added to the child's environment.
+	env []string
 }
 
 // dumpLog prints the end of the child's log when the test failed, so a
@@ -117,6 +119,7 @@ func (in *instance) start(extra ...string) {
 		args = append(args, "--clickhouse", "off") // tests about ClickHouse start it on free ports
 	}
 	in.cmd = exec.Command(iotpipeBin, args...)
+	in.cmd.Env = append(os.Environ(), in.env...)
 	f, err := os.OpenFile(filepath.Join(in.dataDir, "iotpipe.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		in.t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/iotpipe/iotpipe/processors"
 	"github.com/iotpipe/iotpipe/processors/shadow"
 	"github.com/iotpipe/iotpipe/schemas"
@@ -391,5 +392,108 @@ func TestShadowRequestsAppliedWhateverTheProcessFlags(t *testing.T) {
 			t.Fatalf("HTTP update of lamp-7's shadow by another client: %d %s", resp.StatusCode, b)
 		}
 		req.Body = io.NopCloser(bytes.NewBufferString(`{"state":{"desired":{"level":3}}}`))
+	}
+}
+
+// The process crashes (a test failpoint: exit at once, as kill -9) after
+// producing a batch's derived records, before its transaction commits,
+// or after that and before its local state commits; restarted, it goes
+// on: the anomalies, aggregates and rule_outputs rows in ClickHouse are
+// each there exactly once, as many as the committed derived records.
+func TestDerivedRowsExactlyOnceAcrossCrash(t *testing.T) {
+	for _, where := range []string{"before-commit", "after-commit"} {
+		t.Run(where, func(t *testing.T) {
+			in, ch := clickhouseInstance(t)
+			writeRule(t, in, "derived.sql", `CREATE RULE spikes AS SELECT topic(2) AS dev, pewma(v) AS a FROM 'dr/+' WHERE a.anomaly
+THEN republish(topic => 'dr-anomaly', qos => 0);
+CREATE RULE per2s AS SELECT clientid() AS device, count(*) AS n, max(v) AS hi FROM 'dr/+'
+GROUP BY TUMBLE(INTERVAL 2 SECONDS), clientid() THEN clickhouse(table => 'rule_outputs');
+CREATE RULE hot AS SELECT topic(2) AS dev, v FROM 'dr/+' WHERE v > 50 THEN clickhouse(table => 'rule_outputs');`)
+			in.env = []string{FailpointEnv + "=" + where + ":6"}
+			in.start(ch...)
+			exited := make(chan error, 1)
+			cmd := in.cmd
+			go func() { exited <- cmd.Wait() }()
+			publishSpiky(t, in, 4, exited)
+			select {
+			case <-exited:
+			case <-time.After(60 * time.Second):
+				t.Fatal("the failpoint never fired")
+			}
+			in.cmd = nil
+			in.env = nil
+			in.start(ch...)
+			publishSpiky(t, in, 4, nil)
+			// Windows close as the watermark moves on: wait until the
+			// derived topics are quiet and ClickHouse holds them.
+			counts := func() (int, int, int) {
+				an := len(in.readTopic(schemas.DefaultTopics().Anomalies))
+				ag := len(in.readTopic(schemas.DefaultTopics().Aggregates))
+				ro := 0
+				for _, r := range in.readTopic(schemas.DefaultTopics().Actions) {
+					var a struct{ Type string }
+					if json.Unmarshal(r.Value, &a) == nil && a.Type == "clickhouse" {
+						ro++
+					}
+				}
+				return an, ag, ro
+			}
+			var an, ag, ro int
+			for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(time.Second) {
+				a2, g2, r2 := counts()
+				if a2 == an && g2 == ag && r2 == ro && an > 0 {
+					break
+				}
+				an, ag, ro = a2, g2, r2
+				if time.Now().After(deadline) {
+					t.Fatal("derived topics kept growing")
+				}
+			}
+			if an == 0 || ag == 0 || ro == 0 {
+				t.Fatalf("too little derived: %d anomalies, %d aggregates, %d rule outputs", an, ag, ro)
+			}
+			in.waitSQL(t, ch, "SELECT count(), uniqExact(thing, rule, metric, detected_at) FROM anomalies", fmt.Sprintf("%d,%d", an, an))
+			in.waitSQL(t, ch, "SELECT count(), uniqExact(thing, rule, window_start) FROM aggregates", fmt.Sprintf("%d,%d", ag, ag))
+			in.waitSQL(t, ch, "SELECT count(), uniqExact(key) FROM rule_outputs", fmt.Sprintf("%d,%d", ro, ro))
+			t.Logf("crash %s: %d anomalies, %d aggregates, %d rule outputs, each one row", where, an, ag, ro)
+		})
+	}
+}
+
+// publishSpiky publishes, from devices devices, values around 20 with a
+// spike of 100 every 15th, at 200 messages a second, for 3 seconds or
+// until stop is ready.
+func publishSpiky(t *testing.T, in *instance, devices int, stop chan error) {
+	t.Helper()
+	var cls []paho.Client
+	for d := range devices {
+		cl := paho.NewClient(paho.NewClientOptions().AddBroker(fmt.Sprintf("tcp://127.0.0.1:%d", in.mqtt)).
+			SetClientID(fmt.Sprintf("dr-%d", d)).SetAutoReconnect(false))
+		if tok := cl.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			t.Fatalf("connect: %v", tok.Error())
+		}
+		cls = append(cls, cl)
+	}
+	defer func() {
+		for _, cl := range cls {
+			cl.Disconnect(50)
+		}
+	}()
+	end := time.Now().Add(3 * time.Second)
+	for i := 0; time.Now().Before(end); i++ {
+		select {
+		case err := <-stop:
+			stop <- err
+			return
+		default:
+		}
+		for d, cl := range cls {
+			v := 20.0 + float64((i*7+d)%5)*0.3
+			if i%15 == 14 {
+				v = 100
+			}
+			cl.Publish(fmt.Sprintf("dr/dr-%d", d), 1, false, fmt.Sprintf(`{"v":%g}`, v))
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

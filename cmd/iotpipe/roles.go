@@ -255,9 +255,11 @@ func (n *node) startProcessors(ctx context.Context) error {
 			Limits: document.Limits{MaxSize: cfg.ShadowMaxSize, MaxDepth: cfg.ShadowMaxDepth}}),
 		rp,
 	}
-	runner, err := processors.NewRunner(lg, procs, processors.RunnerOptions{
-		Topics: lg.Topics(), StateDir: cfg.path("state"), Logger: n.log,
-	})
+	ropts := processors.RunnerOptions{Topics: lg.Topics(), StateDir: cfg.path("state"), Logger: n.log}
+	if err := setFailpoint(&ropts, lg.Topics(), n.log); err != nil {
+		return err
+	}
+	runner, err := processors.NewRunner(lg, procs, ropts)
 	if err != nil {
 		return err
 	}
