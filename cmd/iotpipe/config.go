@@ -44,6 +44,7 @@ type config struct {
 	RulesDir       string        `yaml:"rules_dir" flag:"rules" help:"directory of .sql rule files, hot-reloaded"`
 	WebhookSecret  string        `yaml:"webhook_secret" flag:"webhook-secret" help:"HMAC-SHA256 key signing webhook actions (X-Iotpipe-Signature)"`
 	Pprof          bool          `yaml:"pprof" flag:"pprof" help:"serve Go profiles at /debug/pprof/ on the HTTP port"`
+	HTTPTimeout    time.Duration `yaml:"http_read_timeout" flag:"http-read-timeout" help:"longest an HTTP client may take to send a request, headers and body (headers alone: at most 10s); its connection is closed after"`
 	DrainTimeout   time.Duration `yaml:"drain_timeout" flag:"drain-timeout" help:"longest a shutdown may take to drain; past it iotpipe says what did not finish and exits with status 1"`
 	LogLevel       string        `yaml:"log_level" flag:"log-level" help:"debug, info, warn or error"`
 	LogFormat      string        `yaml:"log_format" flag:"log-format" help:"text or json"`
@@ -70,6 +71,7 @@ func defaultConfig() config {
 		ShadowMaxSize:  document.DefaultMaxSize,
 		ShadowMaxDepth: document.DefaultMaxDepth,
 		CHHTTPPort:     8123,
+		HTTPTimeout:    30 * time.Second,
 		DrainTimeout:   30 * time.Second,
 		LogLevel:       "info",
 		LogFormat:      "text",
@@ -221,7 +223,7 @@ func (c *config) validate() error {
 	for _, d := range []struct {
 		flag string
 		v    time.Duration
-	}{{"drain-timeout", c.DrainTimeout}} {
+	}{{"drain-timeout", c.DrainTimeout}, {"http-read-timeout", c.HTTPTimeout}} {
 		if d.v <= 0 {
 			bad(d.flag, d.v, "a duration above 0 (e.g. 30s)")
 		}

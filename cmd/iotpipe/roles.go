@@ -448,7 +448,7 @@ func (n *node) serveHTTP(ln net.Listener) {
 		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	}
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	hs := n.httpServer(mux)
 	n.lc.run(acceptPhase, "http server", func(ctx context.Context) error {
 		errc := make(chan error, 1)
 		go func() { errc <- hs.Serve(ln) }()
@@ -469,6 +469,34 @@ func (n *node) serveHTTP(ln net.Listener) {
 		}
 		return nil
 	})
+}
+
+// HTTP server limits besides --http-read-timeout: a client that sent no
+// header within httpHeaderTimeout, takes longer than httpWriteTimeout to
+// get its answer, or keeps a connection idle for httpIdleTimeout is
+// disconnected, so no client holds a descriptor for long without sending.
+const (
+	httpHeaderTimeout = 10 * time.Second
+	httpWriteTimeout  = 2 * time.Minute
+	httpIdleTimeout   = 2 * time.Minute
+	httpMaxHeader     = 64 << 10
+)
+
+// httpServer is the API server with its limits: the timeouts above and
+// a request body limit of 1 MiB, or the largest MQTT payload or shadow
+// document plus 64 KiB when larger (the handlers keep their own tighter
+// limits and status codes).
+func (n *node) httpServer(h http.Handler) *http.Server {
+	body := int64(max(1<<20, n.cfg.MaxPayload+64<<10, n.cfg.ShadowMaxSize+64<<10))
+	return &http.Server{
+		Handler:           http.MaxBytesHandler(h, body),
+		ReadHeaderTimeout: min(httpHeaderTimeout, n.cfg.HTTPTimeout),
+		ReadTimeout:       n.cfg.HTTPTimeout,
+		WriteTimeout:      httpWriteTimeout,
+		IdleTimeout:       httpIdleTimeout,
+		MaxHeaderBytes:    httpMaxHeader,
+		ErrorLog:          slog.NewLogLogger(n.log.With("component", "http").Handler(), slog.LevelWarn),
+	}
 }
 
 // httpShutdownGrace is how long requests in progress may take to finish
