@@ -190,7 +190,7 @@ func (lc *lifecycle) stop(timeout time.Duration) error {
 			}
 			lc.mu.Unlock()
 			slices.Sort(names)
-			return fmt.Errorf("drain did not finish within %s (--drain-timeout): still running in the %s phase: %v; exiting without waiting for them",
+			return fmt.Errorf("drain did not finish within %s (--drain-timeout): still running in the %s phase: %v; exiting without them (what they did not finish is redone from the log at the next start)",
 				timeout, p, names)
 		}
 	}

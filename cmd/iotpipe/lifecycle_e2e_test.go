@@ -281,3 +281,47 @@ func tail(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
+
+// A drain that cannot finish — the embedded ClickHouse frozen (SIGSTOP)
+// while the sink holds rows — ends at --drain-timeout: iotpipe names
+// what did not finish and exits with status 1 instead of hanging.
+func TestDrainTimeoutExceededExitsNonZero(t *testing.T) {
+	in, ch := clickhouseInstance(t)
+	in.start(append(ch, "--drain-timeout", "3s")...)
+	mosquittoPub(t, in, "frozen-1", "dt/frozen-1", `{"t":1}`)
+	in.waitSQL(t, ch, "SELECT count() FROM telemetry", "1")
+	out, err := exec.Command("pgrep", "-f", "--", "--path="+filepath.Join(in.dataDir, "clickhouse")).Output()
+	if err != nil {
+		t.Fatalf("find the ClickHouse child: %v", err)
+	}
+	var pids []int
+	for _, f := range strings.Fields(string(out)) {
+		pid, _ := strconv.Atoi(f)
+		if syscall.Kill(pid, syscall.SIGSTOP) == nil {
+			pids = append(pids, pid)
+		}
+	}
+	t.Cleanup(func() {
+		for _, pid := range pids {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+	for i := 0; i < 5; i++ {
+		mosquittoPub(t, in, "frozen-1", "dt/frozen-1", fmt.Sprintf(`{"t":%d}`, i+2))
+	}
+	time.Sleep(2 * time.Second) // the sink has them and tries to insert
+	code, took := in.terminate(60 * time.Second)
+	logText := in.logText()
+	if code != 1 {
+		t.Errorf("exit status %d, want 1", code)
+	}
+	for _, s := range []string{"drain did not finish within 3s", "still running in the sink phase", "clickhouse sink"} {
+		if strings.Count(logText, s) != 1 {
+			t.Errorf("the log says %q %d times, want once", s, strings.Count(logText, s))
+		}
+	}
+	if t.Failed() {
+		t.Logf("log:\n%s", tail(logText, 40))
+	}
+	t.Logf("stopped %s after SIGTERM with the drain deadline at 3s", took.Round(time.Millisecond))
+}
