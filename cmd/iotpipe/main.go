@@ -102,7 +102,11 @@ func clickhouseMain(_ context.Context, args []string, _, stderr io.Writer) int {
 	return embedded.ServeMain(args[1:])
 }
 
-func versionMain(_ context.Context, _ []string, stdout, _ io.Writer) int {
+func versionMain(_ context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		fmt.Fprintf(stderr, "iotpipe version: unexpected argument %q: version takes none\n", args[0])
+		return 2
+	}
 	v := version
 	if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
 		v = bi.Main.Version
