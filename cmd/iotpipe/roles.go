@@ -267,7 +267,7 @@ func (n *node) startProcessors() error {
 		return fmt.Errorf("rules dir: %w", err)
 	}
 	state := &stateReader{}
-	rp := rules.New(rules.Options{Topics: lg.Topics(), Shadow: shadow.NewView(state), Logger: n.log})
+	rp := rules.New(rules.Options{Topics: lg.Topics(), Shadow: shadow.NewView(state), LastGoodDir: cfg.path("rules-last-good"), Logger: n.log})
 	if err := rp.Reload(cfg.RulesDir); err != nil {
 		n.log.Warn("rules: some files did not load; their previous versions (if any) keep running", "dir", cfg.RulesDir, "err", err)
 	}

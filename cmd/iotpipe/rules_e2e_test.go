@@ -120,3 +120,52 @@ THEN webhook(url => '`+srv.URL+`/offline?d=${clientId}');`)
 		t.Fatalf("/api/rules: %s", b)
 	}
 }
+
+// rulesStatus reads GET /api/rules.
+func (in *instance) rulesStatus(t *testing.T) (running []string, fileErrs map[string]string) {
+	t.Helper()
+	resp, err := http.Get(in.url("/api/rules"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Rules []struct{ Name string }
+		Files []struct{ Path, Error string }
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	fileErrs = map[string]string{}
+	for _, r := range st.Rules {
+		running = append(running, r.Name)
+	}
+	for _, f := range st.Files {
+		if f.Error != "" {
+			fileErrs[filepath.Base(f.Path)] = f.Error
+		}
+	}
+	return running, fileErrs
+}
+
+// A rule file broken while iotpipe is down keeps running its last good
+// version after the restart (kept under the data dir), and /api/rules
+// says so. Before, the restarted node ran none of its rules.
+func TestBrokenRuleFileRunsLastGoodVersionAfterRestart(t *testing.T) {
+	in := newInstance(t)
+	writeRule(t, in, "lux.sql", `CREATE RULE lux AS SELECT lux FROM 'g/+/lux' WHERE lux > 100 THEN kafka(topic => 'lux-alerts')`)
+	in.start()
+	if running, errs := in.rulesStatus(t); strings.Join(running, ",") != "lux" || len(errs) != 0 {
+		t.Fatalf("before: running %v, errors %v", running, errs)
+	}
+	in.stop()
+	writeRule(t, in, "lux.sql", `CREATE RULE lux AS SELECT lux FROM 'g/+/lux' WHERE lux > THEN kafka(topic => 'lux-alerts')`)
+	in.start()
+	running, errs := in.rulesStatus(t)
+	if strings.Join(running, ",") != "lux" {
+		t.Errorf("after the restart running %v, want lux", running)
+	}
+	if e := errs["lux.sql"]; !strings.Contains(e, "lux.sql:1:") || !strings.Contains(e, "its last good version runs, kept in "+filepath.Join(in.dataDir, "rules-last-good", "lux.sql")) {
+		t.Errorf("lux.sql error %q", e)
+	}
+}
