@@ -408,7 +408,17 @@ func (n *node) startSinks(ctx context.Context) error {
 	}
 	n.mux.Handle("GET /api/commands/{id...}", rep.Handler())
 
-	ka, err := kafkaaction.New(kafkaaction.Options{Brokers: lg.Brokers(), Topics: lg.Topics(), Logger: n.log})
+	// On an iotpipe embedded log (this node's or another's), a kafka
+	// action's target topic is created on first use; an external
+	// cluster's topics are its operator's (iotpipe rules check --kafka
+	// lists the missing ones).
+	var createTopic func(context.Context, string) error
+	if own, err := lg.IotpipeEmbedded(ctx); err != nil {
+		return err
+	} else if own {
+		createTopic = lg.CreateTopic
+	}
+	ka, err := kafkaaction.New(kafkaaction.Options{Brokers: lg.Brokers(), Topics: lg.Topics(), CreateTopic: createTopic, Logger: n.log})
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iotpipe/iotpipe/internal/eventlog"
+	"github.com/iotpipe/iotpipe/schemas"
 	"github.com/iotpipe/iotpipe/sinks/webhook"
 )
 
@@ -167,5 +169,41 @@ func TestBrokenRuleFileRunsLastGoodVersionAfterRestart(t *testing.T) {
 	}
 	if e := errs["lux.sql"]; !strings.Contains(e, "lux.sql:1:") || !strings.Contains(e, "its last good version runs, kept in "+filepath.Join(in.dataDir, "rules-last-good", "lux.sql")) {
 		t.Errorf("lux.sql error %q", e)
+	}
+}
+
+// A kafka action to a topic that does not exist, on the embedded log:
+// the topic is created on first use and every firing lands in it, none
+// in the DLQ. Before, every firing went to the DLQ
+// (UNKNOWN_TOPIC_OR_PARTITION).
+func TestKafkaActionCreatesTopicOnEmbeddedLog(t *testing.T) {
+	in := newInstance(t)
+	writeRule(t, in, "hot.sql", `CREATE RULE hot AS SELECT temp FROM 'dt/+/temp' WHERE temp > 30 THEN kafka(topic => 'alerts')`)
+	in.start()
+	for i := 0; i < 3; i++ {
+		mosquittoPub(t, in, "oven-1", "dt/oven-1/temp", fmt.Sprintf(`{"temp":%d}`, 40+i))
+	}
+	seeds := []string{fmt.Sprintf("127.0.0.1:%d", in.kafka)}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		missing, err := eventlog.MissingTopics(t.Context(), seeds, []string{"alerts"})
+		if err == nil && len(missing) == 0 && len(in.readTopic("alerts")) == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			dlq := 0
+			for _, r := range in.readTopic(schemas.DefaultTopics().DLQ) {
+				if recHeader(r, "dlq.stage") == "kafka" {
+					dlq++
+				}
+			}
+			t.Fatalf("alerts: missing %v (%v); %d kafka actions in the DLQ", missing, err, dlq)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for _, r := range in.readTopic(schemas.DefaultTopics().DLQ) {
+		if recHeader(r, "dlq.stage") == "kafka" {
+			t.Errorf("kafka action in the DLQ: %s", recHeader(r, "dlq.reason"))
+		}
 	}
 }
