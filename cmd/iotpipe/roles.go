@@ -228,7 +228,7 @@ func (n *node) startIngest() error {
 	}
 	n.lc.onStop(acceptPhase, "outbound consumer", func(context.Context) error { out.Close(); return nil })
 	if err := srv.Start(); err != nil {
-		if errors.Is(err, syscall.EADDRINUSE) {
+		if op := (*net.OpError)(nil); errors.As(err, &op) && op.Op == "listen" {
 			return listenErr(err, "MQTT", cfg.MQTTAddr, "--mqtt-addr")
 		}
 		return err
