@@ -322,7 +322,7 @@ func (n *node) startClickHouse(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		n.lc.onStop(storePhase, "embedded clickhouse", func(context.Context) error { return srv.Stop() })
+		n.lc.run(storePhase, "embedded clickhouse", until(srv.Stop))
 		dsn, httpDSN = srv.DSN(), srv.HTTPURL()+"/default"
 	}
 	metrics, err := clickhouse.NewPrometheusMetrics(n.reg)
