@@ -309,6 +309,9 @@ func (r *Runner) assign(runCtx, actx context.Context, m map[string]map[int32]kgo
 		ps[res.p] = nextOffset(res.w.t.next)
 		r.opts.Logger.Info("partition assigned", "topic", r.opts.Topics.Events, "partition", res.p, "resume_at", res.w.t.next)
 	}
+	if firstErr == nil && runCtx.Err() != nil {
+		firstErr = runCtx.Err() // Run is ending: start nothing
+	}
 	if firstErr != nil {
 		// Stop what was prepared here: the group session rejoins and
 		// assigns again.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -43,6 +44,8 @@ type config struct {
 	RulesDir       string        `yaml:"rules_dir" flag:"rules" help:"directory of .sql rule files, hot-reloaded"`
 	WebhookSecret  string        `yaml:"webhook_secret" flag:"webhook-secret" help:"HMAC-SHA256 key signing webhook actions (X-Iotpipe-Signature)"`
 	Pprof          bool          `yaml:"pprof" flag:"pprof" help:"serve Go profiles at /debug/pprof/ on the HTTP port"`
+	HTTPTimeout    time.Duration `yaml:"http_read_timeout" flag:"http-read-timeout" help:"longest an HTTP client may take to send a request, headers and body (headers alone: at most 10s); its connection is closed after"`
+	DrainTimeout   time.Duration `yaml:"drain_timeout" flag:"drain-timeout" help:"longest a shutdown may take to drain; past it iotpipe says what did not finish and exits with status 1"`
 	LogLevel       string        `yaml:"log_level" flag:"log-level" help:"debug, info, warn or error"`
 	LogFormat      string        `yaml:"log_format" flag:"log-format" help:"text or json"`
 }
@@ -68,6 +71,8 @@ func defaultConfig() config {
 		ShadowMaxSize:  document.DefaultMaxSize,
 		ShadowMaxDepth: document.DefaultMaxDepth,
 		CHHTTPPort:     8123,
+		HTTPTimeout:    30 * time.Second,
+		DrainTimeout:   30 * time.Second,
 		LogLevel:       "info",
 		LogFormat:      "text",
 	}
@@ -99,14 +104,19 @@ func (c *config) bindFlags(fs *flag.FlagSet) *string {
 	return path
 }
 
-// load applies the file and the environment under the flags the user set:
+// loadConfig parses args into fs (flags only; positional arguments are
+// an error) and applies the file and the environment under the flags the user set:
 // it parses args into a scratch config to learn which flags were given,
 // then builds defaults < file < env < given flags.
 func loadConfig(fs *flag.FlagSet, args []string) (config, error) {
 	c := defaultConfig()
 	path := c.bindFlags(fs)
-	if err := fs.Parse(args); err != nil {
+	pos, err := parseArgs(fs, args)
+	if err != nil {
 		return c, err
+	}
+	if len(pos) > 0 {
+		return c, fmt.Errorf("unexpected argument %q: %s takes flags only", pos[0], fs.Name())
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
@@ -183,9 +193,62 @@ func (c *config) path(parts ...string) string {
 	return filepath.Join(append([]string{c.DataDir}, parts...)...)
 }
 
+// validate checks values no flag type can: each error names the flag,
+// the value and what is allowed.
+func (c *config) validate() error {
+	var errs []error
+	bad := func(flag string, v any, want string) {
+		errs = append(errs, fmt.Errorf("--%s (%s) %v: want %s", flag, strings.ReplaceAll(flag, "-", "_"), v, want))
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		bad("log-level", strconv.Quote(c.LogLevel), "debug, info, warn or error")
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		bad("log-format", strconv.Quote(c.LogFormat), "text or json")
+	}
+	if c.Partitions < 1 {
+		bad("partitions", c.Partitions, "1 or more")
+	}
+	if c.KafkaPort < -1 || c.KafkaPort == 0 || c.KafkaPort > 65535 {
+		bad("kafka-port", c.KafkaPort, "a TCP port from 1 to 65535 (-1: any free port)")
+	}
+	for _, p := range []struct {
+		flag string
+		v    int
+	}{{"clickhouse-tcp-port", c.CHTCPPort}, {"clickhouse-http-port", c.CHHTTPPort}} {
+		if p.v < 1 || p.v > 65535 {
+			bad(p.flag, p.v, "a TCP port from 1 to 65535")
+		}
+	}
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{{"drain-timeout", c.DrainTimeout}, {"http-read-timeout", c.HTTPTimeout}} {
+		if d.v <= 0 {
+			bad(d.flag, d.v, "a duration above 0 (e.g. 30s)")
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// parseLevel parses a log level name (case does not matter).
+func parseLevel(s string) (slog.Level, error) {
+	switch strings.ToLower(s) {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info":
+		return slog.LevelInfo, nil
+	case "warn":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("unknown log level %q", s)
+}
+
+// logger builds the logger config asks for (validate checked the level).
 func (c *config) logger() *slog.Logger {
-	var lvl slog.Level
-	_ = lvl.UnmarshalText([]byte(c.LogLevel))
+	lvl, _ := parseLevel(c.LogLevel)
 	o := &slog.HandlerOptions{Level: lvl}
 	if c.LogFormat == "json" {
 		return slog.New(slog.NewJSONHandler(os.Stderr, o))

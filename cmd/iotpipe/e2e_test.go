@@ -83,7 +83,9 @@ type instance struct {
 	cmd               *exec.Cmd
 	logf              *os.File
 	dumpOnFailure     bool
-	// env is added to the child's environment.
+	// dir is the child's working directory (default: the test's) and
+	// env is added to its environment (a later value of a name wins).
+	dir string
 	env []string
 }
 
@@ -119,7 +121,10 @@ func (in *instance) start(extra ...string) {
 		args = append(args, "--clickhouse", "off") // tests about ClickHouse start it on free ports
 	}
 	in.cmd = exec.Command(iotpipeBin, args...)
-	in.cmd.Env = append(os.Environ(), in.env...)
+	in.cmd.Dir = in.dir
+	if in.env != nil {
+		in.cmd.Env = append(os.Environ(), in.env...)
+	}
 	f, err := os.OpenFile(filepath.Join(in.dataDir, "iotpipe.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		in.t.Fatal(err)
@@ -208,108 +213,17 @@ func (in *instance) thing(name string) (map[string]any, int) {
 func TestCrashLosesNoAcknowledgedPublish(t *testing.T) {
 	in := newInstance(t)
 	in.start()
-	const clients = 50
-	var mu sync.Mutex
-	acked := map[string]map[int]bool{}
-	var wg sync.WaitGroup
-	stop := make(chan struct{})
-	for c := 0; c < clients; c++ {
-		id := fmt.Sprintf("crash-%02d", c)
-		mine := map[int]bool{}
-		mu.Lock()
-		acked[id] = mine
-		mu.Unlock()
-		o := paho.NewClientOptions().AddBroker(fmt.Sprintf("tcp://127.0.0.1:%d", in.mqtt)).SetClientID(id).
-			SetAutoReconnect(false).SetMaxReconnectInterval(time.Second).SetConnectRetry(false)
-		cl := paho.NewClient(o)
-		if tok := cl.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-			t.Fatalf("connect %s: %v", id, tok.Error())
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var toks []paho.Token
-			var seqs []int
-			for seq := 0; ; seq++ {
-				select {
-				case <-stop:
-					seq = -1
-				default:
-				}
-				if seq < 0 || !cl.IsConnectionOpen() {
-					break
-				}
-				toks = append(toks, cl.Publish("crash/"+id, 1, false, fmt.Sprintf(`{"client":%q,"seq":%d}`, id, seq)))
-				seqs = append(seqs, seq)
-				if len(toks) == 32 { // a window of 32 in flight per client
-					for i, tok := range toks {
-						if tok.WaitTimeout(5*time.Second) && tok.Error() == nil {
-							mu.Lock()
-							mine[seqs[i]] = true
-							mu.Unlock()
-						}
-					}
-					toks, seqs = toks[:0], seqs[:0]
-				}
-			}
-			for i, tok := range toks {
-				if tok.WaitTimeout(time.Second) && tok.Error() == nil {
-					mu.Lock()
-					mine[seqs[i]] = true
-					mu.Unlock()
-				}
-			}
-		}()
-	}
+	load := startAckLoad(t, in, "crash", 50)
 	time.Sleep(3 * time.Second)
 	in.kill() // kill -9 mid-run
-	close(stop)
-	wg.Wait()
-	total := 0
-	for _, m := range acked {
-		total += len(m)
-	}
+	load.stop()
+	total := load.total()
 	if total == 0 {
 		t.Fatal("nothing was acknowledged before the kill")
 	}
 
 	in.start()
-	counts := map[string]int{}
-	seen := map[string]int{}
-	for _, r := range in.readEvents() {
-		env, err := schemas.DecodeEnvelope(r.Headers)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if env.Type != schemas.EventPublish || !strings.HasPrefix(env.ClientID, "crash-") {
-			continue
-		}
-		var p struct {
-			Client string
-			Seq    int
-		}
-		if err := json.Unmarshal(r.Value, &p); err != nil {
-			t.Fatal(err)
-		}
-		seen[fmt.Sprintf("%s/%d", p.Client, p.Seq)]++
-		counts[env.ClientID]++
-	}
-	for id, m := range acked {
-		for seq := range m {
-			switch n := seen[fmt.Sprintf("%s/%d", id, seq)]; n {
-			case 1:
-			case 0:
-				t.Errorf("acknowledged %s/%d lost", id, seq)
-			default:
-				t.Errorf("acknowledged %s/%d in the log %d times", id, seq, n)
-			}
-		}
-	}
-	for k, n := range seen {
-		if n > 1 {
-			t.Errorf("%s in the log %d times", k, n)
-		}
-	}
+	counts := load.checkLogged(t, in.readEvents())
 	// The last-seen processor resumes from its state and counts each
 	// logged publish once.
 	deadline := time.Now().Add(60 * time.Second)
@@ -325,5 +239,151 @@ func TestCrashLosesNoAcknowledgedPublish(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	t.Logf("%d publishes acknowledged before kill -9, %d logged; last-seen counts equal the log for %d things", total, len(seen), len(counts))
+	logged := 0
+	for _, n := range counts {
+		logged += n
+	}
+	t.Logf("%d publishes acknowledged before kill -9, %d logged; last-seen counts equal the log for %d things", total, logged, len(counts))
+}
+
+// ackLoad publishes QoS 1 `{"client":id,"seq":n}` to "<prefix>/<id>" from
+// paho clients "<prefix>-NN", up to 32 in flight each, until stopped or
+// the connection breaks, and remembers each acknowledged publish and
+// when its PUBACK arrived.
+type ackLoad struct {
+	prefix string
+	stopc  chan struct{}
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	acked  map[string]map[int]time.Time // client -> seq -> PUBACK time
+}
+
+func startAckLoad(t *testing.T, in *instance, prefix string, clients int) *ackLoad {
+	t.Helper()
+	l := &ackLoad{prefix: prefix, stopc: make(chan struct{}), acked: map[string]map[int]time.Time{}}
+	for c := 0; c < clients; c++ {
+		id := fmt.Sprintf("%s-%02d", prefix, c)
+		mine := map[int]time.Time{}
+		l.acked[id] = mine
+		o := paho.NewClientOptions().AddBroker(fmt.Sprintf("tcp://127.0.0.1:%d", in.mqtt)).SetClientID(id).
+			SetAutoReconnect(false).SetConnectRetry(false)
+		cl := paho.NewClient(o)
+		if tok := cl.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			t.Fatalf("connect %s: %v", id, tok.Error())
+		}
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			defer cl.Disconnect(0)
+			var window sync.WaitGroup
+			defer window.Wait()
+			for seq := 0; ; seq++ {
+				select {
+				case <-l.stopc:
+					return
+				default:
+				}
+				if !cl.IsConnectionOpen() {
+					return
+				}
+				tok := cl.Publish(prefix+"/"+id, 1, false, fmt.Sprintf(`{"client":%q,"seq":%d}`, id, seq))
+				window.Add(1)
+				go func() { // notes the PUBACK when it arrives
+					defer window.Done()
+					select {
+					case <-tok.Done():
+					case <-time.After(10 * time.Second):
+						return
+					}
+					if tok.Error() == nil {
+						l.mu.Lock()
+						mine[seq] = time.Now()
+						l.mu.Unlock()
+					}
+				}()
+				if seq%32 == 31 { // a window of 32 in flight
+					window.Wait()
+				}
+			}
+		}()
+	}
+	return l
+}
+
+// stop ends the load and waits for the outstanding acknowledgements.
+func (l *ackLoad) stop() {
+	close(l.stopc)
+	l.wg.Wait()
+}
+
+// total is how many publishes were acknowledged.
+func (l *ackLoad) total() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, m := range l.acked {
+		n += len(m)
+	}
+	return n
+}
+
+// lastAck is when the last PUBACK arrived.
+func (l *ackLoad) lastAck() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var last time.Time
+	for _, m := range l.acked {
+		for _, at := range m {
+			if at.After(last) {
+				last = at
+			}
+		}
+	}
+	return last
+}
+
+// checkLogged checks that every acknowledged publish of the load is in
+// recs (the events topic) exactly once and that no publish is there
+// twice; it returns the load's logged publishes per client.
+func (l *ackLoad) checkLogged(t *testing.T, recs []*kgo.Record) map[string]int {
+	t.Helper()
+	counts := map[string]int{}
+	seen := map[string]int{}
+	for _, r := range recs {
+		env, err := schemas.DecodeEnvelope(r.Headers)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if env.Type != schemas.EventPublish || !strings.HasPrefix(env.ClientID, l.prefix+"-") {
+			continue
+		}
+		var p struct {
+			Client string
+			Seq    int
+		}
+		if err := json.Unmarshal(r.Value, &p); err != nil {
+			t.Fatal(err)
+		}
+		seen[fmt.Sprintf("%s/%d", p.Client, p.Seq)]++
+		counts[env.ClientID]++
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for id, m := range l.acked {
+		for seq := range m {
+			switch n := seen[fmt.Sprintf("%s/%d", id, seq)]; n {
+			case 1:
+			case 0:
+				t.Errorf("acknowledged %s/%d lost", id, seq)
+			default:
+				t.Errorf("acknowledged %s/%d in the log %d times", id, seq, n)
+			}
+		}
+	}
+	for k, n := range seen {
+		if n > 1 {
+			t.Errorf("%s in the log %d times", k, n)
+		}
+	}
+	return counts
 }

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -47,6 +48,9 @@ func main() {
 		debug.SetGCPercent(processors.GCPercent)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// The first signal starts a drain; a second one ends the process at
+	// once (the default action is back).
+	context.AfterFunc(ctx, stop)
 	code := dispatch(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
@@ -98,11 +102,39 @@ func clickhouseMain(_ context.Context, args []string, _, stderr io.Writer) int {
 	return embedded.ServeMain(args[1:])
 }
 
-func versionMain(_ context.Context, _ []string, stdout, _ io.Writer) int {
+func versionMain(_ context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		fmt.Fprintf(stderr, "iotpipe version: unexpected argument %q: version takes none\n", args[0])
+		return 2
+	}
 	v := version
 	if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
 		v = bi.Main.Version
 	}
 	fmt.Fprintln(stdout, "iotpipe", v)
 	return 0
+}
+
+// parseArgs parses args into fs with flags before, between and after the
+// positional arguments, which it returns in order ("--" ends the flags:
+// everything after it is positional). fs prints nothing: -h returns
+// flag.ErrHelp and a bad flag its error, for the caller to print once.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if i := len(args) - len(rest) - 1; i >= 0 && args[i] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
 }

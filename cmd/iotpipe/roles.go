@@ -11,8 +11,9 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
-	"sync"
+	"strconv"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/iotpipe/iotpipe/ingest"
@@ -64,17 +65,19 @@ func sinkMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 
 func serve(ctx context.Context, name, what string, r roles, args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, roleHelp, name, what)
-		fs.PrintDefaults()
-	}
 	cfg, err := loadConfig(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintf(stderr, roleHelp, name, what)
+		fs.SetOutput(stderr)
+		fs.PrintDefaults()
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintln(stderr, "iotpipe:", err)
+		fmt.Fprintf(stderr, "iotpipe %s: %v (iotpipe %s --help lists the flags)\n", name, err, name)
+		return 2
+	}
+	if err := cfg.validate(); err != nil {
+		fmt.Fprintf(stderr, "iotpipe %s: %v\n", name, err)
 		return 2
 	}
 	if !r.ingest && cfg.Kafka == "" {
@@ -83,47 +86,66 @@ func serve(ctx context.Context, name, what string, r roles, args []string, stder
 	log := cfg.logger()
 	slog.SetDefault(log)
 	if err := (&node{cfg: cfg, roles: r, log: log}).run(ctx); err != nil {
-		log.Error("iotpipe "+name+" stopped", "err", err)
-		return 1
+		return 1 // run logged it
 	}
 	return 0
 }
 
 // node is one running iotpipe process: the parts its roles ask for, the
-// HTTP mux and metrics registry they share, and the goroutines to wait
-// for on shutdown.
+// HTTP mux and metrics registry they share, and the lifecycle that
+// starts and stops them in order.
 type node struct {
 	cfg   config
 	roles roles
 	log   *slog.Logger
 	ready atomic.Bool
 
-	lg   *eventlog.Log
-	reg  *prometheus.Registry
-	mux  *http.ServeMux
-	wg   sync.WaitGroup
-	errc chan error
-	// stops run in reverse order at shutdown, after the goroutines ended.
-	stops []func()
+	lg  *eventlog.Log
+	reg *prometheus.Registry
+	mux *http.ServeMux
+	lc  *lifecycle
+	// httpAddr is the HTTP listener's address once taken.
+	httpAddr string
 }
 
-// goRun runs fn in a goroutine the node waits for; its error stops the node.
-func (n *node) goRun(fn func() error) {
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		if err := fn(); err != nil {
-			select {
-			case n.errc <- err:
-			default:
-			}
-		}
-	}()
-}
-
-func (n *node) onStop(f func()) { n.stops = append(n.stops, f) }
-
+// run starts the node, serves until ctx ends or a part fails, and stops
+// it; it logs every error once and returns them. Start-up goes from the
+// back of the pipeline to the front (the log, ClickHouse, sinks,
+// processors, ingest, then the listeners), so a part only starts once
+// what it writes to runs; shutdown goes from the front to the back (see
+// phase), within --drain-timeout. A start-up failure stops what was
+// started in the same order.
 func (n *node) run(ctx context.Context) error {
+	n.lc = newLifecycle(n.log)
+	n.reg = prometheus.NewRegistry()
+	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	n.mux = http.NewServeMux()
+	err := n.start(ctx)
+	if err != nil {
+		n.log.Error("iotpipe could not start; stopping what did", "err", err)
+	} else {
+		n.ready.Store(true)
+		n.log.Info("iotpipe ready", "http", n.httpAddr, "kafka", n.lg.Brokers(), "ingest", n.roles.ingest, "process", n.roles.process, "sink", n.roles.sink)
+		select {
+		case <-ctx.Done():
+			n.log.Info("shutting down", "drain_timeout", n.cfg.DrainTimeout)
+		case err = <-n.lc.failed:
+			n.log.Error("a part of iotpipe failed; shutting down", "err", err, "drain_timeout", n.cfg.DrainTimeout)
+		}
+	}
+	n.ready.Store(false)
+	if serr := n.lc.stop(n.cfg.DrainTimeout); serr != nil {
+		n.log.Error("shutdown did not finish cleanly", "err", serr)
+		return errors.Join(err, serr)
+	}
+	if err == nil {
+		n.log.Info("iotpipe stopped")
+	}
+	return err
+}
+
+// start opens the log and starts every part the roles ask for.
+func (n *node) start(ctx context.Context) error {
 	cfg := n.cfg
 	if n.roles.ingest && cfg.Dev {
 		n.log.Warn("**********************************************************************")
@@ -133,11 +155,14 @@ func (n *node) run(ctx context.Context) error {
 	} else if n.roles.ingest {
 		n.log.Warn("identity is not configured yet: every device connection will be refused; pass --dev to allow anonymous devices")
 	}
-	n.reg = prometheus.NewRegistry()
-	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	n.mux = http.NewServeMux()
-	n.errc = make(chan error, 16)
-
+	// The HTTP port is taken first: a busy port fails before anything
+	// else starts.
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return listenErr(err, "HTTP", cfg.HTTPAddr, "--http-addr")
+	}
+	n.httpAddr = ln.Addr().String()
+	n.lc.onStop(acceptPhase, "http listener", func(context.Context) error { ln.Close(); return nil })
 	lg, err := eventlog.Open(ctx, eventlog.Options{
 		Brokers: cfg.brokers(), DataDir: cfg.path("kafka"), Port: cfg.KafkaPort, SyncWrites: cfg.SyncWrites,
 		Partitions: int32(cfg.Partitions), RetentionTime: cfg.Retention, RetentionBytes: cfg.RetentionBytes, Logger: n.log,
@@ -146,59 +171,48 @@ func (n *node) run(ctx context.Context) error {
 		return err
 	}
 	n.lg = lg
-	n.onStop(lg.Close)
-
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	defer func() {
-		for i := len(n.stops) - 1; i >= 0; i-- {
-			n.stops[i]()
-		}
-	}()
-	if n.roles.ingest {
-		if err := n.startIngest(ctx); err != nil {
-			return err
-		}
-	}
-	if n.roles.process {
-		if err := n.startProcessors(ctx); err != nil {
-			return err
-		}
-	}
+	n.lc.onStop(storePhase, "embedded log", func(context.Context) error { lg.Close(); return nil })
 	if n.roles.sink {
 		if err := n.startSinks(ctx); err != nil {
 			return err
 		}
 	}
-	hs, addr, err := n.serveHTTP()
-	if err != nil {
-		return err
+	if n.roles.process {
+		if err := n.startProcessors(); err != nil {
+			return err
+		}
 	}
-	n.ready.Store(true)
-	n.log.Info("iotpipe ready", "http", addr, "kafka", lg.Brokers(), "ingest", n.roles.ingest, "process", n.roles.process, "sink", n.roles.sink)
-
-	var runErr error
-	select {
-	case <-ctx.Done():
-		n.log.Info("shutting down")
-	case runErr = <-n.errc:
+	if n.roles.ingest {
+		if err := n.startIngest(); err != nil {
+			return err
+		}
 	}
-	n.ready.Store(false)
-	cancel()
-	sctx, c := context.WithTimeout(context.Background(), 10*time.Second)
-	defer c()
-	_ = hs.Shutdown(sctx)
-	n.wg.Wait()
-	return runErr
+	n.serveHTTP(ln)
+	return nil
 }
 
-func (n *node) startIngest(ctx context.Context) error {
+// listenErr says which address of which part is taken and what to do.
+func listenErr(err error, what, addr, flag string) error {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("%s address %s is in use: pass %s with another address, or stop the other server", what, addr, flag)
+	}
+	return fmt.Errorf("%s listen on %s (%s): %w", what, addr, flag, err)
+}
+
+func (n *node) startIngest() error {
 	cfg, lg := n.cfg, n.lg
 	prod, err := lg.Client(ingest.ProducerOpts()...)
 	if err != nil {
 		return err
 	}
-	n.onStop(prod.Close)
+	// Stops after the listeners: flushes what clients were promised.
+	n.lc.onStop(ingestPhase, "ingest producer", func(ctx context.Context) error {
+		defer prod.Close()
+		if err := prod.Flush(ctx); err != nil {
+			return fmt.Errorf("flush: %w", err)
+		}
+		return nil
+	})
 	srv, err := ingest.New(prod, ingest.Options{
 		MQTTAddr: cfg.MQTTAddr, Dev: cfg.Dev, Topics: lg.Topics(), MaxInFlight: cfg.MaxInFlight,
 		MaxPayload: cfg.MaxPayload, Node: cfg.Node, Logger: n.log, SessionDir: cfg.path("mqtt"),
@@ -207,24 +221,25 @@ func (n *node) startIngest(ctx context.Context) error {
 		return err
 	}
 	n.reg.MustRegister(srv.Collectors()...)
-	if err := srv.Start(); err != nil {
-		return err
-	}
-	n.onStop(func() {
-		srv.Close()
-		fctx, c := context.WithTimeout(context.Background(), 10*time.Second)
-		defer c()
-		if err := prod.Flush(fctx); err != nil {
-			n.log.Warn("flush producer", "err", err)
-		}
-	})
 	out, err := lg.Client(kgo.ConsumeTopics(lg.Topics().Outbound), kgo.ConsumerGroup(srv.OutboundGroup()), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()), kgo.FetchMaxWait(50*time.Millisecond))
 	if err != nil {
 		return err
 	}
-	n.onStop(out.Close)
-	n.goRun(func() error { return srv.DeliverOutbound(ctx, out) })
+	n.lc.onStop(acceptPhase, "outbound consumer", func(context.Context) error { out.Close(); return nil })
+	if err := srv.Start(); err != nil {
+		if op := (*net.OpError)(nil); errors.As(err, &op) && op.Op == "listen" {
+			return listenErr(err, "MQTT", cfg.MQTTAddr, "--mqtt-addr")
+		}
+		return err
+	}
+	// Outbound delivery stops before the broker closes (it routes into
+	// the broker's sessions); closing the broker closes its listener and
+	// disconnects every client, so nothing is acknowledged after.
+	n.lc.run(acceptPhase, "mqtt", func(ctx context.Context) error {
+		err := srv.DeliverOutbound(ctx, out)
+		return errors.Join(err, srv.Close())
+	})
 	n.mux.HandleFunc("POST /topics/{topic...}", srv.HTTPPublish)
 	n.mux.HandleFunc("GET /things/{thing}/shadow", srv.ShadowHTTP)
 	n.mux.HandleFunc("POST /things/{thing}/shadow", srv.ShadowHTTP)
@@ -232,7 +247,7 @@ func (n *node) startIngest(ctx context.Context) error {
 	return nil
 }
 
-func (n *node) startProcessors(ctx context.Context) error {
+func (n *node) startProcessors() error {
 	cfg, lg := n.cfg, n.lg
 	if err := os.MkdirAll(cfg.RulesDir, 0o755); err != nil {
 		return fmt.Errorf("rules dir: %w", err)
@@ -240,12 +255,11 @@ func (n *node) startProcessors(ctx context.Context) error {
 	// get_thing_shadow(): shadows of the event's partition are read in
 	// its transaction; the others from a view of the shadows topic.
 	view := shadow.NewTopicView(lg, lg.Topics().Shadows, n.log)
-	n.goRun(func() error { return view.Run(ctx) })
-	rp := rules.New(rules.Options{Topics: lg.Topics(), Shadow: shadow.NewReader(view), Logger: n.log})
+	n.lc.run(processPhase, "shadow view", view.Run)
+	rp := rules.New(rules.Options{Topics: lg.Topics(), Shadow: shadow.NewReader(view), LastGoodDir: cfg.path("rules-last-good"), Logger: n.log})
 	if err := rp.Reload(cfg.RulesDir); err != nil {
 		n.log.Warn("rules: some files did not load; their previous versions (if any) keep running", "dir", cfg.RulesDir, "err", err)
 	}
-	n.goRun(func() error { rp.Watch(ctx, cfg.RulesDir, time.Second); return nil })
 	n.reg.MustRegister(rp.Collectors()...)
 	n.mux.Handle("GET /api/rules", rp.Handler())
 
@@ -263,15 +277,18 @@ func (n *node) startProcessors(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	n.onStop(func() { runner.Close() })
+	// The state store closes once the runner's goroutines all returned.
+	n.lc.onStop(processPhase, "state store", func(context.Context) error { return runner.Close() })
 	n.reg.MustRegister(runner.Collectors()...)
 	n.mux.Handle("GET /api/things/{name}", lastseen.Handler(runner))
-	n.goRun(func() error { return runner.Run(ctx) })
+	n.lc.run(processPhase, "processors", runner.Run)
+	n.lc.run(processPhase, "rules watcher", func(ctx context.Context) error { return rp.Watch(ctx, cfg.RulesDir, time.Second) })
 	return nil
 }
 
 // startClickHouse starts the ClickHouse sink: against --clickhouse, or
-// the embedded server it starts first (a supervised child process).
+// the embedded server it starts first (a supervised child process that
+// stops after the sink).
 func (n *node) startClickHouse(ctx context.Context) error {
 	cfg, lg := n.cfg, n.lg
 	if cfg.ClickHouse == "off" {
@@ -280,24 +297,29 @@ func (n *node) startClickHouse(ctx context.Context) error {
 	}
 	dsn, httpDSN := cfg.ClickHouse, ""
 	if dsn == "" {
+		if err := portsFree(chPort{cfg.CHTCPPort, "--clickhouse-tcp-port"}, chPort{cfg.CHHTTPPort, "--clickhouse-http-port"}); err != nil {
+			return err
+		}
 		lib, err := embedded.LibPath()
 		if err != nil {
 			return err
 		}
-		srv, err := embedded.Start(ctx, embedded.Options{
+		// The server keeps the store phase's context: it runs until the
+		// sink stopped.
+		srv, err := embedded.Start(n.lc.ctx(storePhase), embedded.Options{
 			LibPath: lib, DataDir: cfg.path("clickhouse"), TCPPort: cfg.CHTCPPort, HTTPPort: cfg.CHHTTPPort, Logger: n.log,
 		})
 		if err != nil {
 			return err
 		}
-		n.onStop(func() { srv.Stop() })
+		n.lc.run(storePhase, "embedded clickhouse", until(srv.Stop))
 		dsn, httpDSN = srv.DSN(), srv.HTTPURL()+"/default"
 	}
 	metrics, err := clickhouse.NewPrometheusMetrics(n.reg)
 	if err != nil {
 		return err
 	}
-	sink, err := clickhouse.Start(ctx, clickhouse.Options{
+	sink, err := clickhouse.Start(n.lc.ctx(sinkPhase), clickhouse.Options{
 		Brokers: lg.Brokers(), DSN: dsn, HTTPDSN: httpDSN, Topics: lg.Topics(),
 		Schema: ddl.Options{TTLDays: cfg.CHTTLDays}, Metrics: metrics, Logger: n.log,
 		KafkaOpts: []kgo.Opt{kgo.FetchIsolationLevel(kgo.ReadCommitted())},
@@ -305,13 +327,61 @@ func (n *node) startClickHouse(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	n.onStop(func() { sink.Stop() })
+	n.lc.run(sinkPhase, "clickhouse sink", func(ctx context.Context) error {
+		select {
+		case <-ctx.Done():
+		case <-sink.Done():
+		}
+		return sink.Stop()
+	})
 	conn, err := clickhouse.Open(ctx, dsn)
 	if err != nil {
 		return err
 	}
-	n.onStop(func() { conn.Close() })
+	n.lc.onStop(sinkPhase, "clickhouse sql connection", func(context.Context) error { return conn.Close() })
 	n.mux.Handle("POST /api/sql", clickhouse.SQLHandler(conn, clickhouse.SQLHandlerOptions{}))
+	return nil
+}
+
+// chPort is a port of the embedded ClickHouse and the flag that sets it.
+type chPort struct {
+	port int
+	flag string
+}
+
+// portsFree checks that each port is free on 127.0.0.1, so a busy one is
+// reported as such rather than as a child process that did not start.
+func portsFree(ports ...chPort) error {
+	for _, p := range ports {
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p.port)))
+		if err != nil {
+			if errors.Is(err, syscall.EADDRINUSE) {
+				return fmt.Errorf("ClickHouse port %d is in use: pass %s with another port, or stop the other server", p.port, p.flag)
+			}
+			return fmt.Errorf("ClickHouse port %d (%s): %w", p.port, p.flag, err)
+		}
+		ln.Close()
+	}
+	return nil
+}
+
+// executor is the New/Start/Run/Close shape of today's action executors.
+type executor interface {
+	Start(ctx context.Context) error
+	Run(ctx context.Context) error
+	Close() error
+	Collectors() []prometheus.Collector
+}
+
+// startExecutor starts e as a stage of the sink phase, its clients
+// closed once Run returned.
+func (n *node) startExecutor(ctx context.Context, name string, e executor) error {
+	if err := e.Start(ctx); err != nil {
+		return err
+	}
+	n.reg.MustRegister(e.Collectors()...)
+	n.lc.run(sinkPhase, name, e.Run)
+	n.lc.onStop(sinkPhase, name+" clients", func(context.Context) error { return e.Close() })
 	return nil
 }
 
@@ -326,43 +396,46 @@ func (n *node) startSinks(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := rep.Start(ctx); err != nil {
+	if err := n.startExecutor(ctx, "republish executor", rep); err != nil {
 		return err
 	}
-	n.onStop(func() { rep.Close() })
-	n.goRun(func() error { return rep.Run(ctx) })
-	n.reg.MustRegister(rep.Collectors()...)
 	n.mux.Handle("GET /api/commands/{id...}", rep.Handler())
 
-	ka, err := kafkaaction.New(kafkaaction.Options{Brokers: lg.Brokers(), Topics: lg.Topics(), Logger: n.log, KafkaOptions: committed})
+	// On an iotpipe embedded log (this node's or another's), a kafka
+	// action's target topic is created on first use; an external
+	// cluster's topics are its operator's (iotpipe rules check --kafka
+	// lists the missing ones).
+	var createTopic func(context.Context, string) error
+	if own, err := lg.IotpipeEmbedded(ctx); err != nil {
+		return err
+	} else if own {
+		createTopic = lg.CreateTopic
+	}
+	ka, err := kafkaaction.New(kafkaaction.Options{Brokers: lg.Brokers(), Topics: lg.Topics(), CreateTopic: createTopic, Logger: n.log, KafkaOptions: committed})
 	if err != nil {
 		return err
 	}
-	if err := ka.Start(ctx); err != nil {
+	if err := n.startExecutor(ctx, "kafka executor", ka); err != nil {
 		return err
 	}
-	n.onStop(func() { ka.Close() })
-	n.goRun(func() error { return ka.Run(ctx) })
-	n.reg.MustRegister(ka.Collectors()...)
 
 	wh, err := webhook.New(webhook.Options{Brokers: lg.Brokers(), Secret: []byte(n.cfg.WebhookSecret), Logger: n.log,
 		ActionsTopic: lg.Topics().Actions, DLQTopic: lg.Topics().DLQ, KafkaOptions: committed})
 	if err != nil {
 		return err
 	}
-	if err := wh.Start(ctx); err != nil {
+	// Delivery runs until the sink phase's context ends; Stop then waits
+	// for deliveries in progress and commits (bounded by the drain).
+	if err := wh.Start(n.lc.ctx(sinkPhase)); err != nil {
 		return err
 	}
-	n.onStop(func() {
-		sctx, c := context.WithTimeout(context.Background(), 10*time.Second)
-		defer c()
-		_ = wh.Stop(sctx)
-	})
+	n.lc.onStop(sinkPhase, "webhook executor", wh.Stop)
 	n.reg.MustRegister(wh.Collectors()...)
 	return nil
 }
 
-func (n *node) serveHTTP() (*http.Server, string, error) {
+// serveHTTP serves the API on ln until the accept phase stops.
+func (n *node) serveHTTP(ln net.Listener) {
 	mux := n.mux
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
@@ -378,15 +451,57 @@ func (n *node) serveHTTP() (*http.Server, string, error) {
 		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	}
-	ln, err := net.Listen("tcp", n.cfg.HTTPAddr)
-	if err != nil {
-		return nil, "", fmt.Errorf("http listen %s: %w", n.cfg.HTTPAddr, err)
-	}
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			n.errc <- err
+	hs := n.httpServer(mux)
+	n.lc.run(acceptPhase, "http server", func(ctx context.Context) error {
+		errc := make(chan error, 1)
+		go func() { errc <- hs.Serve(ln) }()
+		select {
+		case err := <-errc:
+			return err
+		case <-ctx.Done():
 		}
-	}()
-	return hs, ln.Addr().String(), nil
+		// Requests in progress get a grace period; then their
+		// connections are closed.
+		sctx, cancel := context.WithTimeout(context.Background(), httpShutdownGrace)
+		defer cancel()
+		if err := hs.Shutdown(sctx); err != nil {
+			hs.Close()
+		}
+		if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
 }
+
+// HTTP server limits besides --http-read-timeout: a client that sent no
+// header within httpHeaderTimeout, takes longer than httpWriteTimeout to
+// get its answer, or keeps a connection idle for httpIdleTimeout is
+// disconnected, so no client holds a descriptor for long without sending.
+const (
+	httpHeaderTimeout = 10 * time.Second
+	httpWriteTimeout  = 2 * time.Minute
+	httpIdleTimeout   = 2 * time.Minute
+	httpMaxHeader     = 64 << 10
+)
+
+// httpServer is the API server with its limits: the timeouts above and
+// a request body limit of 1 MiB, or the largest MQTT payload or shadow
+// document plus 64 KiB when larger (the handlers keep their own tighter
+// limits and status codes).
+func (n *node) httpServer(h http.Handler) *http.Server {
+	body := int64(max(1<<20, n.cfg.MaxPayload+64<<10, n.cfg.ShadowMaxSize+64<<10))
+	return &http.Server{
+		Handler:           http.MaxBytesHandler(h, body),
+		ReadHeaderTimeout: min(httpHeaderTimeout, n.cfg.HTTPTimeout),
+		ReadTimeout:       n.cfg.HTTPTimeout,
+		WriteTimeout:      httpWriteTimeout,
+		IdleTimeout:       httpIdleTimeout,
+		MaxHeaderBytes:    httpMaxHeader,
+		ErrorLog:          slog.NewLogLogger(n.log.With("component", "http").Handler(), slog.LevelWarn),
+	}
+}
+
+// httpShutdownGrace is how long requests in progress may take to finish
+// once the HTTP server stopped accepting.
+const httpShutdownGrace = 5 * time.Second

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iotpipe/iotpipe/internal/eventlog"
+	"github.com/iotpipe/iotpipe/schemas"
 	"github.com/iotpipe/iotpipe/sinks/webhook"
 )
 
@@ -118,5 +120,90 @@ THEN webhook(url => '`+srv.URL+`/offline?d=${clientId}');`)
 	resp.Body.Close()
 	if !strings.Contains(string(b), "device_offline") {
 		t.Fatalf("/api/rules: %s", b)
+	}
+}
+
+// rulesStatus reads GET /api/rules.
+func (in *instance) rulesStatus(t *testing.T) (running []string, fileErrs map[string]string) {
+	t.Helper()
+	resp, err := http.Get(in.url("/api/rules"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Rules []struct{ Name string }
+		Files []struct{ Path, Error string }
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	fileErrs = map[string]string{}
+	for _, r := range st.Rules {
+		running = append(running, r.Name)
+	}
+	for _, f := range st.Files {
+		if f.Error != "" {
+			fileErrs[filepath.Base(f.Path)] = f.Error
+		}
+	}
+	return running, fileErrs
+}
+
+// A rule file broken while iotpipe is down keeps running its last good
+// version after the restart (kept under the data dir), and /api/rules
+// says so. Before, the restarted node ran none of its rules.
+func TestBrokenRuleFileRunsLastGoodVersionAfterRestart(t *testing.T) {
+	in := newInstance(t)
+	writeRule(t, in, "lux.sql", `CREATE RULE lux AS SELECT lux FROM 'g/+/lux' WHERE lux > 100 THEN kafka(topic => 'lux-alerts')`)
+	in.start()
+	if running, errs := in.rulesStatus(t); strings.Join(running, ",") != "lux" || len(errs) != 0 {
+		t.Fatalf("before: running %v, errors %v", running, errs)
+	}
+	in.stop()
+	writeRule(t, in, "lux.sql", `CREATE RULE lux AS SELECT lux FROM 'g/+/lux' WHERE lux > THEN kafka(topic => 'lux-alerts')`)
+	in.start()
+	running, errs := in.rulesStatus(t)
+	if strings.Join(running, ",") != "lux" {
+		t.Errorf("after the restart running %v, want lux", running)
+	}
+	if e := errs["lux.sql"]; !strings.Contains(e, "lux.sql:1:") || !strings.Contains(e, "its last good version runs, kept in "+filepath.Join(in.dataDir, "rules-last-good", "lux.sql")) {
+		t.Errorf("lux.sql error %q", e)
+	}
+}
+
+// A kafka action to a topic that does not exist, on the embedded log:
+// the topic is created on first use and every firing lands in it, none
+// in the DLQ. Before, every firing went to the DLQ
+// (UNKNOWN_TOPIC_OR_PARTITION).
+func TestKafkaActionCreatesTopicOnEmbeddedLog(t *testing.T) {
+	in := newInstance(t)
+	writeRule(t, in, "hot.sql", `CREATE RULE hot AS SELECT temp FROM 'dt/+/temp' WHERE temp > 30 THEN kafka(topic => 'alerts')`)
+	in.start()
+	for i := 0; i < 3; i++ {
+		mosquittoPub(t, in, "oven-1", "dt/oven-1/temp", fmt.Sprintf(`{"temp":%d}`, 40+i))
+	}
+	seeds := []string{fmt.Sprintf("127.0.0.1:%d", in.kafka)}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		missing, err := eventlog.MissingTopics(t.Context(), seeds, []string{"alerts"})
+		if err == nil && len(missing) == 0 && len(in.readTopic("alerts")) == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			dlq := 0
+			for _, r := range in.readTopic(schemas.DefaultTopics().DLQ) {
+				if recHeader(r, "dlq.stage") == "kafka" {
+					dlq++
+				}
+			}
+			t.Fatalf("alerts: missing %v (%v); %d kafka actions in the DLQ", missing, err, dlq)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for _, r := range in.readTopic(schemas.DefaultTopics().DLQ) {
+		if recHeader(r, "dlq.stage") == "kafka" {
+			t.Errorf("kafka action in the DLQ: %s", recHeader(r, "dlq.reason"))
+		}
 	}
 }

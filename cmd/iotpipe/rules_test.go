@@ -7,6 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/iotpipe/iotpipe/internal/eventlog"
+	"github.com/twmb/franz-go/pkg/kfake"
 )
 
 func writeFile(t *testing.T, dir, name, content string) string {
@@ -79,5 +82,72 @@ func TestRulesUsage(t *testing.T) {
 	}
 	if code := rulesMain(context.Background(), []string{"frobnicate"}, &out, &errb); code != 2 {
 		t.Errorf("unknown command: exit %d, want 2", code)
+	}
+}
+
+// `rules check` lists the topics of the rules' kafka actions as not
+// checked without --kafka; with it, it names the missing ones (exit 1 on
+// another cluster; on an iotpipe embedded log, which creates them on
+// first use, exit 0). A templated topic is noted as not checkable.
+func TestRulesCheckKafkaTopics(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "k.sql", `CREATE RULE r1 AS SELECT * FROM 'a/#' THEN kafka(topic => 'alerts');
+CREATE RULE r2 AS SELECT * FROM 'b/#' THEN kafka(topic => 'audit'), kafka(topic => 'alerts');
+CREATE RULE r3 AS SELECT * FROM 'c/#' THEN kafka(topic => 'per-${topic(2)}')`)
+	other, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "alerts"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	complete, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "alerts", "audit"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer complete.Close()
+	lg, err := eventlog.Open(t.Context(), eventlog.Options{DataDir: t.TempDir(), Port: -1, Partitions: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lg.Close()
+	addr := func(b []string) string { return strings.Join(b, ",") }
+	for _, c := range []struct {
+		name         string
+		args         []string
+		env          string // IOTPIPE_KAFKA
+		code         int
+		stdout, errs []string
+	}{
+		{name: "without --kafka", args: []string{"check", dir}, code: 0,
+			stdout: []string{"note: rule r3 names its kafka topic with a template: not checked",
+				"kafka topics not checked (pass --kafka host:port to check they exist): alerts, audit"}},
+		{name: "a topic missing on another cluster", args: []string{"check", dir, "--kafka", addr(other.ListenAddrs())}, code: 1,
+			stdout: []string{"missing kafka topic audit on " + addr(other.ListenAddrs()) + " (rules r2)"},
+			errs:   []string{"create the missing topics on the cluster, or their firings go to the DLQ"}},
+		{name: "IOTPIPE_KAFKA", args: []string{"check", dir}, env: addr(other.ListenAddrs()), code: 1,
+			stdout: []string{"missing kafka topic audit"}},
+		{name: "all there", args: []string{"check", "--kafka", addr(complete.ListenAddrs()), dir}, code: 0,
+			stdout: []string{"kafka topics exist on " + addr(complete.ListenAddrs()) + ": alerts, audit"}},
+		{name: "embedded log", args: []string{"check", dir, "--kafka", addr(lg.Brokers())}, code: 0,
+			stdout: []string{"missing kafka topic alerts on", "(rules r1, r2)", "missing kafka topic audit on",
+				"this is an iotpipe embedded log: it creates them on first use"}},
+		{name: "unknown flag", args: []string{"check", dir, "--bogus"}, code: 2, errs: []string{"flag provided but not defined: -bogus"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Setenv("IOTPIPE_KAFKA", c.env)
+			var out, errb bytes.Buffer
+			if code := rulesMain(t.Context(), c.args, &out, &errb); code != c.code {
+				t.Errorf("exit %d, want %d; stdout %q stderr %q", code, c.code, out.String(), errb.String())
+			}
+			for _, s := range c.stdout {
+				if !strings.Contains(out.String(), s) {
+					t.Errorf("stdout %q does not say %q", out.String(), s)
+				}
+			}
+			for _, s := range c.errs {
+				if !strings.Contains(errb.String(), s) {
+					t.Errorf("stderr %q does not say %q", errb.String(), s)
+				}
+			}
+		})
 	}
 }

@@ -13,8 +13,11 @@ import (
 	"github.com/iotpipe/iotpipe/sinks/clickhouse"
 )
 
-const sqlUsage = `Usage: iotpipe sql [flags] "SELECT ..."
+const sqlUsage = `Usage: iotpipe sql [flags] "SELECT ..." [flags]
        iotpipe sql [flags] --file query.sql
+
+Flags may come before or after the query; "--" ends them (a query that
+starts with "-" goes after it).
 
 Runs one query against ClickHouse (the embedded server of a running
 ` + "`iotpipe run`" + `, or the server --clickhouse names) and prints the result.
@@ -37,20 +40,21 @@ Examples:
 // connection failed, 2 for a usage error.
 func sqlMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("iotpipe sql", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, sqlUsage) }
 	dsn := fs.String("clickhouse", sqlEnvOr("IOTPIPE_CLICKHOUSE", clickhouse.DefaultDSN), "server DSN")
 	file := fs.String("file", "", "read the query from this file")
 	format := fs.String("format", "table", "table, csv or json")
 	limit := fs.Int("limit", 0, "most rows printed (0: all)")
 	timeout := fs.Duration("timeout", 5*time.Minute, "query timeout")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
+	pos, err := parseArgs(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stdout, sqlUsage)
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "iotpipe sql: %v\n\n%s", err, sqlUsage)
 		return 2
 	}
-	query, err := sqlQuery(fs.Args(), *file)
+	query, err := sqlQuery(pos, *file)
 	if err != nil {
 		fmt.Fprintf(stderr, "iotpipe sql: %v\n\n%s", err, sqlUsage)
 		return 2

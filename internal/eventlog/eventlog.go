@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"time"
 
@@ -120,7 +121,7 @@ func (l *Log) startEmbedded() error {
 		kfake.Ports(port),
 		kfake.DataDir(o.DataDir),
 		kfake.DefaultNumPartitions(int(o.Partitions)),
-		kfake.ClusterID("iotpipe-embedded"),
+		kfake.ClusterID(embeddedClusterID),
 	}
 	if o.SyncWrites {
 		kopts = append(kopts, kfake.SyncWrites())
@@ -155,6 +156,48 @@ func (l *Log) Brokers() []string { return l.brokers }
 // Embedded reports whether the log is the in-process broker.
 func (l *Log) Embedded() bool { return l.cluster != nil }
 
+// embeddedClusterID is the cluster id of every embedded log.
+const embeddedClusterID = "iotpipe-embedded"
+
+// IotpipeEmbedded reports whether the log is an iotpipe embedded log:
+// this process's, or another iotpipe node's that this one reaches with
+// --kafka (see IsEmbeddedCluster). Topics iotpipe's own actions name
+// are created there on first use, never on another cluster.
+func (l *Log) IotpipeEmbedded(ctx context.Context) (bool, error) {
+	if l.cluster != nil {
+		return true, nil
+	}
+	return IsEmbeddedCluster(ctx, l.brokers)
+}
+
+// IsEmbeddedCluster reports whether the cluster at brokers is an iotpipe
+// embedded log (its cluster id says so).
+func IsEmbeddedCluster(ctx context.Context, brokers []string) (bool, error) {
+	var embedded bool
+	err := withAdmin(ctx, brokers, func(ctx context.Context, adm *kadm.Client) error {
+		m, err := adm.BrokerMetadata(ctx)
+		if err != nil {
+			return fmt.Errorf("metadata of %v: %w", brokers, err)
+		}
+		embedded = m.Cluster == embeddedClusterID
+		return nil
+	})
+	return embedded, err
+}
+
+// withAdmin runs fn with an admin client of the cluster at brokers,
+// bounded by 15s.
+func withAdmin(ctx context.Context, brokers []string, fn func(ctx context.Context, adm *kadm.Client) error) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RequestRetries(2))
+	if err != nil {
+		return fmt.Errorf("kafka client for %v: %w", brokers, err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	return fn(ctx, kadm.NewClient(cl))
+}
+
 // Topics returns the topic names in use.
 func (l *Log) Topics() schemas.Topics { return l.opts.Topics }
 
@@ -176,6 +219,17 @@ func (l *Log) Client(opts ...kgo.Opt) (*kgo.Client, error) {
 // count and retention (the shadows topic compacted). Existing topics are
 // left as they are.
 func (l *Log) EnsureTopics(ctx context.Context) error {
+	return l.createTopics(ctx, l.opts.Topics.All()...)
+}
+
+// CreateTopic creates topic, if it does not exist yet, with the
+// configured partition count and the event topics' retention (the
+// kafka action's target topics are made this way on the embedded log).
+func (l *Log) CreateTopic(ctx context.Context, topic string) error {
+	return l.createTopics(ctx, topic)
+}
+
+func (l *Log) createTopics(ctx context.Context, topics ...string) error {
 	cl, err := l.Client(kgo.RequestRetries(3))
 	if err != nil {
 		return err
@@ -185,7 +239,7 @@ func (l *Log) EnsureTopics(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	o := l.opts
-	for _, topic := range o.Topics.All() {
+	for _, topic := range topics {
 		configs := map[string]*string{}
 		if o.Topics.Compacted(topic) {
 			configs["cleanup.policy"] = kadm.StringPtr("compact")
@@ -209,6 +263,26 @@ func (l *Log) EnsureTopics(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// MissingTopics returns those of topics that do not exist on the
+// cluster at brokers (sorted, each once). It creates nothing.
+func MissingTopics(ctx context.Context, brokers []string, topics []string) ([]string, error) {
+	var missing []string
+	err := withAdmin(ctx, brokers, func(ctx context.Context, adm *kadm.Client) error {
+		details, err := adm.ListTopics(ctx, topics...)
+		if err != nil {
+			return fmt.Errorf("list topics on %v: %w", brokers, err)
+		}
+		for _, t := range topics {
+			if d, ok := details[t]; (!ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition)) && !slices.Contains(missing, t) {
+				missing = append(missing, t)
+			}
+		}
+		return nil
+	})
+	slices.Sort(missing)
+	return missing, err
 }
 
 // Close stops the embedded broker (flushing its files); it does nothing

@@ -2,10 +2,12 @@ package eventlog
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -64,5 +66,93 @@ func TestEmbeddedPersistsAcrossRestart(t *testing.T) {
 		if d, ok := td[topic]; !ok || len(d.Partitions) != 3 {
 			t.Errorf("topic %s: %+v", topic, td[topic])
 		}
+	}
+}
+
+// CreateTopic makes a topic like the event topics (partitions, retention)
+// and accepts one that exists; MissingTopics names those that do not
+// exist, each once, and creates nothing.
+func TestCreateTopicAndMissingTopics(t *testing.T) {
+	ctx := context.Background()
+	l, err := Open(ctx, Options{DataDir: t.TempDir(), Port: -1, Partitions: 3, RetentionTime: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for i := 0; i < 2; i++ {
+		if err := l.CreateTopic(ctx, "alerts"); err != nil {
+			t.Fatalf("create (%d): %v", i, err)
+		}
+	}
+	cl, err := l.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	td, err := adm.ListTopics(ctx, "alerts")
+	if err != nil || len(td["alerts"].Partitions) != 3 {
+		t.Fatalf("alerts: %+v, %v", td["alerts"], err)
+	}
+	cfgs, err := adm.DescribeTopicConfigs(ctx, "alerts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := cfgs.On("alerts", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	retention := ""
+	for _, c := range rc.Configs {
+		if c.Key == "retention.ms" && c.Value != nil {
+			retention = *c.Value
+		}
+	}
+	if retention != "3600000" {
+		t.Errorf("alerts retention.ms = %q, want 3600000", retention)
+	}
+	missing, err := MissingTopics(ctx, l.Brokers(), []string{"nope", "alerts", l.Topics().Events, "nope", "also-nope"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(missing, ",") != "also-nope,nope" {
+		t.Errorf("missing = %v, want [also-nope nope]", missing)
+	}
+	if td, _ := adm.ListTopics(ctx, "nope"); td.Has("nope") && td["nope"].Err == nil {
+		t.Error("MissingTopics created a topic")
+	}
+}
+
+// An embedded log is recognised as such in its own process and from
+// another one that reaches it as an external cluster; another cluster
+// is not.
+func TestIotpipeEmbedded(t *testing.T) {
+	ctx := context.Background()
+	l, err := Open(ctx, Options{DataDir: t.TempDir(), Port: -1, Partitions: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	remote, err := Open(ctx, Options{Brokers: l.Brokers(), Partitions: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer remote.Close()
+	for name, lg := range map[string]*Log{"in process": l, "through --kafka": remote} {
+		if ok, err := lg.IotpipeEmbedded(ctx); !ok || err != nil {
+			t.Errorf("%s: IotpipeEmbedded = %v, %v", name, ok, err)
+		}
+	}
+	other, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	ext, err := Open(ctx, Options{Brokers: other.ListenAddrs(), Partitions: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := ext.IotpipeEmbedded(ctx); ok || err != nil {
+		t.Errorf("another cluster: IotpipeEmbedded = %v, %v", ok, err)
 	}
 }

@@ -22,6 +22,11 @@ type Options struct {
 	// Default 0 (windows of a quiet partition close on the next tick
 	// after their end plus allowed lateness).
 	IdleAfter time.Duration
+	// LastGoodDir, when set, keeps the running version of each rule
+	// file there (under its base name), so that a file that does not
+	// compile at start runs its last good version rather than nothing.
+	// Default "": a restart forgets them.
+	LastGoodDir string
 	// LastOutputs is how many recent outputs Status keeps per rule.
 	// Default 5.
 	LastOutputs int

@@ -11,9 +11,11 @@
 // of strings) become record headers, and the headers iot.action (the
 // idempotency key) and iot.rule are added so duplicates are
 // recognisable. Offsets are committed only after the produced records
-// were acknowledged (at least once). An action that cannot be executed
-// (no topic, a topic that does not exist, bad headers) goes to the DLQ
-// with the reason (headers dlq.stage=kafka, dlq.reason, dlq.source).
+// were acknowledged (at least once). With Options.CreateTopic a target
+// topic is created on first use. An action that cannot be executed (no
+// topic, a topic that does not exist and was not created, bad headers)
+// goes to the DLQ with the reason (headers dlq.stage=kafka, dlq.reason,
+// dlq.source).
 package kafka
 
 import (
@@ -59,6 +61,11 @@ type Options struct {
 	// RetryBackoff is the wait before producing again after the log
 	// refused records. Default 500ms.
 	RetryBackoff time.Duration
+	// CreateTopic, when set, is called before the first record to each
+	// target topic (eventlog.Log.CreateTopic on the embedded log), so a
+	// topic an action names is created on first use. Nil: a target
+	// topic must exist; an action to one that does not goes to the DLQ.
+	CreateTopic func(ctx context.Context, topic string) error
 	// Logger receives the executor's logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -71,6 +78,9 @@ type Executor struct {
 
 	mu sync.Mutex
 	cl *kgo.Client
+	// created are the target topics CreateTopic made or found (Run's
+	// goroutine only).
+	created map[string]bool
 }
 
 // New checks opts and returns an Executor that is not yet started.
@@ -95,7 +105,7 @@ func New(opts Options) (*Executor, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	return &Executor{opts: o, log: o.Logger.With("component", "kafka-actions"), metrics: newMetrics()}, nil
+	return &Executor{opts: o, log: o.Logger.With("component", "kafka-actions"), metrics: newMetrics(), created: map[string]bool{}}, nil
 }
 
 // Start joins the consumer group; it returns once the brokers answered.
@@ -172,10 +182,31 @@ func (e *Executor) translateAll(recs []*kgo.Record) ([]relay.Output, func()) {
 	var out []relay.Output
 	for _, r := range recs {
 		if o := e.translate(r); o != nil {
+			e.ensureTopic(o.Topic)
 			out = append(out, relay.Output{Record: o, Source: r})
 		}
 	}
 	return out, nil
+}
+
+// createTimeout bounds one CreateTopic call.
+const createTimeout = 10 * time.Second
+
+// ensureTopic has Options.CreateTopic make topic before its first
+// record; a failure is logged and tried again on the next poll (the
+// record goes to the DLQ if the topic is still missing).
+func (e *Executor) ensureTopic(topic string) {
+	if e.opts.CreateTopic == nil || e.created[topic] || topic == e.opts.Topics.DLQ {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), createTimeout)
+	defer cancel()
+	if err := e.opts.CreateTopic(ctx, topic); err != nil {
+		e.log.Warn("create the target topic of a kafka action", "topic", topic, "err", err)
+		return
+	}
+	e.created[topic] = true
+	e.log.Info("target topic ready", "topic", topic)
 }
 
 // wireAction is schemas.Action with the payload kept as raw JSON.

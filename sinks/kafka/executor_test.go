@@ -3,14 +3,17 @@ package kafka
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/iotpipe/iotpipe/internal/eventlog"
 	"github.com/iotpipe/iotpipe/schemas"
 )
 
@@ -144,5 +147,60 @@ func TestRecordFromAction(t *testing.T) {
 		if (err == nil) != (tt.wantErr == "") || err != nil && !strings.Contains(err.Error(), tt.wantErr) {
 			t.Errorf("%s: err = %v, want %q", tt.name, err, tt.wantErr)
 		}
+	}
+}
+
+// With CreateTopic (the embedded log's), an action to a topic that does
+// not exist creates it on first use: the records land there, none goes
+// to the DLQ. Before, every firing went to the DLQ with
+// UNKNOWN_TOPIC_OR_PARTITION.
+func TestKafkaActionCreatesTargetTopic(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	lg, err := eventlog.Open(ctx, eventlog.Options{DataDir: t.TempDir(), Port: -1, Partitions: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lg.Close()
+	cl, err := lg.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var recs []*kgo.Record
+	for i := range 4 {
+		a := schemas.Action{Key: fmt.Sprintf("0/%d/hot/0", i), Rule: "hot", Type: "kafka", Thing: "dev-1",
+			Params: map[string]any{"topic": "alerts-new"}, Payload: map[string]any{"i": i}}
+		v, _ := json.Marshal(a)
+		recs = append(recs, &kgo.Record{Topic: topics.Actions, Key: []byte(a.Key), Value: v})
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(Options{Brokers: lg.Brokers(), RetryBackoff: 10 * time.Millisecond, CreateTopic: lg.CreateTopic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	done := make(chan error)
+	go func() { done <- e.Run(ctx) }()
+	out := consume(t, lg.Brokers(), "alerts-new", 4)
+	if len(out) != 4 {
+		t.Errorf("alerts-new has %d records, want 4", len(out))
+	}
+	td, err := kadm.NewClient(cl).ListTopics(ctx, "alerts-new")
+	if err != nil || len(td["alerts-new"].Partitions) != 2 {
+		t.Errorf("alerts-new: %+v, %v (want the log's 2 partitions)", td["alerts-new"], err)
+	}
+	var m dto.Metric
+	if err := e.metrics.deadLettered.Write(&m); err != nil || m.GetCounter().GetValue() != 0 {
+		t.Errorf("%v actions dead-lettered (%v), want 0", m.GetCounter().GetValue(), err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Error(err)
 	}
 }

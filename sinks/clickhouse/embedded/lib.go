@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -15,16 +16,20 @@ const ChDBVersion = "26.7.3-stable.1"
 const LibEnv = "IOTPIPE_CHDB_LIB"
 
 // libRels are where install-chdb.sh puts the library (and its stable
-// symlink), below the repository root.
+// symlink) below its cache directory: .cache/chdb in a repository, or
+// iotpipe/chdb in the user's cache directory (`make deps`).
 var libRels = []string{
-	filepath.Join(".cache", "chdb", ChDBVersion, "libchdb.so"),
-	filepath.Join(".cache", "chdb", "libchdb.so"),
+	filepath.Join("chdb", ChDBVersion, "libchdb.so"),
+	filepath.Join("chdb", "libchdb.so"),
 }
 
-// LibPath finds libchdb.so: $IOTPIPE_CHDB_LIB when set, otherwise
+// LibPath finds libchdb.so: $IOTPIPE_CHDB_LIB when set; otherwise
 // .cache/chdb/<version>/libchdb.so (or the .cache/chdb/libchdb.so
 // symlink) in the working directory or one of its parents (the
-// repository root), or beside the executable or one of its parents. The error says to run `make deps` when it is nowhere.
+// repository root), or beside the executable or one of its parents;
+// otherwise where `make deps` installs it for the user:
+// $XDG_CACHE_HOME/iotpipe/chdb (default ~/.cache/iotpipe/chdb). The
+// error lists every place it looked and says to run `make deps`.
 func LibPath() (string, error) {
 	if p := os.Getenv(LibEnv); p != "" {
 		if _, err := os.Stat(p); err != nil {
@@ -32,7 +37,19 @@ func LibPath() (string, error) {
 		}
 		return p, nil
 	}
-	var looked []string
+	var looked []string // the chdb directories, each once
+	find := func(dir string) (string, bool) {
+		if d := filepath.Join(dir, "chdb"); !slices.Contains(looked, d) {
+			looked = append(looked, d)
+		}
+		for _, rel := range libRels {
+			p := filepath.Join(dir, rel)
+			if _, err := os.Stat(p); err == nil {
+				return p, true
+			}
+		}
+		return "", false
+	}
 	var starts []string
 	if wd, err := os.Getwd(); err == nil {
 		starts = append(starts, wd)
@@ -42,12 +59,8 @@ func LibPath() (string, error) {
 	}
 	for _, dir := range starts {
 		for {
-			for _, rel := range libRels {
-				p := filepath.Join(dir, rel)
-				looked = append(looked, p)
-				if _, err := os.Stat(p); err == nil {
-					return p, nil
-				}
+			if p, ok := find(filepath.Join(dir, ".cache")); ok {
+				return p, nil
 			}
 			parent := filepath.Dir(dir)
 			if parent == dir {
@@ -56,6 +69,11 @@ func LibPath() (string, error) {
 			dir = parent
 		}
 	}
-	return "", fmt.Errorf("embedded clickhouse: libchdb.so %s not found (set %s, or looked in %s); run `make deps` (sinks/clickhouse/install-chdb.sh) to fetch it",
-		ChDBVersion, LibEnv, strings.Join(looked, ", "))
+	if cache, err := os.UserCacheDir(); err == nil {
+		if p, ok := find(filepath.Join(cache, "iotpipe")); ok {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("embedded clickhouse: libchdb.so %s not found (set %s, or looked in %s for %s/libchdb.so and libchdb.so); run `make deps` (sinks/clickhouse/install-chdb.sh) to fetch it, or pass --clickhouse DSN to use another server (or --clickhouse off)",
+		ChDBVersion, LibEnv, strings.Join(looked, ", "), ChDBVersion)
 }
