@@ -141,9 +141,19 @@ func (r *Runner) Close() error { return r.db.Close() }
 func (r *Runner) Collectors() []prometheus.Collector { return r.metrics.collectors() }
 
 // Read returns the value of key in processor's state, looking through
-// every partition this runner holds state for (committed state only).
+// the partitions this runner processes now (committed state only): state
+// kept of a partition that moved to another node is not served, as it
+// may be stale.
 func (r *Runner) Read(processor string, key []byte) ([]byte, bool, error) {
-	return readAnyPartition(r.db, processor, key)
+	r.mu.Lock()
+	ps := make([]int32, 0, len(r.workers))
+	for p, w := range r.workers {
+		if w.done != nil {
+			ps = append(ps, p)
+		}
+	}
+	r.mu.Unlock()
+	return readPartitions(r.db, ps, processor, key)
 }
 
 // Run consumes until ctx ends (then it returns nil) or the consumer

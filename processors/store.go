@@ -70,6 +70,24 @@ func encodeOffset(o int64) []byte {
 	return b
 }
 
+// readPartitions finds key of processor in the first of partitions that
+// holds it.
+func readPartitions(db *pebble.DB, partitions []int32, processor string, key []byte) ([]byte, bool, error) {
+	for _, p := range partitions {
+		v, closer, err := db.Get(append(processorPrefix(p, processor), key...))
+		if errors.Is(err, pebble.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		out := append([]byte(nil), v...)
+		closer.Close()
+		return out, true, nil
+	}
+	return nil, false, nil
+}
+
 // readAnyPartition finds key of processor in whichever partition holds
 // it, skipping from one partition's key range to the next.
 func readAnyPartition(db *pebble.DB, processor string, key []byte) ([]byte, bool, error) {
