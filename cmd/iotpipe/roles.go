@@ -308,7 +308,7 @@ func (n *node) startClickHouse(ctx context.Context) error {
 		return err
 	}
 	sink, err := clickhouse.Start(ctx, clickhouse.Options{
-		Brokers: lg.Brokers(), DSN: dsn, HTTPDSN: httpDSN, Topics: lg.Topics(),
+		Kafka: lg, DSN: dsn, HTTPDSN: httpDSN, Topics: lg.Topics(),
 		Schema: ddl.Options{TTLDays: cfg.CHTTLDays}, Metrics: metrics, Logger: n.log,
 	})
 	if err != nil {

@@ -17,14 +17,18 @@ import (
 // DefaultGroup is the sink's Kafka consumer group.
 const DefaultGroup = "iotpipe-clickhouse"
 
-// Options configures a Sink. Only Brokers (or a seed in KafkaOpts) is
-// required; every other field has the default its comment states.
+// ClientFactory makes Kafka clients: it applies its own options (seed
+// brokers, TLS, SASL) and then opts. internal/eventlog.Log is one.
+type ClientFactory interface {
+	Client(opts ...kgo.Opt) (*kgo.Client, error)
+}
+
+// Options configures a Sink. Only Kafka is required; every other field
+// has the default its comment states.
 type Options struct {
-	// Brokers are the Kafka seed brokers.
-	Brokers []string
-	// KafkaOpts are extra franz-go options (TLS, SASL, ...), applied after
-	// the sink's own.
-	KafkaOpts []kgo.Opt
+	// Kafka makes the sink's Kafka client (one, for the consumer group
+	// and the DLQ).
+	Kafka ClientFactory
 	// DSN is the ClickHouse server. Default DefaultDSN (the embedded one).
 	DSN string
 	// Insert chooses how rows travel. Default InsertArrowHTTP, the faster

@@ -117,8 +117,8 @@ type decoder struct {
 }
 
 // decode returns the row for r, nil when the record is not for
-// ClickHouse (a tombstone, an action of another type), or an error
-// wrapping errUnstorable with the reason.
+// ClickHouse (a tombstone, a transaction marker, an action of another
+// type), or an error wrapping errUnstorable with the reason.
 func (d *decoder) decode(r *kgo.Record) (row, error) {
 	var v telemetryView
 	rw, err := d.decodeInto(r, new(scratch), &v)
@@ -132,6 +132,9 @@ func (d *decoder) decode(r *kgo.Record) (row, error) {
 // scratch, and a telemetry event is decoded into v, which aliases r and
 // is valid until v is used again.
 func (d *decoder) decodeInto(r *kgo.Record, sc *scratch, v *telemetryView) (row, error) {
+	if r.Attrs.IsControl() {
+		return nil, nil // a transaction marker: only its offset counts
+	}
 	switch r.Topic {
 	case d.topics.Events:
 		return d.event(r, sc, v)

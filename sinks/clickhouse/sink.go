@@ -89,6 +89,9 @@ type Sink struct {
 // an error here), applies the DDL, joins the consumer group and starts
 // copying in the background until Stop or ctx is done.
 func Start(ctx context.Context, opts Options) (*Sink, error) {
+	if opts.Kafka == nil {
+		return nil, errors.New("clickhouse sink: no Kafka client factory (Options.Kafka)")
+	}
 	opts.setDefaults()
 	conn, err := Open(ctx, opts.DSN)
 	if err != nil {
@@ -131,7 +134,6 @@ func Start(ctx context.Context, opts Options) (*Sink, error) {
 		s.hwMu.Unlock()
 	}
 	kopts := []kgo.Opt{
-		kgo.SeedBrokers(opts.Brokers...),
 		kgo.ConsumerGroup(opts.Group),
 		kgo.ConsumeTopics(opts.Topics.Events, opts.Topics.Shadows, opts.Topics.Anomalies, opts.Topics.Aggregates, opts.Topics.Actions),
 		kgo.DisableAutoCommit(),
@@ -141,8 +143,13 @@ func Start(ctx context.Context, opts Options) (*Sink, error) {
 		kgo.OnPartitionsLost(resetHW),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxBytes(64 << 20),
+		// The processors write the derived topics in transactions: read
+		// only what they committed, and see the transaction markers, so
+		// the committed offsets move past them to the partitions' ends.
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(),
 	}
-	cl, err := kgo.NewClient(append(kopts, opts.KafkaOpts...)...)
+	cl, err := opts.Kafka.Client(kopts...)
 	if err != nil {
 		s.closeConns()
 		return nil, fmt.Errorf("clickhouse sink: kafka client: %w", err)
