@@ -1,9 +1,11 @@
 package clickhouse
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
@@ -41,8 +43,8 @@ type sqlError struct {
 	Error string `json:"error"`
 }
 
-// SQLHandler serves POST /api/sql for the dashboard. The body is the SQL
-// text, or JSON {"query": "..."} with Content-Type application/json. The
+// SQLHandler serves POST /api/sql for the dashboard. The body is JSON
+// {"query": "..."} (whatever its Content-Type) or the SQL text. The
 // query runs with the server's readonly=2 setting (reads only; settings
 // may change but not readonly itself), at most MaxRows rows and within
 // Timeout. The answer is JSON:
@@ -93,21 +95,41 @@ func SQLHandler(conn driver.Conn, opts SQLHandlerOptions) http.Handler {
 	})
 }
 
+// readQuery reads the query of a POST /api/sql body: a JSON object
+// {"query": "..."} whatever the Content-Type says (curl -d sends JSON as
+// a form), otherwise the body is the SQL text. Only a body that is JSON
+// but not an object, with a JSON Content-Type, is refused as such.
 func readQuery(r *http.Request, limit int64) (string, error) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("read body: %w", err)
 	}
 	if int64(len(body)) > limit {
-		return "", errors.New("query too long")
+		return "", fmt.Errorf("query longer than %d bytes", limit)
 	}
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return decodeQuery(body, mt == "application/json")
+}
+
+// decodeQuery is readQuery's decoding of a body read in full; jsonType
+// says the request declared a JSON body.
+func decodeQuery(body []byte, jsonType bool) (string, error) {
 	query := string(body)
-	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "application/json" {
+	trimmed := bytes.TrimSpace(body)
+	switch {
+	case len(trimmed) > 0 && trimmed[0] == '{':
 		var req sqlRequest
-		if err := json.Unmarshal(body, &req); err != nil {
-			return "", errors.New(`body is not JSON {"query": "..."}: ` + err.Error())
+		dec := json.NewDecoder(bytes.NewReader(trimmed))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			return "", fmt.Errorf(`body is not JSON {"query": "..."}: %w`, err)
+		}
+		if dec.More() {
+			return "", errors.New(`body has more after the JSON object {"query": "..."}`)
 		}
 		query = req.Query
+	case jsonType && json.Valid(trimmed):
+		return "", errors.New(`a JSON body is an object {"query": "..."}`)
 	}
 	if strings.TrimSpace(query) == "" {
 		return "", errors.New("empty query")

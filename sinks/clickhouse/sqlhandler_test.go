@@ -32,6 +32,11 @@ func TestSQLHandler(t *testing.T) {
 	}{
 		{"select", "POST", "text/plain", "SELECT k, v FROM kv WHERE v < 3 ORDER BY v", 200, 3, false, ""},
 		{"json body", "POST", "application/json", `{"query":"SELECT count() FROM kv"}`, 200, 1, false, ""},
+		{"json body sent as a form (curl -d)", "POST", "application/x-www-form-urlencoded", `{"query":"SELECT count() FROM kv"}`, 200, 1, false, ""},
+		{"json body, no content type", "POST", "", " \n{\"query\": \"SELECT k FROM kv LIMIT 2\"}", 200, 2, false, ""},
+		{"sql body sent as json", "POST", "application/json", "SELECT 1", 200, 1, false, ""},
+		{"json string is not an object", "POST", "application/json", `"SELECT 1"`, 400, 0, false, `a JSON body is an object {"query": "..."}`},
+		{"json object without query", "POST", "", `{"sql":"SELECT 1"}`, 400, 0, false, `unknown field "sql"`},
 		{"row limit", "POST", "", "SELECT * FROM kv", 200, 10, true, ""},
 		{"insert refused", "POST", "", "INSERT INTO kv VALUES ('x', 1)", 400, 0, false, "readonly"},
 		{"drop refused", "POST", "", "DROP TABLE kv", 400, 0, false, "readonly"},
@@ -100,4 +105,45 @@ func TestResultFormats(t *testing.T) {
 			t.Errorf("%s:\n%s\nwant:\n%s", tt.name, b.String(), tt.want)
 		}
 	}
+}
+
+// FuzzSQLBody checks the body decoder of POST /api/sql: a body that opens
+// with '{' is a JSON object whose query is returned as decoded; any other
+// body is the SQL itself (unless it is a JSON value sent as JSON); an
+// accepted query is never blank.
+func FuzzSQLBody(f *testing.F) {
+	f.Add([]byte(`{"query":"SELECT 1"}`), false)
+	f.Add([]byte(`{"query":"SELECT 1"}`), true)
+	f.Add([]byte("SELECT count() FROM telemetry"), false)
+	f.Add([]byte(`"SELECT 1"`), true)
+	f.Add([]byte(` {"query": "\u0000x", "query": "y"} `), false)
+	f.Add([]byte(`{"query":"a"}{"query":"b"}`), false)
+	f.Add([]byte(`{"Query":"SELECT 1"}`), false)
+	f.Fuzz(func(t *testing.T, body []byte, jsonType bool) {
+		q, err := decodeQuery(body, jsonType)
+		if err == nil && strings.TrimSpace(q) == "" {
+			t.Fatalf("accepted a blank query from %q", body)
+		}
+		trimmed := bytes.TrimSpace(body)
+		switch {
+		case len(trimmed) > 0 && trimmed[0] == '{':
+			if err != nil {
+				return
+			}
+			var req struct {
+				Query *string `json:"query"`
+			}
+			if jerr := json.Unmarshal(trimmed, &req); jerr != nil || req.Query == nil || *req.Query != q {
+				t.Fatalf("body %q gave query %q; encoding/json reads %v (%v)", body, q, req.Query, jerr)
+			}
+		case jsonType && json.Valid(trimmed):
+			if err == nil {
+				t.Fatalf("JSON non-object %q sent as JSON was accepted as %q", body, q)
+			}
+		default:
+			if (err == nil) != (strings.TrimSpace(string(body)) != "") || (err == nil && q != string(body)) {
+				t.Fatalf("plain body %q gave %q, %v", body, q, err)
+			}
+		}
+	})
 }
