@@ -3,6 +3,7 @@ package clickhouse
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"testing"
 	"time"
@@ -88,5 +89,80 @@ func TestSinkDerivedTopics(t *testing.T) {
 	}
 	if n, _ := counts(t, conn, "rule_outputs"); n != 1 {
 		t.Errorf("rule_outputs rows = %d, want 1 (webhook actions are not stored)", n)
+	}
+}
+
+// TestSinkDerivedSourceIDs produces every derived record twice, at two
+// offsets with the same iot.src header (a processor that produced them
+// again after a crash): each becomes one row, also when the copy arrives
+// after the sink restarted, and a new record still arrives.
+func TestSinkDerivedSourceIDs(t *testing.T) {
+	ctx := context.Background()
+	conn, dsn := freshDB(t)
+	c := newCluster(t, 2)
+	ts := time.Now().UnixMilli()
+	derived := func(n int) []*kgo.Record {
+		src := func(i int) []kgo.RecordHeader {
+			return []kgo.RecordHeader{{Key: "iot.src", Value: fmt.Appendf(nil, "%d/%d/rules/%d", n%2, 100+n, i)}}
+		}
+		thing := fmt.Sprintf("fridge-%d", n)
+		return []*kgo.Record{
+			{Topic: "iotpipe.anomalies", Key: []byte(thing), Headers: src(0), Value: fmt.Appendf(nil,
+				`{"thing":%q,"rule":"temp","metric":"temp","value":%d,"score":5,"time":%d}`, thing, n, ts)},
+			{Topic: "iotpipe.aggregates", Key: []byte(thing), Headers: src(1), Value: fmt.Appendf(nil,
+				`{"thing":%q,"rule":"avg5m","start":%d,"end":%d,"values":{"avg":%d}}`, thing, ts, ts+300000, n)},
+			{Topic: "iotpipe.actions", Key: fmt.Appendf(nil, "%d/%d/r/0", n%2, 100+n), Headers: src(2), Value: fmt.Appendf(nil,
+				`{"key":"%d/%d/r/0","rule":"r","type":"clickhouse","params":{"table":"rule_outputs"},"payload":{"n":%d},"thing":%q,"fired_at":%d}`, n%2, 100+n, n, thing, ts)},
+		}
+	}
+	produce := func(ns ...int) {
+		t.Helper()
+		var rs []*kgo.Record
+		for _, n := range ns {
+			rs = append(rs, derived(n)...)
+		}
+		if err := c.prod.ProduceSync(ctx, rs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rows := func() map[string]uint64 {
+		t.Helper()
+		got := map[string]uint64{}
+		for _, table := range []string{"anomalies", "aggregates", "rule_outputs"} {
+			var n uint64
+			if err := conn.QueryRow(ctx, "SELECT count() FROM "+table).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			got[table] = n
+		}
+		return got
+	}
+	want := func(n uint64) map[string]uint64 {
+		return map[string]uint64{"anomalies": n, "aggregates": n, "rule_outputs": n}
+	}
+
+	produce(1, 2, 1, 3, 2) // 1 and 2 twice
+	m := &countingMetrics{}
+	s := startSink(t, c, dsn, "g", m)
+	waitFor(t, "every record read", 30*time.Second, func() bool { return m.inserted.Load()+m.skipped.Load() >= 15 })
+	if err := s.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if got := rows(); !maps.Equal(got, want(3)) {
+		t.Errorf("rows %v, want %v (each source id once)", got, want(3))
+	}
+
+	// Copies produced after a restart, and one new record.
+	produce(3, 1, 4)
+	m2 := &countingMetrics{}
+	s2 := startSink(t, c, dsn, "g", m2)
+	defer s2.Stop()
+	waitFor(t, "the new records read", 30*time.Second, func() bool { return m2.inserted.Load()+m2.skipped.Load() >= 9 })
+	if got := rows(); !maps.Equal(got, want(4)) {
+		t.Errorf("after the restart: rows %v, want %v", got, want(4))
+	}
+	var dupes uint64
+	if err := conn.QueryRow(ctx, "SELECT count() FROM (SELECT src FROM rule_outputs GROUP BY src HAVING count() > 1)").Scan(&dupes); err != nil || dupes != 0 {
+		t.Errorf("rule_outputs has %d source ids more than once (%v)", dupes, err)
 	}
 }

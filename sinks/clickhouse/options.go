@@ -56,6 +56,10 @@ type Options struct {
 	// MaxPayloadBytes sends larger events to the DLQ. Default 1 MiB;
 	// negative means no limit.
 	MaxPayloadBytes int
+	// SourceIDWindow is how many source ids of the latest rows of each
+	// derived table and partition the sink remembers, to drop a derived
+	// record a processor produced again (see Sink). Default 20000.
+	SourceIDWindow int
 	// Schema shapes the DDL applied at start (TTL, dedup window).
 	Schema ddl.Options
 	// DecodeWorkers is how many goroutines decode a poll's records.
@@ -93,6 +97,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxPayloadBytes == 0 {
 		o.MaxPayloadBytes = 1 << 20
+	}
+	if o.SourceIDWindow <= 0 {
+		o.SourceIDWindow = 20000
 	}
 	if o.DecodeWorkers <= 0 {
 		o.DecodeWorkers = runtime.GOMAXPROCS(0)

@@ -78,24 +78,28 @@ type anomalyRow struct {
 	rule, metric string
 	value, score float64
 	payload      string
+	src          string
 	partition    int32
 	offset       int64
 }
 
-func (anomalyRow) tableName() string  { return "anomalies" }
-func (r *anomalyRow) time() time.Time { return r.detectedAt }
+func (anomalyRow) tableName() string   { return "anomalies" }
+func (r *anomalyRow) time() time.Time  { return r.detectedAt }
+func (r *anomalyRow) sourceID() string { return r.src }
 
 type aggregateRow struct {
 	thing, rule            string
 	windowStart, windowEnd time.Time
 	values                 map[string]float64
 	payload                string
+	src                    string
 	partition              int32
 	offset                 int64
 }
 
-func (aggregateRow) tableName() string  { return "aggregates" }
-func (r *aggregateRow) time() time.Time { return r.windowStart }
+func (aggregateRow) tableName() string   { return "aggregates" }
+func (r *aggregateRow) time() time.Time  { return r.windowStart }
+func (r *aggregateRow) sourceID() string { return r.src }
 
 type ruleOutputRow struct {
 	thing     string
@@ -103,12 +107,32 @@ type ruleOutputRow struct {
 	rule, key string
 	payload   string
 	metrics   map[string]float64
+	src       string
 	partition int32
 	offset    int64
 }
 
-func (ruleOutputRow) tableName() string  { return "rule_outputs" }
-func (r *ruleOutputRow) time() time.Time { return r.firedAt }
+func (ruleOutputRow) tableName() string   { return "rule_outputs" }
+func (r *ruleOutputRow) time() time.Time  { return r.firedAt }
+func (r *ruleOutputRow) sourceID() string { return r.src }
+
+// sourcedRow is a row of a derived table, which stores the id of the
+// record it came from and keeps each id once.
+type sourcedRow interface {
+	row
+	// sourceID is the record's id (see sourceID).
+	sourceID() string
+}
+
+// sourceID is a derived record's id: its iot.src header, which a
+// processor sets to the same value each time it produces the record, or,
+// for a record without one, its own position "@<partition>/<offset>".
+func sourceID(r *kgo.Record) string {
+	if src := schemas.HeaderValue(r.Headers, schemas.HeaderSource); len(src) > 0 {
+		return string(src)
+	}
+	return "@" + strconv.FormatInt(int64(r.Partition), 10) + "/" + strconv.FormatInt(r.Offset, 10)
+}
 
 // decoder turns records of iotpipe's topics into rows.
 type decoder struct {
@@ -319,6 +343,7 @@ func (d *decoder) anomaly(r *kgo.Record) (row, error) {
 		value:      num(m["value"]),
 		score:      num(first(m, "score", "zscore", "deviation")),
 		payload:    string(r.Value),
+		src:        sourceID(r),
 		partition:  r.Partition, offset: r.Offset,
 	}, nil
 }
@@ -343,7 +368,7 @@ func (d *decoder) aggregate(r *kgo.Record) (row, error) {
 	}
 	return &aggregateRow{
 		thing: thing, rule: str(m["rule"]), windowStart: start, windowEnd: end,
-		values: Flatten(values, nil), payload: string(r.Value),
+		values: Flatten(values, nil), payload: string(r.Value), src: sourceID(r),
 		partition: r.Partition, offset: r.Offset,
 	}, nil
 }
@@ -366,7 +391,7 @@ func (d *decoder) action(r *kgo.Record) (row, error) {
 	}
 	return &ruleOutputRow{
 		thing: a.Thing, firedAt: t, rule: a.Rule, key: a.Key, payload: string(out),
-		metrics: Flatten(a.Payload, nil), partition: r.Partition, offset: r.Offset,
+		metrics: Flatten(a.Payload, nil), src: sourceID(r), partition: r.Partition, offset: r.Offset,
 	}, nil
 }
 

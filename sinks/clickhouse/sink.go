@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"slices"
 	"sync"
@@ -25,6 +26,7 @@ var errPartitionMoved = errors.New("partition moved to another consumer")
 type placeCache struct {
 	hwKey   hwKey
 	hw      int64
+	ids     *idWindow
 	hwOK    bool
 	group   *group
 	topic   string
@@ -42,13 +44,18 @@ type hwKey struct {
 //
 // Rows are grouped per (table, source partition, day) and each group is
 // inserted as one block (so one part: atomic) with a deduplication token
-// derived from its source offset range. Offsets are committed only after
+// derived from its rows' source ids (derived tables) or its source
+// offset range (the others). Offsets are committed only after
 // every insert of a batch was confirmed; while ClickHouse is unreachable
 // the sink retries with backoff and, one batch later, stops reading, so
 // its lag grows and nothing is lost. On (re)assignment of a partition
 // the sink asks each table for the highest source offset it holds and
 // skips records at or below it, so a replay (a reset group, a crash
-// before the commit) adds no rows even when it batches differently.
+// before the commit) adds no rows even when it batches differently. A
+// derived table (anomalies, aggregates, rule outputs) also keeps each
+// source id (iot.src) once: the sink remembers the ids of the latest
+// SourceIDWindow rows of each partition (read from the table on
+// assignment) and skips a record produced again under an id it holds.
 //
 // One batch is written in the background while the next is read and
 // decoded; batches are written and committed in order, and partitions
@@ -78,6 +85,8 @@ type Sink struct {
 
 	hwMu sync.Mutex
 	hw   map[hwKey]int64
+	ids  map[hwKey]*idWindow // of derived tables; used by the read loop only
+	seed maphash.Seed
 	gen  uint64 // bumped when partitions move; pending groups of an older gen are dropped
 
 	cancel context.CancelFunc
@@ -124,12 +133,15 @@ func Start(ctx context.Context, opts Options) (*Sink, error) {
 		pending:  map[groupKey]*group{},
 		free:     map[string][]columns{},
 		hw:       map[hwKey]int64{},
+		ids:      map[hwKey]*idWindow{},
+		seed:     maphash.MakeSeed(),
 		handled:  map[string]map[int32]kgo.EpochOffset{},
 		done:     make(chan struct{}),
 	}
 	resetHW := func(context.Context, *kgo.Client, map[string][]int32) {
 		s.hwMu.Lock()
 		clear(s.hw)
+		clear(s.ids)
 		s.gen++
 		s.hwMu.Unlock()
 	}
@@ -383,15 +395,20 @@ func (s *Sink) place(ctx context.Context, r *kgo.Record, rw row, decodeErr error
 	}
 	table := rw.tableName()
 	hk := hwKey{table, r.Topic, r.Partition}
-	hw := s.last.hw
+	hw, ids := s.last.hw, s.last.ids
 	if !s.last.hwOK || s.last.hwKey != hk {
 		var err error
-		if hw, err = s.highWater(ctx, hk); err != nil {
+		_, sourced := rw.(sourcedRow)
+		if hw, ids, err = s.position(ctx, hk, sourced); err != nil {
 			return err
 		}
-		s.last.hwKey, s.last.hw, s.last.hwOK = hk, hw, true
+		s.last.hwKey, s.last.hw, s.last.ids, s.last.hwOK = hk, hw, ids, true
 	}
 	if r.Offset <= hw {
+		s.opts.Metrics.Skipped(table, 1)
+		return nil
+	}
+	if sr, ok := rw.(sourcedRow); ok && !ids.add(sr.sourceID()) {
 		s.opts.Metrics.Skipped(table, 1)
 		return nil
 	}
@@ -427,16 +444,23 @@ func (s *Sink) deadLetter(r *kgo.Record, reason error) {
 	s.dlq = append(s.dlq, schemas.DeadLetter(s.opts.Topics.DLQ, r, "clickhouse", reason))
 }
 
-// highWater returns the highest source offset table holds from the
-// partition (-1 for none), asking ClickHouse once per assignment.
-func (s *Sink) highWater(ctx context.Context, k hwKey) (int64, error) {
+// position returns the highest source offset table holds from the
+// partition (-1 for none) and, for a derived table (sourced), the window
+// of the source ids of its latest rows from it, asking ClickHouse once
+// per assignment.
+func (s *Sink) position(ctx context.Context, k hwKey, sourced bool) (int64, *idWindow, error) {
 	s.hwMu.Lock()
 	hw, ok := s.hw[k]
+	ids := s.ids[k]
 	s.hwMu.Unlock()
-	if ok {
-		return hw, nil
+	if ok && (!sourced || ids != nil) { // a write may set hw alone after a rebalance
+		return hw, ids, nil
 	}
-	err := s.retry(ctx, "read high-water offset of "+k.table, k.table, func(ctx context.Context) error {
+	err := s.retry(ctx, "read the position of "+k.table, k.table, func(ctx context.Context) error {
+		if sourced {
+			hw, ids, ok = -1, newIDWindow(s.seed, s.opts.SourceIDWindow), false
+			return s.latestIDs(ctx, k, &hw, ids)
+		}
 		var n uint64
 		var m int64
 		if err := s.conn.QueryRow(ctx, "SELECT count(), max(offset) FROM "+k.table+" WHERE partition = ?", k.partition).Scan(&n, &m); err != nil {
@@ -449,10 +473,46 @@ func (s *Sink) highWater(ctx context.Context, k hwKey) (int64, error) {
 		return nil
 	})
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
-	s.setHW(k, hw)
-	return hw, nil
+	s.hwMu.Lock()
+	s.hw[k] = hw
+	if sourced {
+		s.ids[k] = ids
+	}
+	s.hwMu.Unlock()
+	return hw, ids, nil
+}
+
+// latestIDs reads the offsets and source ids of the latest rows the
+// derived table holds from k's partition into hw (the highest offset)
+// and ids (oldest first, so the window drops the oldest first).
+func (s *Sink) latestIDs(ctx context.Context, k hwKey, hw *int64, ids *idWindow) error {
+	rows, err := s.conn.Query(ctx, "SELECT offset, src FROM "+k.table+" WHERE partition = ? ORDER BY offset DESC LIMIT ?",
+		k.partition, uint64(s.opts.SourceIDWindow))
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	var latest []string
+	for rows.Next() {
+		var off int64
+		var src string
+		if err := rows.Scan(&off, &src); err != nil {
+			return err
+		}
+		*hw = max(*hw, off)
+		latest = append(latest, src)
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for i := len(latest) - 1; i >= 0; i-- {
+		if latest[i] != "" { // rows stored before source ids
+			ids.add(latest[i])
+		}
+	}
+	return nil
 }
 
 func hwOf(g *group) hwKey { return hwKey{g.key.table, g.key.topic, g.key.partition} }
