@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -23,13 +24,21 @@ func TestSinkDerivedTopics(t *testing.T) {
 			`{"thing":%q,"shadow":"","state":{"reported":{"door":%q,"temp":4}},"metadata":{"reported":{"door":{"timestamp":%d}}},"version":%d,"timestamp":%d,"deleted":false}`,
 			thing, door, ts, version, ts)}
 	}
+	deleted := func(thing string, version int, ts int64) *kgo.Record { // a delete keeps the version
+		return &kgo.Record{Topic: "iotpipe.shadows", Key: []byte(thing), Value: fmt.Appendf(nil,
+			`{"thing":%q,"shadow":"","version":%d,"timestamp":%d,"deleted":true}`, thing, version, ts)}
+	}
 	ts := time.Now().Unix()
+	dayAgo := ts - 86400
 	recs := []*kgo.Record{
 		shadow("fridge-1", 1, "closed", ts), shadow("fridge-1", 2, "DoorOpened", ts+1),
 		shadow("fridge-2", 1, "DoorOpened", ts), shadow("fridge-2", 2, "closed", ts+2),
 		shadow("fridge-3", 1, "DoorOpened", ts),
 		shadow("fridge-3", 1, "DoorOpened", ts),             // the same change again (compaction replay)
 		{Topic: "iotpipe.shadows", Key: []byte("fridge-4")}, // tombstone
+		shadow("fridge-5", 1, "DoorOpened", dayAgo), shadow("fridge-5", 2, "closed", ts), // versions on two days
+		shadow("fridge-6", 1, "DoorOpened", ts), deleted("fridge-6", 1, ts+1), // deleted with its door open
+		shadow("fridge-7", 1, "closed", dayAgo), deleted("fridge-7", 1, dayAgo+1), shadow("fridge-7", 2, "DoorOpened", ts), // deleted, then created again
 		{Topic: "iotpipe.anomalies", Key: []byte("fridge-1"), Value: fmt.Appendf(nil, `{"thing":"fridge-1","rule":"temp","metric":"temp","value":14.5,"score":5.2,"time":%d}`, ts*1000)},
 		{Topic: "iotpipe.aggregates", Key: []byte("fridge-1"), Value: fmt.Appendf(nil, `{"thing":"fridge-1","rule":"avg5m","start":%d,"end":%d,"values":{"avg":4.2,"max":6}}`, ts*1000, ts*1000+300000)},
 		{Topic: "iotpipe.actions", Key: []byte("0/1/r/0"), Value: fmt.Appendf(nil, `{"key":"0/1/r/0","rule":"r","type":"clickhouse","payload":{"door":"DoorOpened","n":2},"thing":"fridge-1","fired_at":%d}`, ts*1000)},
@@ -40,34 +49,32 @@ func TestSinkDerivedTopics(t *testing.T) {
 	}
 	m := &countingMetrics{}
 	s := startSink(t, c, dsn, "g", m)
-	waitFor(t, "derived rows", 30*time.Second, func() bool { return m.inserted.Load() >= 9 })
+	waitFor(t, "derived rows", 30*time.Second, func() bool { return m.inserted.Load() >= 16 })
 	if err := s.Stop(); err != nil {
 		t.Fatal(err)
 	}
 
-	rows, err := conn.Query(ctx, `
+	open := column(t, conn, `
 		SELECT thing FROM shadows FINAL
 		GROUP BY thing
 		HAVING argMax(JSONExtractString(state, 'reported', 'door'), version) = 'DoorOpened'
 		ORDER BY thing`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var open []string
-	for rows.Next() {
-		var th string
-		if err := rows.Scan(&th); err != nil {
-			t.Fatal(err)
-		}
-		open = append(open, th)
-	}
-	rows.Close()
-	if !slices.Equal(open, []string{"fridge-1", "fridge-3"}) {
-		t.Errorf("fridges reporting DoorOpened = %v, want [fridge-1 fridge-3]", open)
+	if !slices.Equal(open, []string{"fridge-1", "fridge-3", "fridge-6", "fridge-7"}) {
+		t.Errorf("fridges whose last change reports DoorOpened = %v, want [fridge-1 fridge-3 fridge-6 fridge-7] (fridge-6 is deleted, but shadows keeps its changes)", open)
 	}
 	var changes uint64
-	if err := conn.QueryRow(ctx, "SELECT count() FROM shadows FINAL").Scan(&changes); err != nil || changes != 5 {
-		t.Errorf("shadow changes = %d (%v), want 5 (one per accepted change)", changes, err)
+	if err := conn.QueryRow(ctx, "SELECT count() FROM shadows FINAL").Scan(&changes); err != nil || changes != 12 {
+		t.Errorf("shadow changes = %d (%v), want 12 (one per accepted change)", changes, err)
+	}
+
+	// The fleet question on the current state: one row per live shadow.
+	open = column(t, conn, `SELECT thing FROM shadows_current WHERE JSONExtractString(state, 'reported', 'door') = 'DoorOpened' ORDER BY thing`)
+	if !slices.Equal(open, []string{"fridge-1", "fridge-3", "fridge-7"}) {
+		t.Errorf("shadows_current: fridges reporting DoorOpened = %v, want [fridge-1 fridge-3 fridge-7]", open)
+	}
+	var live, versions uint64
+	if err := conn.QueryRow(ctx, "SELECT count(), sum(version) FROM shadows_current").Scan(&live, &versions); err != nil || live != 5 || versions != 9 {
+		t.Errorf("shadows_current holds %d shadows with versions summing to %d (%v); want 5 (fridge-1, 2, 3, 5 and 7; 6 is deleted) and 9", live, versions, err)
 	}
 
 	checks := []struct {
@@ -90,6 +97,28 @@ func TestSinkDerivedTopics(t *testing.T) {
 	if n, _ := counts(t, conn, "rule_outputs"); n != 1 {
 		t.Errorf("rule_outputs rows = %d, want 1 (webhook actions are not stored)", n)
 	}
+}
+
+// column returns the first column of query's rows, as strings.
+func column(t *testing.T, conn driver.Conn, query string) []string {
+	t.Helper()
+	rows, err := conn.Query(context.Background(), query)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, s)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // TestSinkDerivedSourceIDs produces every derived record twice, at two
