@@ -34,10 +34,8 @@ func newColumns(table string) columns {
 		return &anomalyCols{}
 	case "aggregates":
 		return &aggregateCols{}
-	case "rule_outputs":
-		return &ruleOutputCols{}
 	}
-	panic("clickhouse: no columns for table " + table)
+	return &ruleOutputCols{} // rule_outputs, or a rule's own table
 }
 
 // strCol is a string column in Arrow's layout: the values back to back
@@ -400,7 +398,7 @@ func (g *group) token() string {
 
 // insertQuery is the INSERT statement of the group's table.
 func (g *group) insertQuery() string {
-	return "INSERT INTO " + g.key.table + " (" + strings.Join(g.cols.names(), ", ") + ")"
+	return "INSERT INTO `" + g.key.table + "` (" + strings.Join(g.cols.names(), ", ") + ")"
 }
 
 func dayOf(t time.Time) int64 {

@@ -195,3 +195,61 @@ func TestSinkDerivedSourceIDs(t *testing.T) {
 		t.Errorf("rule_outputs has %d source ids more than once (%v)", dupes, err)
 	}
 }
+
+// TestSinkRuleTable stores the firings of clickhouse(table => ...,
+// columns => ...) in the table the rule names, created on first use with
+// its typed columns; a table or columns that cannot be go to the DLQ
+// with the reason, and the other firings are stored.
+func TestSinkRuleTable(t *testing.T) {
+	ctx := context.Background()
+	conn, dsn := freshDB(t)
+	c := newCluster(t, 1)
+	ts := time.Now().UnixMilli()
+	action := func(n int, params, payload string) *kgo.Record {
+		key := fmt.Sprintf("0/%d/too_bright/4", n)
+		return &kgo.Record{Topic: "iotpipe.actions", Key: []byte(key), Value: fmt.Appendf(nil,
+			`{"key":%q,"rule":"too_bright","type":"clickhouse","params":%s,"payload":%s,"thing":"gh-%d","fired_at":%d}`, key, params, payload, n, ts)}
+	}
+	typed := `{"table":"lux_alerts","columns":{"lux":"Float64","house":"String","shaded":"Bool"}}`
+	recs := []*kgo.Record{
+		action(1, typed, `{"lux":40000,"house":"h7","shaded":true}`),
+		action(2, typed, `{"lux":"bright","other":1}`),                          // lux does not convert, house missing
+		action(3, `{"table":"lux_alerts"}`, `{"lux":35001}`),                     // the same table, no typed columns
+		action(4, `{}`, `{"lux":1}`),                                             // no table: rule_outputs
+		action(5, `{"table":"telemetry"}`, `{"lux":2}`),                          // iotpipe's own table
+		action(6, `{"table":"x; DROP TABLE telemetry"}`, `{"lux":3}`),            // not a name
+		action(7, `{"table":"lux_alerts","columns":{"lux":"Array(String)"}}`, `1`), // a type not offered
+		action(8, typed, `{"lux":45000,"house":"h8","shaded":false}`),
+		action(9, `{"table":"operators_own"}`, `{"lux":4}`), // a table of other columns
+		action(10, `{"table":"order","columns":{"select":"Int64"}}`, `{"select":5}`), // names that are SQL keywords
+	}
+	if err := conn.Exec(ctx, "CREATE TABLE operators_own (a UInt8) ENGINE = Memory"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	m := &countingMetrics{}
+	s := startSink(t, c, dsn, "g", m)
+	waitFor(t, "rows and DLQ records", 30*time.Second, func() bool { return m.inserted.Load() >= 6 && m.dlq.Load() >= 4 })
+	if err := s.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	got := column(t, conn, `SELECT concat(thing, ' ', ifNull(toString(lux), 'NULL'), ' ', ifNull(house, 'NULL'), ' ', ifNull(toString(shaded), 'NULL'), ' ', src) FROM lux_alerts ORDER BY thing`)
+	want := []string{"gh-1 40000 h7 true @0/0", "gh-2 NULL NULL NULL @0/1", "gh-3 35001 NULL NULL @0/2", "gh-8 45000 h8 false @0/7"}
+	if !slices.Equal(got, want) {
+		t.Errorf("lux_alerts rows:\n%q\nwant\n%q", got, want)
+	}
+	if got := column(t, conn, `SELECT thing FROM rule_outputs`); !slices.Equal(got, []string{"gh-4"}) {
+		t.Errorf("rule_outputs rows %q, want [gh-4]", got)
+	}
+	if got := column(t, conn, "SELECT concat(thing, ' ', toString(`select`)) FROM `order`"); !slices.Equal(got, []string{"gh-10 5"}) {
+		t.Errorf("table order: %q, want [gh-10 5]", got)
+	}
+	if n, _ := counts(t, conn, "telemetry"); n != 0 {
+		t.Errorf("telemetry has %d rows", n)
+	}
+	if n := m.dlq.Load(); n != 4 {
+		t.Errorf("%d firings dead-lettered, want 4", n)
+	}
+}

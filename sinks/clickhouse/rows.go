@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/iotpipe/iotpipe/schemas"
+	ddl "github.com/iotpipe/iotpipe/schemas/clickhouse"
 	"github.com/iotpipe/iotpipe/schemas/payload"
 )
 
@@ -101,7 +102,10 @@ func (aggregateRow) tableName() string   { return "aggregates" }
 func (r *aggregateRow) time() time.Time  { return r.windowStart }
 func (r *aggregateRow) sourceID() string { return r.src }
 
+// ruleOutputRow is a firing of a rule's clickhouse action, for
+// rule_outputs or the table the action names.
 type ruleOutputRow struct {
+	table     ddl.RuleTable
 	thing     string
 	firedAt   time.Time
 	rule, key string
@@ -112,9 +116,9 @@ type ruleOutputRow struct {
 	offset    int64
 }
 
-func (ruleOutputRow) tableName() string   { return "rule_outputs" }
-func (r *ruleOutputRow) time() time.Time  { return r.firedAt }
-func (r *ruleOutputRow) sourceID() string { return r.src }
+func (r *ruleOutputRow) tableName() string { return r.table.Name }
+func (r *ruleOutputRow) time() time.Time   { return r.firedAt }
+func (r *ruleOutputRow) sourceID() string  { return r.src }
 
 // sourcedRow is a row of a derived table, which stores the id of the
 // record it came from and keeps each id once.
@@ -381,6 +385,15 @@ func (d *decoder) action(r *kgo.Record) (row, error) {
 	if a.Type != "clickhouse" {
 		return nil, nil
 	}
+	name, _ := a.Params["table"].(string)
+	columns, _ := a.Params["columns"].(map[string]any)
+	if (a.Params["table"] != nil && name == "") || (a.Params["columns"] != nil && columns == nil) {
+		return nil, unstorable("clickhouse action: table is a name and columns an object of name to type; got %v and %v", a.Params["table"], a.Params["columns"])
+	}
+	table, err := ddl.ParseRuleTable(name, columns)
+	if err != nil {
+		return nil, unstorable("clickhouse action: %v", err)
+	}
 	out, err := payload.Encode(a.Payload)
 	if err != nil {
 		return nil, unstorable("rule output: %v", err)
@@ -390,7 +403,7 @@ func (d *decoder) action(r *kgo.Record) (row, error) {
 		t = r.Timestamp.UTC()
 	}
 	return &ruleOutputRow{
-		thing: a.Thing, firedAt: t, rule: a.Rule, key: a.Key, payload: string(out),
+		table: table, thing: a.Thing, firedAt: t, rule: a.Rule, key: a.Key, payload: string(out),
 		metrics: Flatten(a.Payload, nil), src: sourceID(r), partition: r.Partition, offset: r.Offset,
 	}, nil
 }

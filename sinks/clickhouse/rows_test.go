@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/iotpipe/iotpipe/schemas"
+	ddl "github.com/iotpipe/iotpipe/schemas/clickhouse"
 	"github.com/iotpipe/iotpipe/schemas/payload"
 )
 
@@ -113,8 +114,13 @@ func TestDecode(t *testing.T) {
 		{"aggregate not object", with("iotpipe.aggregates", "f1", `3`), nil, "not a JSON object"},
 		{"action for clickhouse", with("iotpipe.actions", "k", `{"key":"0/1/r/0","rule":"r","type":"clickhouse","payload":{"t":1.5},"thing":"f1","fired_at":1763805600000}`,
 			kgo.RecordHeader{Key: "iot.src", Value: []byte("0/1/rules/3")}),
-			&ruleOutputRow{thing: "f1", firedAt: time.UnixMilli(1763805600000).UTC(), rule: "r", key: "0/1/r/0", payload: `{"t":1.5}`,
+			&ruleOutputRow{table: ddl.RuleTable{Name: "rule_outputs"}, thing: "f1", firedAt: time.UnixMilli(1763805600000).UTC(), rule: "r", key: "0/1/r/0", payload: `{"t":1.5}`,
 				metrics: map[string]float64{"t": 1.5}, src: "0/1/rules/3", partition: 2, offset: 7}, ""},
+		{"action for a rule's table", with("iotpipe.actions", "k", `{"key":"0/1/r/0","rule":"r","type":"clickhouse","params":{"table":"lux","columns":{"v":"Float64"}},"payload":{"v":2},"thing":"f1","fired_at":1763805600000}`),
+			&ruleOutputRow{table: ddl.RuleTable{Name: "lux", Columns: []ddl.RuleColumn{{Name: "v", Type: "Float64"}}}, thing: "f1", firedAt: time.UnixMilli(1763805600000).UTC(),
+				rule: "r", key: "0/1/r/0", payload: `{"v":2}`, metrics: map[string]float64{"v": 2}, src: "@2/7", partition: 2, offset: 7}, ""},
+		{"action for iotpipe's table", with("iotpipe.actions", "k", `{"type":"clickhouse","params":{"table":"shadows"},"payload":1}`), nil, "table shadows is iotpipe's own"},
+		{"action with columns not an object", with("iotpipe.actions", "k", `{"type":"clickhouse","params":{"table":"t","columns":["a"]},"payload":1}`), nil, "columns an object"},
 		{"action for a webhook", with("iotpipe.actions", "k", `{"type":"webhook"}`), nil, ""},
 		{"other topic", with("elsewhere", "k", `x`), nil, ""},
 	}

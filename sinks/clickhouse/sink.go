@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/iotpipe/iotpipe/schemas"
+	ddl "github.com/iotpipe/iotpipe/schemas/clickhouse"
 )
 
 // errPartitionMoved stops the retries of a group whose partition was
@@ -80,6 +81,7 @@ type Sink struct {
 	scratch     []*scratch      // one per decode worker
 	errBuf      []error
 	bufs        bufPool // for Arrow streams
+	ruleTables  ruleTables
 
 	last placeCache // of the records of one poll
 
@@ -125,23 +127,25 @@ func Start(ctx context.Context, opts Options) (*Sink, error) {
 		}
 	}
 	s := &Sink{
-		httpConn: httpConn,
-		opts:     opts,
-		log:      log,
-		conn:     conn,
-		dec:      decoder{topics: opts.Topics, maxPayload: opts.MaxPayloadBytes},
-		pending:  map[groupKey]*group{},
-		free:     map[string][]columns{},
-		hw:       map[hwKey]int64{},
-		ids:      map[hwKey]*idWindow{},
-		seed:     maphash.MakeSeed(),
-		handled:  map[string]map[int32]kgo.EpochOffset{},
-		done:     make(chan struct{}),
+		httpConn:   httpConn,
+		opts:       opts,
+		log:        log,
+		conn:       conn,
+		dec:        decoder{topics: opts.Topics, maxPayload: opts.MaxPayloadBytes},
+		pending:    map[groupKey]*group{},
+		free:       map[string][]columns{},
+		hw:         map[hwKey]int64{},
+		ids:        map[hwKey]*idWindow{},
+		ruleTables: ruleTables{columns: map[string]map[string]bool{}, failed: map[string]error{}},
+		seed:       maphash.MakeSeed(),
+		handled:    map[string]map[int32]kgo.EpochOffset{},
+		done:       make(chan struct{}),
 	}
 	resetHW := func(context.Context, *kgo.Client, map[string][]int32) {
 		s.hwMu.Lock()
 		clear(s.hw)
 		clear(s.ids)
+		clear(s.ruleTables.failed) // the operator may have fixed a table meanwhile
 		s.gen++
 		s.hwMu.Unlock()
 	}
@@ -393,6 +397,14 @@ func (s *Sink) place(ctx context.Context, r *kgo.Record, rw row, decodeErr error
 	if rw == nil {
 		return nil
 	}
+	if ro, ok := rw.(*ruleOutputRow); ok && ro.table.Name != ddl.RuleOutputs {
+		if err := s.ensureRuleTable(ctx, ro.table); errors.Is(err, errUnstorable) {
+			s.deadLetter(r, err)
+			return nil
+		} else if err != nil {
+			return err
+		}
+	}
 	table := rw.tableName()
 	hk := hwKey{table, r.Topic, r.Partition}
 	hw, ids := s.last.hw, s.last.ids
@@ -463,7 +475,7 @@ func (s *Sink) position(ctx context.Context, k hwKey, sourced bool) (int64, *idW
 		}
 		var n uint64
 		var m int64
-		if err := s.conn.QueryRow(ctx, "SELECT count(), max(offset) FROM "+k.table+" WHERE partition = ?", k.partition).Scan(&n, &m); err != nil {
+		if err := s.conn.QueryRow(ctx, "SELECT count(), max(offset) FROM `"+k.table+"` WHERE partition = ?", k.partition).Scan(&n, &m); err != nil {
 			return err
 		}
 		hw = -1
@@ -488,7 +500,7 @@ func (s *Sink) position(ctx context.Context, k hwKey, sourced bool) (int64, *idW
 // derived table holds from k's partition into hw (the highest offset)
 // and ids (oldest first, so the window drops the oldest first).
 func (s *Sink) latestIDs(ctx context.Context, k hwKey, hw *int64, ids *idWindow) error {
-	rows, err := s.conn.Query(ctx, "SELECT offset, src FROM "+k.table+" WHERE partition = ? ORDER BY offset DESC LIMIT ?",
+	rows, err := s.conn.Query(ctx, "SELECT offset, src FROM `"+k.table+"` WHERE partition = ? ORDER BY offset DESC LIMIT ?",
 		k.partition, uint64(s.opts.SourceIDWindow))
 	if err != nil {
 		return err
