@@ -301,7 +301,7 @@ func (n *node) startClickHouse(ctx context.Context) error {
 			return err
 		}
 		n.onStop(func() { srv.Stop() })
-		dsn, httpDSN = srv.DSN(), srv.HTTPURL()+"/default"
+		dsn, httpDSN = srv.DSN(), srv.HTTPDSN()
 	}
 	metrics, err := clickhouse.NewPrometheusMetrics(n.reg)
 	if err != nil {

@@ -34,8 +34,8 @@ func TestSinkDerivedTopics(t *testing.T) {
 		shadow("fridge-1", 1, "closed", ts), shadow("fridge-1", 2, "DoorOpened", ts+1),
 		shadow("fridge-2", 1, "DoorOpened", ts), shadow("fridge-2", 2, "closed", ts+2),
 		shadow("fridge-3", 1, "DoorOpened", ts),
-		shadow("fridge-3", 1, "DoorOpened", ts),             // the same change again (compaction replay)
-		{Topic: "iotpipe.shadows", Key: []byte("fridge-4")}, // tombstone
+		shadow("fridge-3", 1, "DoorOpened", ts),                                          // the same change again (compaction replay)
+		{Topic: "iotpipe.shadows", Key: []byte("fridge-4")},                              // tombstone
 		shadow("fridge-5", 1, "DoorOpened", dayAgo), shadow("fridge-5", 2, "closed", ts), // versions on two days
 		shadow("fridge-6", 1, "DoorOpened", ts), deleted("fridge-6", 1, ts+1), // deleted with its door open
 		shadow("fridge-7", 1, "closed", dayAgo), deleted("fridge-7", 1, dayAgo+1), shadow("fridge-7", 2, "DoorOpened", ts), // deleted, then created again
@@ -213,14 +213,14 @@ func TestSinkRuleTable(t *testing.T) {
 	typed := `{"table":"lux_alerts","columns":{"lux":"Float64","house":"String","shaded":"Bool"}}`
 	recs := []*kgo.Record{
 		action(1, typed, `{"lux":40000,"house":"h7","shaded":true}`),
-		action(2, typed, `{"lux":"bright","other":1}`),                          // lux does not convert, house missing
-		action(3, `{"table":"lux_alerts"}`, `{"lux":35001}`),                     // the same table, no typed columns
-		action(4, `{}`, `{"lux":1}`),                                             // no table: rule_outputs
-		action(5, `{"table":"telemetry"}`, `{"lux":2}`),                          // iotpipe's own table
-		action(6, `{"table":"x; DROP TABLE telemetry"}`, `{"lux":3}`),            // not a name
+		action(2, typed, `{"lux":"bright","other":1}`),                             // lux does not convert, house missing
+		action(3, `{"table":"lux_alerts"}`, `{"lux":35001}`),                       // the same table, no typed columns
+		action(4, `{}`, `{"lux":1}`),                                               // no table: rule_outputs
+		action(5, `{"table":"telemetry"}`, `{"lux":2}`),                            // iotpipe's own table
+		action(6, `{"table":"x; DROP TABLE telemetry"}`, `{"lux":3}`),              // not a name
 		action(7, `{"table":"lux_alerts","columns":{"lux":"Array(String)"}}`, `1`), // a type not offered
 		action(8, typed, `{"lux":45000,"house":"h8","shaded":false}`),
-		action(9, `{"table":"operators_own"}`, `{"lux":4}`), // a table of other columns
+		action(9, `{"table":"operators_own"}`, `{"lux":4}`),                          // a table of other columns
 		action(10, `{"table":"order","columns":{"select":"Int64"}}`, `{"select":5}`), // names that are SQL keywords
 	}
 	if err := conn.Exec(ctx, "CREATE TABLE operators_own (a UInt8) ENGINE = Memory"); err != nil {
