@@ -87,14 +87,28 @@ func TestClickHouseTelemetryFromMQTT(t *testing.T) {
 			t.Fatalf("HTTP interface, user %v: %s %s", user, resp.Status, b)
 		}
 	}
-	// POST /api/sql is read-only.
-	resp, err := http.Post(in.url("/api/sql"), "application/json", strings.NewReader(`{"query":"DROP TABLE telemetry"}`))
-	if err != nil {
-		t.Fatal(err)
+	// POST /api/sql as the README shows it (curl -d sends a form content
+	// type), and what its restricted user may not do.
+	apiSQL := []struct {
+		body   string
+		status int
+		answer string
+	}{
+		{`{"query":"SELECT count() FROM telemetry"}`, 200, `"rows":[[3]]`},
+		{`{"query":"DROP TABLE telemetry"}`, 400, "DROP TABLE"},
+		{`SELECT file('/proc/self/environ')`, 400, "file() reads the server's files"},
+		{`SELECT * FROM file('/proc/self/environ', 'RawBLOB', 'x String')`, 400, "READ ON FILE"},
 	}
-	resp.Body.Close()
-	if resp.StatusCode == 200 {
-		t.Fatal("/api/sql ran a DROP")
+	for _, q := range apiSQL {
+		resp, err := http.Post(in.url("/api/sql"), "application/x-www-form-urlencoded", strings.NewReader(q.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != q.status || !strings.Contains(string(b), q.answer) {
+			t.Errorf("/api/sql %s: %s %s; want %d with %q", q.body, resp.Status, b, q.status, q.answer)
+		}
 	}
 	in.waitSQL(t, ch, "SELECT count() FROM presence WHERE event = 'connected'", "3")
 }

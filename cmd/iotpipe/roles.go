@@ -288,7 +288,7 @@ func (n *node) startClickHouse(ctx context.Context) error {
 		n.log.Warn("--clickhouse off: no telemetry is stored in ClickHouse")
 		return nil
 	}
-	dsn, httpDSN := cfg.ClickHouse, ""
+	dsn, httpDSN, queryDSN := cfg.ClickHouse, "", cfg.CHQueryDSN
 	if dsn == "" {
 		lib, err := embedded.LibPath()
 		if err != nil {
@@ -301,7 +301,7 @@ func (n *node) startClickHouse(ctx context.Context) error {
 			return err
 		}
 		n.onStop(func() { srv.Stop() })
-		dsn, httpDSN = srv.DSN(), srv.HTTPDSN()
+		dsn, httpDSN, queryDSN = srv.DSN(), srv.HTTPDSN(), srv.QueryDSN()
 	}
 	metrics, err := clickhouse.NewPrometheusMetrics(n.reg)
 	if err != nil {
@@ -315,12 +315,9 @@ func (n *node) startClickHouse(ctx context.Context) error {
 		return err
 	}
 	n.onStop(func() { sink.Stop() })
-	conn, err := clickhouse.Open(ctx, dsn)
-	if err != nil {
-		return err
-	}
-	n.onStop(func() { conn.Close() })
-	n.mux.Handle("POST /api/sql", clickhouse.SQLHandler(conn, clickhouse.SQLHandlerOptions{}))
+	sqlHandler, closeSQL := clickhouse.QueryEndpoint(ctx, clickhouse.QueryEndpointOptions{AdminDSN: dsn, QueryDSN: queryDSN, Logger: n.log})
+	n.onStop(closeSQL)
+	n.mux.Handle("POST /api/sql", sqlHandler)
 	return nil
 }
 

@@ -7,8 +7,8 @@
 // holds, and commits its Kafka offsets only after ClickHouse confirmed
 // the insert.
 //
-// Connect opens and checks a server, Migrate applies the versioned DDL
-// from schemas/clickhouse, and SQLHandler serves read-only queries for
-// the dashboard. The embedded server (chDB) lives in the embedded
-// subpackage.
+// Open connects to and checks a server, Migrate applies the versioned
+// DDL from schemas/clickhouse, and QueryEndpoint serves the dashboard's
+// queries (POST /api/sql) as a restricted user, never as the one that
+// writes. The embedded server (chDB) lives in the embedded subpackage.
 package clickhouse

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
@@ -21,8 +20,8 @@ type SQLHandlerOptions struct {
 	// MaxRows is the most rows returned; more are cut off and the answer
 	// says "truncated". Default 10000.
 	MaxRows int
-	// Timeout bounds a query (server-side max_execution_time and the
-	// request context). Default 30s.
+	// Timeout bounds a request (the query's own limit is the user's
+	// max_execution_time, which the server enforces). Default 35s.
 	Timeout time.Duration
 	// MaxQueryBytes bounds the request body. Default 64 KiB.
 	MaxQueryBytes int64
@@ -44,21 +43,23 @@ type sqlError struct {
 }
 
 // SQLHandler serves POST /api/sql for the dashboard. The body is JSON
-// {"query": "..."} (whatever its Content-Type) or the SQL text. The
-// query runs with the server's readonly=2 setting (reads only; settings
-// may change but not readonly itself), at most MaxRows rows and within
-// Timeout. The answer is JSON:
+// {"query": "..."} (whatever its Content-Type) or the SQL text. conn must
+// be a restricted user's (see QueryEndpoint): its grants and settings
+// profile (readonly = 1, limits) decide what a query may do, the server
+// enforces them, and the handler changes no setting. A query that calls
+// file() is refused before it runs (see refuseFileFunction). At most
+// MaxRows rows are returned. The answer is JSON:
 //
 //	{"columns":[{"name":"c","type":"UInt64"}],"rows":[[42]],"truncated":false,"elapsed_ms":3.1}
 //
-// and errors are {"error": "..."} with status 400 (the query failed or
-// was refused) or 405.
+// and errors are {"error": "..."} (the server's message when it refused
+// the query) with status 400, or 405.
 func SQLHandler(conn driver.Conn, opts SQLHandlerOptions) http.Handler {
 	if opts.MaxRows <= 0 {
 		opts.MaxRows = 10000
 	}
 	if opts.Timeout <= 0 {
-		opts.Timeout = 30 * time.Second
+		opts.Timeout = 35 * time.Second
 	}
 	if opts.MaxQueryBytes <= 0 {
 		opts.MaxQueryBytes = 64 << 10
@@ -74,18 +75,16 @@ func SQLHandler(conn driver.Conn, opts SQLHandlerOptions) http.Handler {
 			writeJSON(w, http.StatusBadRequest, sqlError{err.Error()})
 			return
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), opts.Timeout)
+		ctx, cancel, timedOut := withoutDeadline(r.Context(), opts.Timeout)
 		defer cancel()
-		ctx = ch.Context(ctx, ch.WithSettings(ch.Settings{
-			"readonly":             2,
-			"max_result_rows":      opts.MaxRows + 1,
-			"result_overflow_mode": "break",
-			"max_execution_time":   int(opts.Timeout.Seconds() + 0.999),
-		}))
 		start := time.Now()
-		res, err := Query(ctx, conn, query, opts.MaxRows)
+		err = refuseFileFunction(ctx, conn, query)
+		var res *Result
+		if err == nil {
+			res, err = Query(ctx, conn, query, opts.MaxRows)
+		}
 		if err != nil {
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			if timedOut() {
 				err = errors.New("query timed out after " + opts.Timeout.String())
 			}
 			writeJSON(w, http.StatusBadRequest, sqlError{err.Error()})
@@ -93,6 +92,23 @@ func SQLHandler(conn driver.Conn, opts SQLHandlerOptions) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, sqlResponse{Result: res, ElapsedMS: float64(time.Since(start).Microseconds()) / 1000})
 	})
+}
+
+// withoutDeadline returns a context canceled when parent is done or
+// after timeout, which has no deadline: clickhouse-go turns a deadline
+// into a max_execution_time setting, which a readonly = 1 user may not
+// send. timedOut reports whether the timeout canceled it.
+func withoutDeadline(parent context.Context, timeout time.Duration) (ctx context.Context, cancel context.CancelFunc, timedOut func() bool) {
+	ctx, cancelCause := context.WithCancelCause(context.WithoutCancel(parent))
+	stop := context.AfterFunc(parent, func() { cancelCause(context.Cause(parent)) })
+	t := time.AfterFunc(timeout, func() { cancelCause(context.DeadlineExceeded) })
+	cancel = func() {
+		t.Stop()
+		stop()
+		cancelCause(context.Canceled)
+	}
+	timedOut = func() bool { return errors.Is(context.Cause(ctx), context.DeadlineExceeded) }
+	return ctx, cancel, timedOut
 }
 
 // readQuery reads the query of a POST /api/sql body: a JSON object
