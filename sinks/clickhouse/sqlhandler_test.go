@@ -254,3 +254,16 @@ func TestQueryUserStatementsParse(t *testing.T) {
 		}
 	}
 }
+
+func TestWithUser(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"clickhouse://admin:pw@ch1:9000/iot", "clickhouse://iotpipe_query_iot:00ff@ch1:9000/iot"},
+		{"clickhouse://ch1:9000/iot?username=admin&password=pw&secure=true", "clickhouse://iotpipe_query_iot:00ff@ch1:9000/iot?secure=true"},
+		{"http://admin@ch1:8123/iot", "http://iotpipe_query_iot:00ff@ch1:8123/iot"},
+	}
+	for _, tt := range tests {
+		if got, err := withUser(tt.in, "iotpipe_query_iot", "00ff"); err != nil || got != tt.want {
+			t.Errorf("withUser(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+		}
+	}
+}
