@@ -13,6 +13,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	ddl "github.com/iotpipe/iotpipe/schemas/clickhouse"
+	"github.com/iotpipe/iotpipe/sinks/clickhouse/chtest"
 )
 
 // queryTable creates a table of 50 rows in the default database, the
@@ -46,7 +47,8 @@ func TestSQLHandler(t *testing.T) {
 	ctx := context.Background()
 	kv, admin := queryTable(t)
 	h, closeH := QueryEndpoint(ctx, QueryEndpointOptions{
-		AdminDSN: srv.Get(t).DSN, QueryDSN: srv.Get(t).QueryDSN,
+		AdminDSN: srv.Get(t).DSN, QueryDSN: srv.Get(t).QueryDSN, // "" on an external server: created with SQL
+		Limits:  ddl.QueryLimits{Timeout: chtest.QueryTimeout},
 		Handler: SQLHandlerOptions{MaxRows: 10, Timeout: 30 * time.Second},
 	})
 	defer closeH()
