@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 
@@ -13,11 +14,21 @@ import (
 
 // ruleTables remembers which rule tables (clickhouse(table => ...)) and
 // columns exist, or why one cannot be written, so a table is created
-// and checked once; used by the read loop only.
+// and checked once (one that cannot be written, once a minute: the
+// operator may fix it); used by the read loop only.
 type ruleTables struct {
-	columns map[string]map[string]bool // table → columns known to exist
-	failed  map[string]error           // table → why it cannot be written (until partitions move)
+	columns map[string]map[string]bool  // table → columns known to exist
+	failed  map[string]ruleTableFailure // table → why it cannot be written
 }
+
+type ruleTableFailure struct {
+	err error
+	at  time.Time
+}
+
+// ruleTableRetry is how long a rule table that cannot be written is
+// not asked again.
+const ruleTableRetry = time.Minute
 
 // ensure creates t (a rule's own table) and its typed columns if they
 // are missing, and checks that it has the columns the sink writes. An
@@ -26,8 +37,8 @@ type ruleTables struct {
 // firing goes to the DLQ. Other errors are the context's.
 func (s *Sink) ensureRuleTable(ctx context.Context, t ddl.RuleTable) error {
 	rt := &s.ruleTables
-	if err := rt.failed[t.Name]; err != nil {
-		return err
+	if f, ok := rt.failed[t.Name]; ok && time.Since(f.at) < ruleTableRetry {
+		return f.err
 	}
 	have := rt.columns[t.Name]
 	if have != nil && !slices.ContainsFunc(t.Columns, func(c ddl.RuleColumn) bool { return !have[c.Name] }) {
@@ -67,9 +78,10 @@ func (s *Sink) ensureRuleTable(ctx context.Context, t ddl.RuleTable) error {
 	}
 	switch {
 	case errors.Is(err, errUnstorable):
-		rt.failed[t.Name] = err
+		rt.failed[t.Name] = ruleTableFailure{err, time.Now()}
 		s.log.Warn("rule table cannot be written; its firings go to the DLQ", "table", t.Name, "err", err)
 	case err == nil:
+		delete(rt.failed, t.Name)
 		rt.columns[t.Name] = have
 	}
 	return err

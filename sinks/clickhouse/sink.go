@@ -136,7 +136,7 @@ func Start(ctx context.Context, opts Options) (*Sink, error) {
 		free:       map[string][]columns{},
 		hw:         map[hwKey]int64{},
 		ids:        map[hwKey]*idWindow{},
-		ruleTables: ruleTables{columns: map[string]map[string]bool{}, failed: map[string]error{}},
+		ruleTables: ruleTables{columns: map[string]map[string]bool{}, failed: map[string]ruleTableFailure{}},
 		seed:       maphash.MakeSeed(),
 		handled:    map[string]map[int32]kgo.EpochOffset{},
 		done:       make(chan struct{}),
@@ -145,7 +145,6 @@ func Start(ctx context.Context, opts Options) (*Sink, error) {
 		s.hwMu.Lock()
 		clear(s.hw)
 		clear(s.ids)
-		clear(s.ruleTables.failed) // the operator may have fixed a table meanwhile
 		s.gen++
 		s.hwMu.Unlock()
 	}
@@ -420,7 +419,7 @@ func (s *Sink) place(ctx context.Context, r *kgo.Record, rw row, decodeErr error
 		s.opts.Metrics.Skipped(table, 1)
 		return nil
 	}
-	if sr, ok := rw.(sourcedRow); ok && !ids.add(sr.sourceID()) {
+	if ids != nil && !ids.add(rw.(sourcedRow).sourceID()) { // ids: a derived table's
 		s.opts.Metrics.Skipped(table, 1)
 		return nil
 	}
