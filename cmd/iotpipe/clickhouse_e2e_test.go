@@ -19,6 +19,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/iotpipe/iotpipe/schemas"
+	"github.com/iotpipe/iotpipe/sinks/clickhouse/embedded"
 )
 
 // clickhouseInstance starts `iotpipe run` with its embedded ClickHouse on
@@ -29,11 +30,12 @@ func clickhouseInstance(t *testing.T) (*instance, []string) {
 	return in, ch
 }
 
-// sql runs `iotpipe sql` against the instance's embedded server.
+// sql runs `iotpipe sql` against the instance's embedded server, which
+// it finds (with its credentials) from the data directory.
 func (in *instance) sql(t *testing.T, chArgs []string, query string) string {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code := dispatch(t.Context(), []string{"sql", "--clickhouse", "clickhouse://127.0.0.1:" + chArgs[1] + "/default", "--format", "csv", query}, &out, &errb)
+	code := dispatch(t.Context(), []string{"sql", "--data-dir", in.dataDir, "--format", "csv", query}, &out, &errb)
 	if code != 0 {
 		return "error: " + errb.String()
 	}
@@ -67,23 +69,46 @@ func TestClickHouseTelemetryFromMQTT(t *testing.T) {
 	in.waitSQL(t, ch, "SELECT count() FROM telemetry", "3")
 	in.waitSQL(t, ch, "SELECT avg(metrics['temp']), max(metrics['door.open']) FROM telemetry WHERE thing = 'fridge-1'", "5,1")
 	in.waitSQL(t, ch, "SELECT length(metrics), payload = 'not json \\x01' FROM telemetry WHERE thing = 'fridge-2'", "0,1")
-	resp, err := http.Get("http://127.0.0.1:" + ch[3] + "/?query=" + url.QueryEscape("SELECT count() FROM telemetry"))
+	// The HTTP interface answers the credentials iotpipe generated, and
+	// refuses a query without them.
+	creds, err := embedded.ReadCredentials(filepath.Join(in.dataDir, "clickhouse"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if strings.TrimSpace(string(b)) != "3" {
-		t.Fatalf("HTTP interface: %s", b)
+	for _, user := range []*url.Userinfo{url.UserPassword(creds.User, creds.Password), nil} {
+		u := url.URL{Scheme: "http", User: user, Host: "127.0.0.1:" + ch[3], RawQuery: "query=" + url.QueryEscape("SELECT count() FROM telemetry")}
+		resp, err := http.Get(u.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if ok := resp.StatusCode == 200 && strings.TrimSpace(string(b)) == "3"; ok != (user != nil) {
+			t.Fatalf("HTTP interface, user %v: %s %s", user, resp.Status, b)
+		}
 	}
-	// POST /api/sql is read-only.
-	resp, err = http.Post(in.url("/api/sql"), "application/json", strings.NewReader(`{"query":"DROP TABLE telemetry"}`))
-	if err != nil {
-		t.Fatal(err)
+	// POST /api/sql as the README shows it (curl -d sends a form content
+	// type), and what its restricted user may not do.
+	apiSQL := []struct {
+		body   string
+		status int
+		answer string
+	}{
+		{`{"query":"SELECT count() FROM telemetry"}`, 200, `"rows":[[3]]`},
+		{`{"query":"DROP TABLE telemetry"}`, 400, "DROP TABLE"},
+		{`SELECT file('/proc/self/environ')`, 400, "file() reads the server's files"},
+		{`SELECT * FROM file('/proc/self/environ', 'RawBLOB', 'x String')`, 400, "READ ON FILE"},
 	}
-	resp.Body.Close()
-	if resp.StatusCode == 200 {
-		t.Fatal("/api/sql ran a DROP")
+	for _, q := range apiSQL {
+		resp, err := http.Post(in.url("/api/sql"), "application/x-www-form-urlencoded", strings.NewReader(q.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != q.status || !strings.Contains(string(b), q.answer) {
+			t.Errorf("/api/sql %s: %s %s; want %d with %q", q.body, resp.Status, b, q.status, q.answer)
+		}
 	}
 	in.waitSQL(t, ch, "SELECT count() FROM presence WHERE event = 'connected'", "3")
 }
@@ -199,4 +224,16 @@ func (in *instance) qos1Load(t *testing.T, clients int, prefix string, mustAck b
 		}()
 	}
 	return acked, func() { close(done); wg.Wait() }
+}
+
+// Without --clickhouse, `iotpipe sql` needs the embedded server's
+// credentials in the data directory: it says so rather than trying the
+// server without them.
+func TestSQLWithoutCredentials(t *testing.T) {
+	t.Setenv("IOTPIPE_CLICKHOUSE", "")
+	var out, errb bytes.Buffer
+	code := dispatch(t.Context(), []string{"sql", "--data-dir", t.TempDir(), "SELECT 1"}, &out, &errb)
+	if code != 1 || !strings.Contains(errb.String(), "credentials are not readable") || !strings.Contains(errb.String(), "--data-dir") {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
 }

@@ -35,6 +35,7 @@ type config struct {
 	MaxPayload     int           `yaml:"max_payload" flag:"max-payload" help:"largest accepted payload in bytes"`
 	Node           string        `yaml:"node" flag:"node" help:"name of this ingest node (its outbound consumer group)"`
 	ClickHouse     string        `yaml:"clickhouse" flag:"clickhouse" help:"ClickHouse DSN clickhouse://host:9000/db (empty: the embedded server; \"off\": no ClickHouse sink)"`
+	CHQueryDSN     string        `yaml:"clickhouse_query_dsn" flag:"clickhouse-query-dsn" help:"DSN of a read-only ClickHouse user for POST /api/sql on the --clickhouse server (empty: iotpipe creates one with the --clickhouse user, or /api/sql is disabled)"`
 	CHTCPPort      int           `yaml:"clickhouse_tcp_port" flag:"clickhouse-tcp-port" help:"embedded ClickHouse native port on 127.0.0.1"`
 	CHHTTPPort     int           `yaml:"clickhouse_http_port" flag:"clickhouse-http-port" help:"embedded ClickHouse HTTP port on 127.0.0.1"`
 	CHTTLDays      int           `yaml:"clickhouse_ttl_days" flag:"clickhouse-ttl-days" help:"days ClickHouse keeps rows (0: forever)"`

@@ -295,7 +295,7 @@ func (n *node) startClickHouse(ctx context.Context) error {
 		n.log.Warn("--clickhouse off: no telemetry is stored in ClickHouse")
 		return nil
 	}
-	dsn, httpDSN := cfg.ClickHouse, ""
+	dsn, httpDSN, queryDSN := cfg.ClickHouse, "", cfg.CHQueryDSN
 	if dsn == "" {
 		if err := portsFree(chPort{cfg.CHTCPPort, "--clickhouse-tcp-port"}, chPort{cfg.CHHTTPPort, "--clickhouse-http-port"}); err != nil {
 			return err
@@ -313,16 +313,15 @@ func (n *node) startClickHouse(ctx context.Context) error {
 			return err
 		}
 		n.lc.run(storePhase, "embedded clickhouse", until(srv.Stop))
-		dsn, httpDSN = srv.DSN(), srv.HTTPURL()+"/default"
+		dsn, httpDSN, queryDSN = srv.DSN(), srv.HTTPDSN(), srv.QueryDSN()
 	}
 	metrics, err := clickhouse.NewPrometheusMetrics(n.reg)
 	if err != nil {
 		return err
 	}
 	sink, err := clickhouse.Start(n.lc.ctx(sinkPhase), clickhouse.Options{
-		Brokers: lg.Brokers(), DSN: dsn, HTTPDSN: httpDSN, Topics: lg.Topics(),
+		Kafka: lg, DSN: dsn, HTTPDSN: httpDSN, Topics: lg.Topics(),
 		Schema: ddl.Options{TTLDays: cfg.CHTTLDays}, Metrics: metrics, Logger: n.log,
-		KafkaOpts: []kgo.Opt{kgo.FetchIsolationLevel(kgo.ReadCommitted())},
 	})
 	if err != nil {
 		return err
@@ -334,12 +333,9 @@ func (n *node) startClickHouse(ctx context.Context) error {
 		}
 		return sink.Stop()
 	})
-	conn, err := clickhouse.Open(ctx, dsn)
-	if err != nil {
-		return err
-	}
-	n.lc.onStop(sinkPhase, "clickhouse sql connection", func(context.Context) error { return conn.Close() })
-	n.mux.Handle("POST /api/sql", clickhouse.SQLHandler(conn, clickhouse.SQLHandlerOptions{}))
+	sqlHandler, closeSQL := clickhouse.QueryEndpoint(ctx, clickhouse.QueryEndpointOptions{AdminDSN: dsn, QueryDSN: queryDSN, Logger: n.log})
+	n.lc.onStop(sinkPhase, "clickhouse sql connection", func(context.Context) error { closeSQL(); return nil })
+	n.mux.Handle("POST /api/sql", sqlHandler)
 	return nil
 }
 

@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/iotpipe/iotpipe/sinks/clickhouse"
+	"github.com/iotpipe/iotpipe/sinks/clickhouse/embedded"
 )
 
 const sqlUsage = `Usage: iotpipe sql [flags] "SELECT ..." [flags]
@@ -21,10 +23,13 @@ starts with "-" goes after it).
 
 Runs one query against ClickHouse (the embedded server of a running
 ` + "`iotpipe run`" + `, or the server --clickhouse names) and prints the result.
+It runs as the embedded server's administrative user, whose credentials
+it reads from <data-dir>/clickhouse/` + embedded.CredentialsFile + `.
 
 Flags:
-  --clickhouse DSN   server to query (default clickhouse://127.0.0.1:9000/default,
+  --clickhouse DSN   server to query (default: the embedded server of --data-dir,
                      or $IOTPIPE_CLICKHOUSE)
+  --data-dir DIR     data directory of ` + "`iotpipe run`" + ` (default data, or $IOTPIPE_DATA_DIR)
   --file PATH        read the query from PATH ("-" for stdin)
   --format FORMAT    table, csv or json (default table)
   --limit N          print at most N rows (default 0: all)
@@ -40,7 +45,8 @@ Examples:
 // connection failed, 2 for a usage error.
 func sqlMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("iotpipe sql", flag.ContinueOnError)
-	dsn := fs.String("clickhouse", sqlEnvOr("IOTPIPE_CLICKHOUSE", clickhouse.DefaultDSN), "server DSN")
+	dsn := fs.String("clickhouse", os.Getenv("IOTPIPE_CLICKHOUSE"), "server DSN")
+	dataDir := fs.String("data-dir", sqlEnvOr("IOTPIPE_DATA_DIR", "data"), "data directory of iotpipe run")
 	file := fs.String("file", "", "read the query from this file")
 	format := fs.String("format", "table", "table, csv or json")
 	limit := fs.Int("limit", 0, "most rows printed (0: all)")
@@ -70,6 +76,14 @@ func sqlMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	default:
 		fmt.Fprintf(stderr, "iotpipe sql: unknown --format %q: want table, csv or json\n", *format)
 		return 2
+	}
+	if *dsn == "" {
+		creds, err := embedded.ReadCredentials(filepath.Join(*dataDir, "clickhouse"))
+		if err != nil {
+			fmt.Fprintf(stderr, "iotpipe sql: no --clickhouse DSN, and the embedded server's credentials are not readable: %v; pass --data-dir (iotpipe run's), or --clickhouse for another server\n", err)
+			return 1
+		}
+		*dsn = creds.DSN()
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()

@@ -3,8 +3,11 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/iotpipe/iotpipe/sinks/clickhouse/embedded"
 )
 
 // `iotpipe sql` takes its flags before or after the query ("--" ends
@@ -14,7 +17,11 @@ import (
 func TestSQLFlagsAfterTheQuery(t *testing.T) {
 	in, ch := clickhouseInstance(t)
 	in.start(ch...)
-	dsn := "clickhouse://127.0.0.1:" + ch[1] + "/default"
+	creds, err := embedded.ReadCredentials(filepath.Join(in.dataDir, "clickhouse"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dsn := creds.DSN()
 	for _, c := range []struct {
 		name   string
 		args   []string

@@ -12,6 +12,7 @@ import (
 	"github.com/iotpipe/iotpipe/rulesql/ast"
 	"github.com/iotpipe/iotpipe/rulesql/funcs"
 	"github.com/iotpipe/iotpipe/rulesql/value"
+	chddl "github.com/iotpipe/iotpipe/schemas/clickhouse"
 )
 
 // Error is one problem at a source position.
@@ -351,6 +352,44 @@ func (c *checker) action(a *ast.Action, specs map[string]ActionSpec) {
 		if !seen[r] {
 			c.add(a.Pos, "%s needs argument %s", a.Type, r)
 		}
+	}
+	if a.Type == "clickhouse" {
+		c.clickhouseTable(a)
+	}
+}
+
+// clickhouseTable checks the table and columns of a clickhouse action
+// as the ClickHouse sink reads them (clickhouse.ParseRuleTable): a plain
+// table name, and an object of column name to type.
+func (c *checker) clickhouseTable(a *ast.Action) {
+	table, columns := "", map[string]any(nil)
+	for _, arg := range a.Args {
+		switch arg.Name {
+		case "table":
+			lit, ok := arg.Value.(*ast.Literal)
+			if !ok {
+				return // reported by literalArg
+			}
+			if table, ok = lit.Value.(string); !ok {
+				c.add(arg.Pos, "clickhouse table is a table name in quotes")
+				return
+			}
+		case "columns":
+			obj, ok := arg.Value.(*ast.Object)
+			if !ok {
+				c.add(arg.Pos, "clickhouse columns is an object of column name to type, e.g. {'lux': 'Float64'}")
+				return
+			}
+			columns = map[string]any{}
+			for i, k := range obj.Keys {
+				if lit, ok := obj.Values[i].(*ast.Literal); ok {
+					columns[k] = lit.Value
+				}
+			}
+		}
+	}
+	if _, err := chddl.ParseRuleTable(table, columns); err != nil {
+		c.add(a.Pos, "clickhouse action: %v", err)
 	}
 }
 

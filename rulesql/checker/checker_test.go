@@ -40,6 +40,16 @@ func TestCheck(t *testing.T) {
 			"1:32: webhook has no argument uri (arguments: url, method, headers, body, timeout)",
 		}},
 		{"SELECT a FROM 't' THEN kafka(topic => a)", []string{"1:39: action arguments are literals; use a '${expr}' template inside a string to compute a value"}},
+		{"SELECT a FROM 't' THEN clickhouse(table => 'lux_alerts', columns => {'lux': 'Float64', 'house': 'String'})", nil},
+		{"SELECT a FROM 't' THEN clickhouse(table => 'lux-alerts')", []string{
+			`1:24: clickhouse action: table "lux-alerts" is not a plain table name (a letter or _, then letters, digits or _; at most 63)`}},
+		{"SELECT a FROM 't' THEN clickhouse(table => 'alerts_${topic(1)}')", []string{
+			`1:24: clickhouse action: table "alerts_${topic(1)}" is not a plain table name (a letter or _, then letters, digits or _; at most 63)`}},
+		{"SELECT a FROM 't' THEN clickhouse(table => 'telemetry')", []string{"1:24: clickhouse action: table telemetry is iotpipe's own; name another (or rule_outputs)"}},
+		{"SELECT a FROM 't' THEN clickhouse(table => 't', columns => {'lux': 'Money'})", []string{
+			"1:24: clickhouse action: column lux has type Money; want one of String, Bool, Float64, Float32, Int64, Int32, Int16, Int8, UInt64, UInt32, UInt16, UInt8"}},
+		{"SELECT a FROM 't' THEN clickhouse(table => 't', columns => ['lux'])", []string{"1:49: clickhouse columns is an object of column name to type, e.g. {'lux': 'Float64'}"}},
+		{"SELECT a FROM 't' THEN clickhouse(table => 3)", []string{"1:35: clickhouse table is a table name in quotes"}},
 	}
 	for _, tt := range tests {
 		f, err := parser.Parse(tt.src)

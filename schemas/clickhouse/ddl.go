@@ -45,7 +45,10 @@ type Table struct {
 	TimeColumn string
 }
 
-// Tables are the tables the migrations create, in creation order.
+// Tables are the tables the migrations create that are partitioned by
+// day of TimeColumn and expire with the TTL, in creation order. Not
+// among them: shadows_latest (each shadow's latest change, kept for as
+// long as the shadow lives) and the views over it.
 func Tables() []Table {
 	return []Table{
 		{"telemetry", "received_at"},
@@ -63,8 +66,9 @@ type Migration struct {
 	Version int
 	// Name is the file name without the prefix and extension.
 	Name string
-	// Statements are the rendered SQL statements, in order. Each is
-	// idempotent (IF NOT EXISTS), so re-applying a migration is harmless.
+	// Statements are the rendered SQL statements, in order. Re-applying
+	// a migration is harmless: statements create IF NOT EXISTS, and a
+	// backfill writes into a table that folds repeated rows.
 	Statements []string
 }
 

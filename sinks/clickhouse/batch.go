@@ -1,6 +1,7 @@
 package clickhouse
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"strings"
 	"time"
@@ -33,10 +34,8 @@ func newColumns(table string) columns {
 		return &anomalyCols{}
 	case "aggregates":
 		return &aggregateCols{}
-	case "rule_outputs":
-		return &ruleOutputCols{}
 	}
-	panic("clickhouse: no columns for table " + table)
+	return &ruleOutputCols{} // rule_outputs, or a rule's own table
 }
 
 // strCol is a string column in Arrow's layout: the values back to back
@@ -250,6 +249,7 @@ type anomalyCols struct {
 	rule, metric []string
 	value, score []float64
 	payload      []string
+	src          []string
 	partition    []int32
 	offset       []int64
 }
@@ -263,24 +263,27 @@ func (c *anomalyCols) add(r row) {
 	c.value = append(c.value, a.value)
 	c.score = append(c.score, a.score)
 	c.payload = append(c.payload, a.payload)
+	c.src = append(c.src, a.src)
 	c.partition = append(c.partition, a.partition)
 	c.offset = append(c.offset, a.offset)
 }
 
 func (c *anomalyCols) len() int { return len(c.thing) }
 func (c *anomalyCols) names() []string {
-	return []string{"thing", "detected_at", "rule", "metric", "value", "score", "payload", "partition", "offset"}
+	return []string{"thing", "detected_at", "rule", "metric", "value", "score", "payload", "src", "partition", "offset"}
 }
 func (c *anomalyCols) values() []any {
-	return []any{c.thing, c.detectedAt, c.rule, c.metric, c.value, c.score, c.payload, c.partition, c.offset}
+	return []any{c.thing, c.detectedAt, c.rule, c.metric, c.value, c.score, c.payload, c.src, c.partition, c.offset}
 }
-func (c *anomalyCols) reset() { *c = anomalyCols{} }
+func (c *anomalyCols) reset()              { *c = anomalyCols{} }
+func (c *anomalyCols) sourceIDs() []string { return c.src }
 
 type aggregateCols struct {
 	thing, rule            []string
 	windowStart, windowEnd []time.Time
 	values_                []map[string]float64
 	payload                []string
+	src                    []string
 	partition              []int32
 	offset                 []int64
 }
@@ -297,18 +300,20 @@ func (c *aggregateCols) add(r row) {
 	}
 	c.values_ = append(c.values_, v)
 	c.payload = append(c.payload, a.payload)
+	c.src = append(c.src, a.src)
 	c.partition = append(c.partition, a.partition)
 	c.offset = append(c.offset, a.offset)
 }
 
 func (c *aggregateCols) len() int { return len(c.thing) }
 func (c *aggregateCols) names() []string {
-	return []string{"thing", "rule", "window_start", "window_end", "`values`", "payload", "partition", "offset"}
+	return []string{"thing", "rule", "window_start", "window_end", "`values`", "payload", "src", "partition", "offset"}
 }
 func (c *aggregateCols) values() []any {
-	return []any{c.thing, c.rule, c.windowStart, c.windowEnd, c.values_, c.payload, c.partition, c.offset}
+	return []any{c.thing, c.rule, c.windowStart, c.windowEnd, c.values_, c.payload, c.src, c.partition, c.offset}
 }
-func (c *aggregateCols) reset() { *c = aggregateCols{} }
+func (c *aggregateCols) reset()              { *c = aggregateCols{} }
+func (c *aggregateCols) sourceIDs() []string { return c.src }
 
 type ruleOutputCols struct {
 	thing     []string
@@ -316,6 +321,7 @@ type ruleOutputCols struct {
 	rule, key []string
 	payload   []string
 	metrics   []map[string]float64
+	src       []string
 	partition []int32
 	offset    []int64
 }
@@ -332,18 +338,27 @@ func (c *ruleOutputCols) add(r row) {
 		m = map[string]float64{}
 	}
 	c.metrics = append(c.metrics, m)
+	c.src = append(c.src, o.src)
 	c.partition = append(c.partition, o.partition)
 	c.offset = append(c.offset, o.offset)
 }
 
 func (c *ruleOutputCols) len() int { return len(c.thing) }
 func (c *ruleOutputCols) names() []string {
-	return []string{"thing", "fired_at", "rule", "key", "payload", "metrics", "partition", "offset"}
+	return []string{"thing", "fired_at", "rule", "key", "payload", "metrics", "src", "partition", "offset"}
 }
 func (c *ruleOutputCols) values() []any {
-	return []any{c.thing, c.firedAt, c.rule, c.key, c.payload, c.metrics, c.partition, c.offset}
+	return []any{c.thing, c.firedAt, c.rule, c.key, c.payload, c.metrics, c.src, c.partition, c.offset}
 }
-func (c *ruleOutputCols) reset() { *c = ruleOutputCols{} }
+func (c *ruleOutputCols) reset()              { *c = ruleOutputCols{} }
+func (c *ruleOutputCols) sourceIDs() []string { return c.src }
+
+// sourcedColumns are the columns of a derived table (see sourcedRow).
+type sourcedColumns interface {
+	columns
+	// sourceIDs are the rows' source ids, in row order.
+	sourceIDs() []string
+}
 
 // groupKey names one insert: the rows of one table from one source
 // partition on one day (the table's partition), so that every insert
@@ -364,16 +379,26 @@ type group struct {
 }
 
 // token is the insert deduplication token of the group: a function of
-// the table, the source topic and partition, the day and the first and
-// last source offsets. The same source range always gives the same
-// token, so a retried or replayed insert is dropped by the server.
+// the table, the source topic and partition, the day and the rows'
+// source ids (derived tables), or the first and last source offsets
+// (the others, whose topics have no ids; an offset range holds the same
+// records whatever gaps it has). The same rows always give the same
+// token, so a retried insert is dropped by the server.
 func (g *group) token() string {
+	if sc, ok := g.cols.(sourcedColumns); ok {
+		h := sha256.New()
+		for _, id := range sc.sourceIDs() {
+			h.Write([]byte(id))
+			h.Write([]byte{0})
+		}
+		return fmt.Sprintf("iotpipe/%s/%s/%d/%d/src-%x", g.key.table, g.key.topic, g.key.partition, g.key.day, h.Sum(nil)[:16])
+	}
 	return fmt.Sprintf("iotpipe/%s/%s/%d/%d/%d-%d", g.key.table, g.key.topic, g.key.partition, g.key.day, g.first, g.last)
 }
 
 // insertQuery is the INSERT statement of the group's table.
 func (g *group) insertQuery() string {
-	return "INSERT INTO " + g.key.table + " (" + strings.Join(g.cols.names(), ", ") + ")"
+	return "INSERT INTO `" + g.key.table + "` (" + strings.Join(g.cols.names(), ", ") + ")"
 }
 
 func dayOf(t time.Time) int64 {

@@ -14,7 +14,8 @@ type Metrics interface {
 	Inserted(table string, rows int, took time.Duration)
 	// InsertFailed reports a failed insert attempt (it will be retried).
 	InsertFailed(table string)
-	// Skipped reports rows of a replay that the table already holds.
+	// Skipped reports rows the table already holds: records read again
+	// (a replay) or produced again (a derived record's source id).
 	Skipped(table string, rows int)
 	// DeadLettered reports a record sent to the DLQ.
 	DeadLettered()
@@ -47,7 +48,7 @@ func NewPrometheusMetrics(reg prometheus.Registerer) (*PrometheusMetrics, error)
 			Name: "iotpipe_clickhouse_insert_failures_total", Help: "Failed insert attempts (retried), by table.",
 		}, []string{"table"}),
 		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "iotpipe_clickhouse_rows_skipped_total", Help: "Replayed rows the table already held, by table.",
+			Name: "iotpipe_clickhouse_rows_skipped_total", Help: "Rows the table already held (read again, or a derived record produced again), by table.",
 		}, []string{"table"}),
 		dlq: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "iotpipe_clickhouse_dead_lettered_total", Help: "Records sent to the DLQ as unstorable.",

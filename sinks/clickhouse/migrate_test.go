@@ -119,3 +119,39 @@ func TestOpenHTTP(t *testing.T) {
 		t.Fatalf("SELECT 1 over HTTP = %d, %v", one, err)
 	}
 }
+
+// TestMigrateShadowsCurrentBackfill applies migration 0003 to a database
+// whose shadows table already holds changes: shadows_current shows their
+// current state at once.
+func TestMigrateShadowsCurrentBackfill(t *testing.T) {
+	ctx := context.Background()
+	conn, _ := freshDB(t)
+	if err := Migrate(ctx, conn, ddl.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	// Back to the schema before 0003, with changes stored.
+	for _, stmt := range []string{
+		"DROP VIEW shadows_current", "DROP VIEW shadows_latest_mv", "DROP TABLE shadows_latest",
+		"ALTER TABLE " + ddl.MigrationsTable + " DELETE WHERE version = 3 SETTINGS mutations_sync = 2",
+		`INSERT INTO shadows (thing, shadow, version, updated_at, state, deleted) VALUES
+			('lamp-1', '', 1, '2026-01-01 00:00:00', '{"reported":{"on":true}}', false),
+			('lamp-1', '', 2, '2026-01-02 00:00:00', '{"reported":{"on":false}}', false),
+			('lamp-2', '', 1, '2026-01-01 00:00:00', '{"reported":{"on":true}}', false),
+			('lamp-2', '', 1, '2026-01-03 00:00:00', '', true)`,
+	} {
+		if err := conn.Exec(ctx, stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	if err := Migrate(ctx, conn, ddl.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	var thing, state string
+	var n uint64
+	if err := conn.QueryRow(ctx, "SELECT any(thing), any(state), count() FROM shadows_current").Scan(&thing, &state, &n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 || thing != "lamp-1" || state != `{"reported":{"on":false}}` {
+		t.Errorf("shadows_current after the backfill: %d rows, %s %s; want lamp-1 alone, off", n, thing, state)
+	}
+}

@@ -17,14 +17,18 @@ import (
 // DefaultGroup is the sink's Kafka consumer group.
 const DefaultGroup = "iotpipe-clickhouse"
 
-// Options configures a Sink. Only Brokers (or a seed in KafkaOpts) is
-// required; every other field has the default its comment states.
+// ClientFactory makes Kafka clients: it applies its own options (seed
+// brokers, TLS, SASL) and then opts. internal/eventlog.Log is one.
+type ClientFactory interface {
+	Client(opts ...kgo.Opt) (*kgo.Client, error)
+}
+
+// Options configures a Sink. Only Kafka is required; every other field
+// has the default its comment states.
 type Options struct {
-	// Brokers are the Kafka seed brokers.
-	Brokers []string
-	// KafkaOpts are extra franz-go options (TLS, SASL, ...), applied after
-	// the sink's own.
-	KafkaOpts []kgo.Opt
+	// Kafka makes the sink's Kafka client (one, for the consumer group
+	// and the DLQ).
+	Kafka ClientFactory
 	// DSN is the ClickHouse server. Default DefaultDSN (the embedded one).
 	DSN string
 	// Insert chooses how rows travel. Default InsertArrowHTTP, the faster
@@ -52,6 +56,10 @@ type Options struct {
 	// MaxPayloadBytes sends larger events to the DLQ. Default 1 MiB;
 	// negative means no limit.
 	MaxPayloadBytes int
+	// SourceIDWindow is how many source ids of the latest rows of each
+	// derived table and partition the sink remembers, to drop a derived
+	// record a processor produced again (see Sink). Default 20000.
+	SourceIDWindow int
 	// Schema shapes the DDL applied at start (TTL, dedup window).
 	Schema ddl.Options
 	// DecodeWorkers is how many goroutines decode a poll's records.
@@ -89,6 +97,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxPayloadBytes == 0 {
 		o.MaxPayloadBytes = 1 << 20
+	}
+	if o.SourceIDWindow <= 0 {
+		o.SourceIDWindow = 20000
 	}
 	if o.DecodeWorkers <= 0 {
 		o.DecodeWorkers = runtime.GOMAXPROCS(0)

@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/iotpipe/iotpipe/schemas"
+	ddl "github.com/iotpipe/iotpipe/schemas/clickhouse"
 	"github.com/iotpipe/iotpipe/schemas/payload"
 )
 
@@ -78,37 +79,64 @@ type anomalyRow struct {
 	rule, metric string
 	value, score float64
 	payload      string
+	src          string
 	partition    int32
 	offset       int64
 }
 
-func (anomalyRow) tableName() string  { return "anomalies" }
-func (r *anomalyRow) time() time.Time { return r.detectedAt }
+func (anomalyRow) tableName() string   { return "anomalies" }
+func (r *anomalyRow) time() time.Time  { return r.detectedAt }
+func (r *anomalyRow) sourceID() string { return r.src }
 
 type aggregateRow struct {
 	thing, rule            string
 	windowStart, windowEnd time.Time
 	values                 map[string]float64
 	payload                string
+	src                    string
 	partition              int32
 	offset                 int64
 }
 
-func (aggregateRow) tableName() string  { return "aggregates" }
-func (r *aggregateRow) time() time.Time { return r.windowStart }
+func (aggregateRow) tableName() string   { return "aggregates" }
+func (r *aggregateRow) time() time.Time  { return r.windowStart }
+func (r *aggregateRow) sourceID() string { return r.src }
 
+// ruleOutputRow is a firing of a rule's clickhouse action, for
+// rule_outputs or the table the action names.
 type ruleOutputRow struct {
+	table     ddl.RuleTable
 	thing     string
 	firedAt   time.Time
 	rule, key string
 	payload   string
 	metrics   map[string]float64
+	src       string
 	partition int32
 	offset    int64
 }
 
-func (ruleOutputRow) tableName() string  { return "rule_outputs" }
-func (r *ruleOutputRow) time() time.Time { return r.firedAt }
+func (r *ruleOutputRow) tableName() string { return r.table.Name }
+func (r *ruleOutputRow) time() time.Time   { return r.firedAt }
+func (r *ruleOutputRow) sourceID() string  { return r.src }
+
+// sourcedRow is a row of a derived table, which stores the id of the
+// record it came from and keeps each id once.
+type sourcedRow interface {
+	row
+	// sourceID is the record's id (see sourceID).
+	sourceID() string
+}
+
+// sourceID is a derived record's id: its iot.src header, which a
+// processor sets to the same value each time it produces the record, or,
+// for a record without one, its own position "@<partition>/<offset>".
+func sourceID(r *kgo.Record) string {
+	if src := schemas.HeaderValue(r.Headers, schemas.HeaderSource); len(src) > 0 {
+		return string(src)
+	}
+	return "@" + strconv.FormatInt(int64(r.Partition), 10) + "/" + strconv.FormatInt(r.Offset, 10)
+}
 
 // decoder turns records of iotpipe's topics into rows.
 type decoder struct {
@@ -117,8 +145,8 @@ type decoder struct {
 }
 
 // decode returns the row for r, nil when the record is not for
-// ClickHouse (a tombstone, an action of another type), or an error
-// wrapping errUnstorable with the reason.
+// ClickHouse (a tombstone, a transaction marker, an action of another
+// type), or an error wrapping errUnstorable with the reason.
 func (d *decoder) decode(r *kgo.Record) (row, error) {
 	var v telemetryView
 	rw, err := d.decodeInto(r, new(scratch), &v)
@@ -132,6 +160,9 @@ func (d *decoder) decode(r *kgo.Record) (row, error) {
 // scratch, and a telemetry event is decoded into v, which aliases r and
 // is valid until v is used again.
 func (d *decoder) decodeInto(r *kgo.Record, sc *scratch, v *telemetryView) (row, error) {
+	if r.Attrs.IsControl() {
+		return nil, nil // a transaction marker: only its offset counts
+	}
 	switch r.Topic {
 	case d.topics.Events:
 		return d.event(r, sc, v)
@@ -316,6 +347,7 @@ func (d *decoder) anomaly(r *kgo.Record) (row, error) {
 		value:      num(m["value"]),
 		score:      num(first(m, "score", "zscore", "deviation")),
 		payload:    string(r.Value),
+		src:        sourceID(r),
 		partition:  r.Partition, offset: r.Offset,
 	}, nil
 }
@@ -340,7 +372,7 @@ func (d *decoder) aggregate(r *kgo.Record) (row, error) {
 	}
 	return &aggregateRow{
 		thing: thing, rule: str(m["rule"]), windowStart: start, windowEnd: end,
-		values: Flatten(values, nil), payload: string(r.Value),
+		values: Flatten(values, nil), payload: string(r.Value), src: sourceID(r),
 		partition: r.Partition, offset: r.Offset,
 	}, nil
 }
@@ -353,6 +385,15 @@ func (d *decoder) action(r *kgo.Record) (row, error) {
 	if a.Type != "clickhouse" {
 		return nil, nil
 	}
+	name, _ := a.Params["table"].(string)
+	columns, _ := a.Params["columns"].(map[string]any)
+	if (a.Params["table"] != nil && name == "") || (a.Params["columns"] != nil && columns == nil) {
+		return nil, unstorable("clickhouse action: table is a name and columns an object of name to type; got %v and %v", a.Params["table"], a.Params["columns"])
+	}
+	table, err := ddl.ParseRuleTable(name, columns)
+	if err != nil {
+		return nil, unstorable("clickhouse action: %v", err)
+	}
 	out, err := payload.Encode(a.Payload)
 	if err != nil {
 		return nil, unstorable("rule output: %v", err)
@@ -362,8 +403,8 @@ func (d *decoder) action(r *kgo.Record) (row, error) {
 		t = r.Timestamp.UTC()
 	}
 	return &ruleOutputRow{
-		thing: a.Thing, firedAt: t, rule: a.Rule, key: a.Key, payload: string(out),
-		metrics: Flatten(a.Payload, nil), partition: r.Partition, offset: r.Offset,
+		table: table, thing: a.Thing, firedAt: t, rule: a.Rule, key: a.Key, payload: string(out),
+		metrics: Flatten(a.Payload, nil), src: sourceID(r), partition: r.Partition, offset: r.Offset,
 	}, nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/iotpipe/iotpipe/schemas"
+	ddl "github.com/iotpipe/iotpipe/schemas/clickhouse"
 	"github.com/iotpipe/iotpipe/schemas/payload"
 )
 
@@ -106,14 +107,20 @@ func TestDecode(t *testing.T) {
 		{"shadow no thing", with("iotpipe.shadows", "f1", `{"version":1,"timestamp":1}`), nil, "no thing"},
 		{"anomaly", with("iotpipe.anomalies", "f1", `{"rule":"hot","metric":"temp","value":9,"score":4.2,"time":1763805600000}`),
 			&anomalyRow{thing: "f1", detectedAt: time.UnixMilli(1763805600000).UTC(), rule: "hot", metric: "temp", value: 9, score: 4.2,
-				payload: `{"rule":"hot","metric":"temp","value":9,"score":4.2,"time":1763805600000}`, partition: 2, offset: 7}, ""},
+				payload: `{"rule":"hot","metric":"temp","value":9,"score":4.2,"time":1763805600000}`, src: "@2/7", partition: 2, offset: 7}, ""},
 		{"aggregate", with("iotpipe.aggregates", "f1", `{"thing":"f2","rule":"avg","start":1000,"end":61000,"values":{"avg":2.5,"count":4}}`),
 			&aggregateRow{thing: "f2", rule: "avg", windowStart: time.Unix(1000, 0).UTC(), windowEnd: time.Unix(61000, 0).UTC(),
-				values: map[string]float64{"avg": 2.5, "count": 4}, payload: `{"thing":"f2","rule":"avg","start":1000,"end":61000,"values":{"avg":2.5,"count":4}}`, partition: 2, offset: 7}, ""},
+				values: map[string]float64{"avg": 2.5, "count": 4}, payload: `{"thing":"f2","rule":"avg","start":1000,"end":61000,"values":{"avg":2.5,"count":4}}`, src: "@2/7", partition: 2, offset: 7}, ""},
 		{"aggregate not object", with("iotpipe.aggregates", "f1", `3`), nil, "not a JSON object"},
-		{"action for clickhouse", with("iotpipe.actions", "k", `{"key":"0/1/r/0","rule":"r","type":"clickhouse","payload":{"t":1.5},"thing":"f1","fired_at":1763805600000}`),
-			&ruleOutputRow{thing: "f1", firedAt: time.UnixMilli(1763805600000).UTC(), rule: "r", key: "0/1/r/0", payload: `{"t":1.5}`,
-				metrics: map[string]float64{"t": 1.5}, partition: 2, offset: 7}, ""},
+		{"action for clickhouse", with("iotpipe.actions", "k", `{"key":"0/1/r/0","rule":"r","type":"clickhouse","payload":{"t":1.5},"thing":"f1","fired_at":1763805600000}`,
+			kgo.RecordHeader{Key: "iot.src", Value: []byte("0/1/rules/3")}),
+			&ruleOutputRow{table: ddl.RuleTable{Name: "rule_outputs"}, thing: "f1", firedAt: time.UnixMilli(1763805600000).UTC(), rule: "r", key: "0/1/r/0", payload: `{"t":1.5}`,
+				metrics: map[string]float64{"t": 1.5}, src: "0/1/rules/3", partition: 2, offset: 7}, ""},
+		{"action for a rule's table", with("iotpipe.actions", "k", `{"key":"0/1/r/0","rule":"r","type":"clickhouse","params":{"table":"lux","columns":{"v":"Float64"}},"payload":{"v":2},"thing":"f1","fired_at":1763805600000}`),
+			&ruleOutputRow{table: ddl.RuleTable{Name: "lux", Columns: []ddl.RuleColumn{{Name: "v", Type: "Float64"}}}, thing: "f1", firedAt: time.UnixMilli(1763805600000).UTC(),
+				rule: "r", key: "0/1/r/0", payload: `{"v":2}`, metrics: map[string]float64{"v": 2}, src: "@2/7", partition: 2, offset: 7}, ""},
+		{"action for iotpipe's table", with("iotpipe.actions", "k", `{"type":"clickhouse","params":{"table":"shadows"},"payload":1}`), nil, "table shadows is iotpipe's own"},
+		{"action with columns not an object", with("iotpipe.actions", "k", `{"type":"clickhouse","params":{"table":"t","columns":["a"]},"payload":1}`), nil, "columns an object"},
 		{"action for a webhook", with("iotpipe.actions", "k", `{"type":"webhook"}`), nil, ""},
 		{"other topic", with("elsewhere", "k", `x`), nil, ""},
 	}
@@ -145,6 +152,23 @@ func TestGroupToken(t *testing.T) {
 	}
 	if want := "iotpipe/telemetry/iotpipe.events/3/20000/100-199"; a.token() != want {
 		t.Errorf("token = %q, want %q", a.token(), want)
+	}
+
+	// Derived tables: the token is made of the rows' source ids, not of
+	// the offsets they were read at.
+	derived := func(first int64, ids ...string) *group {
+		g := &group{key: groupKey{"anomalies", "iotpipe.anomalies", 1, 20000}, first: first, last: first + int64(len(ids)) - 1, cols: newColumns("anomalies")}
+		for i, id := range ids {
+			g.cols.add(&anomalyRow{thing: "f", src: id, offset: first + int64(i)})
+		}
+		return g
+	}
+	same, moved, other := derived(10, "0/5/rules/0", "0/6/rules/0"), derived(90, "0/5/rules/0", "0/6/rules/0"), derived(10, "0/5/rules/0", "0/7/rules/0")
+	if same.token() != moved.token() || same.token() == other.token() {
+		t.Errorf("source id tokens: same rows at other offsets %q vs %q; other rows %q", same.token(), moved.token(), other.token())
+	}
+	if !strings.HasPrefix(same.token(), "iotpipe/anomalies/iotpipe.anomalies/1/20000/src-") {
+		t.Errorf("token = %q", same.token())
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"slices"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/iotpipe/iotpipe/schemas"
+	ddl "github.com/iotpipe/iotpipe/schemas/clickhouse"
 )
 
 // errPartitionMoved stops the retries of a group whose partition was
@@ -25,6 +27,7 @@ var errPartitionMoved = errors.New("partition moved to another consumer")
 type placeCache struct {
 	hwKey   hwKey
 	hw      int64
+	ids     *idWindow
 	hwOK    bool
 	group   *group
 	topic   string
@@ -42,13 +45,18 @@ type hwKey struct {
 //
 // Rows are grouped per (table, source partition, day) and each group is
 // inserted as one block (so one part: atomic) with a deduplication token
-// derived from its source offset range. Offsets are committed only after
+// derived from its rows' source ids (derived tables) or its source
+// offset range (the others). Offsets are committed only after
 // every insert of a batch was confirmed; while ClickHouse is unreachable
 // the sink retries with backoff and, one batch later, stops reading, so
 // its lag grows and nothing is lost. On (re)assignment of a partition
 // the sink asks each table for the highest source offset it holds and
 // skips records at or below it, so a replay (a reset group, a crash
-// before the commit) adds no rows even when it batches differently.
+// before the commit) adds no rows even when it batches differently. A
+// derived table (anomalies, aggregates, rule outputs) also keeps each
+// source id (iot.src) once: the sink remembers the ids of the latest
+// SourceIDWindow rows of each partition (read from the table on
+// assignment) and skips a record produced again under an id it holds.
 //
 // One batch is written in the background while the next is read and
 // decoded; batches are written and committed in order, and partitions
@@ -73,11 +81,14 @@ type Sink struct {
 	scratch     []*scratch      // one per decode worker
 	errBuf      []error
 	bufs        bufPool // for Arrow streams
+	ruleTables  ruleTables
 
 	last placeCache // of the records of one poll
 
 	hwMu sync.Mutex
 	hw   map[hwKey]int64
+	ids  map[hwKey]*idWindow // of derived tables; used by the read loop only
+	seed maphash.Seed
 	gen  uint64 // bumped when partitions move; pending groups of an older gen are dropped
 
 	cancel context.CancelFunc
@@ -89,6 +100,9 @@ type Sink struct {
 // an error here), applies the DDL, joins the consumer group and starts
 // copying in the background until Stop or ctx is done.
 func Start(ctx context.Context, opts Options) (*Sink, error) {
+	if opts.Kafka == nil {
+		return nil, errors.New("clickhouse sink: no Kafka client factory (Options.Kafka)")
+	}
 	opts.setDefaults()
 	conn, err := Open(ctx, opts.DSN)
 	if err != nil {
@@ -113,25 +127,28 @@ func Start(ctx context.Context, opts Options) (*Sink, error) {
 		}
 	}
 	s := &Sink{
-		httpConn: httpConn,
-		opts:     opts,
-		log:      log,
-		conn:     conn,
-		dec:      decoder{topics: opts.Topics, maxPayload: opts.MaxPayloadBytes},
-		pending:  map[groupKey]*group{},
-		free:     map[string][]columns{},
-		hw:       map[hwKey]int64{},
-		handled:  map[string]map[int32]kgo.EpochOffset{},
-		done:     make(chan struct{}),
+		httpConn:   httpConn,
+		opts:       opts,
+		log:        log,
+		conn:       conn,
+		dec:        decoder{topics: opts.Topics, maxPayload: opts.MaxPayloadBytes},
+		pending:    map[groupKey]*group{},
+		free:       map[string][]columns{},
+		hw:         map[hwKey]int64{},
+		ids:        map[hwKey]*idWindow{},
+		ruleTables: ruleTables{columns: map[string]map[string]bool{}, failed: map[string]ruleTableFailure{}},
+		seed:       maphash.MakeSeed(),
+		handled:    map[string]map[int32]kgo.EpochOffset{},
+		done:       make(chan struct{}),
 	}
 	resetHW := func(context.Context, *kgo.Client, map[string][]int32) {
 		s.hwMu.Lock()
 		clear(s.hw)
+		clear(s.ids)
 		s.gen++
 		s.hwMu.Unlock()
 	}
 	kopts := []kgo.Opt{
-		kgo.SeedBrokers(opts.Brokers...),
 		kgo.ConsumerGroup(opts.Group),
 		kgo.ConsumeTopics(opts.Topics.Events, opts.Topics.Shadows, opts.Topics.Anomalies, opts.Topics.Aggregates, opts.Topics.Actions),
 		kgo.DisableAutoCommit(),
@@ -141,8 +158,13 @@ func Start(ctx context.Context, opts Options) (*Sink, error) {
 		kgo.OnPartitionsLost(resetHW),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxBytes(64 << 20),
+		// The processors write the derived topics in transactions: read
+		// only what they committed, and see the transaction markers, so
+		// the committed offsets move past them to the partitions' ends.
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(),
 	}
-	cl, err := kgo.NewClient(append(kopts, opts.KafkaOpts...)...)
+	cl, err := opts.Kafka.Client(kopts...)
 	if err != nil {
 		s.closeConns()
 		return nil, fmt.Errorf("clickhouse sink: kafka client: %w", err)
@@ -374,17 +396,30 @@ func (s *Sink) place(ctx context.Context, r *kgo.Record, rw row, decodeErr error
 	if rw == nil {
 		return nil
 	}
-	table := rw.tableName()
-	hk := hwKey{table, r.Topic, r.Partition}
-	hw := s.last.hw
-	if !s.last.hwOK || s.last.hwKey != hk {
-		var err error
-		if hw, err = s.highWater(ctx, hk); err != nil {
+	if ro, ok := rw.(*ruleOutputRow); ok && ro.table.Name != ddl.RuleOutputs {
+		if err := s.ensureRuleTable(ctx, ro.table); errors.Is(err, errUnstorable) {
+			s.deadLetter(r, err)
+			return nil
+		} else if err != nil {
 			return err
 		}
-		s.last.hwKey, s.last.hw, s.last.hwOK = hk, hw, true
+	}
+	table := rw.tableName()
+	hk := hwKey{table, r.Topic, r.Partition}
+	hw, ids := s.last.hw, s.last.ids
+	if !s.last.hwOK || s.last.hwKey != hk {
+		var err error
+		_, sourced := rw.(sourcedRow)
+		if hw, ids, err = s.position(ctx, hk, sourced); err != nil {
+			return err
+		}
+		s.last.hwKey, s.last.hw, s.last.ids, s.last.hwOK = hk, hw, ids, true
 	}
 	if r.Offset <= hw {
+		s.opts.Metrics.Skipped(table, 1)
+		return nil
+	}
+	if ids != nil && !ids.add(rw.(sourcedRow).sourceID()) { // ids: a derived table's
 		s.opts.Metrics.Skipped(table, 1)
 		return nil
 	}
@@ -420,19 +455,26 @@ func (s *Sink) deadLetter(r *kgo.Record, reason error) {
 	s.dlq = append(s.dlq, schemas.DeadLetter(s.opts.Topics.DLQ, r, "clickhouse", reason))
 }
 
-// highWater returns the highest source offset table holds from the
-// partition (-1 for none), asking ClickHouse once per assignment.
-func (s *Sink) highWater(ctx context.Context, k hwKey) (int64, error) {
+// position returns the highest source offset table holds from the
+// partition (-1 for none) and, for a derived table (sourced), the window
+// of the source ids of its latest rows from it, asking ClickHouse once
+// per assignment.
+func (s *Sink) position(ctx context.Context, k hwKey, sourced bool) (int64, *idWindow, error) {
 	s.hwMu.Lock()
 	hw, ok := s.hw[k]
+	ids := s.ids[k]
 	s.hwMu.Unlock()
-	if ok {
-		return hw, nil
+	if ok && (!sourced || ids != nil) { // a write may set hw alone after a rebalance
+		return hw, ids, nil
 	}
-	err := s.retry(ctx, "read high-water offset of "+k.table, k.table, func(ctx context.Context) error {
+	err := s.retry(ctx, "read the position of "+k.table, k.table, func(ctx context.Context) error {
+		if sourced {
+			hw, ids, ok = -1, newIDWindow(s.seed, s.opts.SourceIDWindow), false
+			return s.latestIDs(ctx, k, &hw, ids)
+		}
 		var n uint64
 		var m int64
-		if err := s.conn.QueryRow(ctx, "SELECT count(), max(offset) FROM "+k.table+" WHERE partition = ?", k.partition).Scan(&n, &m); err != nil {
+		if err := s.conn.QueryRow(ctx, "SELECT count(), max(offset) FROM `"+k.table+"` WHERE partition = ?", k.partition).Scan(&n, &m); err != nil {
 			return err
 		}
 		hw = -1
@@ -442,10 +484,46 @@ func (s *Sink) highWater(ctx context.Context, k hwKey) (int64, error) {
 		return nil
 	})
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
-	s.setHW(k, hw)
-	return hw, nil
+	s.hwMu.Lock()
+	s.hw[k] = hw
+	if sourced {
+		s.ids[k] = ids
+	}
+	s.hwMu.Unlock()
+	return hw, ids, nil
+}
+
+// latestIDs reads the offsets and source ids of the latest rows the
+// derived table holds from k's partition into hw (the highest offset)
+// and ids (oldest first, so the window drops the oldest first).
+func (s *Sink) latestIDs(ctx context.Context, k hwKey, hw *int64, ids *idWindow) error {
+	rows, err := s.conn.Query(ctx, "SELECT offset, src FROM `"+k.table+"` WHERE partition = ? ORDER BY offset DESC LIMIT ?",
+		k.partition, uint64(s.opts.SourceIDWindow))
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	var latest []string
+	for rows.Next() {
+		var off int64
+		var src string
+		if err := rows.Scan(&off, &src); err != nil {
+			return err
+		}
+		*hw = max(*hw, off)
+		latest = append(latest, src)
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for i := len(latest) - 1; i >= 0; i-- {
+		if latest[i] != "" { // rows stored before source ids
+			ids.add(latest[i])
+		}
+	}
+	return nil
 }
 
 func hwOf(g *group) hwKey { return hwKey{g.key.table, g.key.topic, g.key.partition} }

@@ -37,6 +37,12 @@ type cluster struct {
 	topics schemas.Topics
 }
 
+// Client is a client of the cluster with opts: the cluster is the
+// sink's client factory, as internal/eventlog.Log is in the binary.
+func (c *cluster) Client(opts ...kgo.Opt) (*kgo.Client, error) {
+	return kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(c.c.ListenAddrs()...)}, opts...)...)
+}
+
 func newCluster(t testing.TB, partitions int32) *cluster {
 	t.Helper()
 	topics := schemas.DefaultTopics()
@@ -77,7 +83,7 @@ func (c *cluster) produce(t testing.TB, from, n int, base time.Time) {
 func startSink(t testing.TB, c *cluster, dsn, group string, m Metrics, mods ...func(*Options)) *Sink {
 	t.Helper()
 	opts := Options{
-		Brokers:       c.c.ListenAddrs(),
+		Kafka:         c,
 		DSN:           dsn,
 		HTTPDSN:       httpDSNFor(t, dsn),
 		Group:         group,

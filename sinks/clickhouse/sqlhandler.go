@@ -1,16 +1,17 @@
 package clickhouse
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
 	"strings"
 	"time"
 
-	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
@@ -19,8 +20,8 @@ type SQLHandlerOptions struct {
 	// MaxRows is the most rows returned; more are cut off and the answer
 	// says "truncated". Default 10000.
 	MaxRows int
-	// Timeout bounds a query (server-side max_execution_time and the
-	// request context). Default 30s.
+	// Timeout bounds a request (the query's own limit is the user's
+	// max_execution_time, which the server enforces). Default 35s.
 	Timeout time.Duration
 	// MaxQueryBytes bounds the request body. Default 64 KiB.
 	MaxQueryBytes int64
@@ -41,22 +42,24 @@ type sqlError struct {
 	Error string `json:"error"`
 }
 
-// SQLHandler serves POST /api/sql for the dashboard. The body is the SQL
-// text, or JSON {"query": "..."} with Content-Type application/json. The
-// query runs with the server's readonly=2 setting (reads only; settings
-// may change but not readonly itself), at most MaxRows rows and within
-// Timeout. The answer is JSON:
+// SQLHandler serves POST /api/sql for the dashboard. The body is JSON
+// {"query": "..."} (whatever its Content-Type) or the SQL text. conn must
+// be a restricted user's (see QueryEndpoint): its grants and settings
+// profile (readonly = 1, limits) decide what a query may do, the server
+// enforces them, and the handler changes no setting. A query that calls
+// file() is refused before it runs (see refuseFileFunction). At most
+// MaxRows rows are returned. The answer is JSON:
 //
 //	{"columns":[{"name":"c","type":"UInt64"}],"rows":[[42]],"truncated":false,"elapsed_ms":3.1}
 //
-// and errors are {"error": "..."} with status 400 (the query failed or
-// was refused) or 405.
+// and errors are {"error": "..."} (the server's message when it refused
+// the query) with status 400, or 405.
 func SQLHandler(conn driver.Conn, opts SQLHandlerOptions) http.Handler {
 	if opts.MaxRows <= 0 {
 		opts.MaxRows = 10000
 	}
 	if opts.Timeout <= 0 {
-		opts.Timeout = 30 * time.Second
+		opts.Timeout = 35 * time.Second
 	}
 	if opts.MaxQueryBytes <= 0 {
 		opts.MaxQueryBytes = 64 << 10
@@ -72,18 +75,16 @@ func SQLHandler(conn driver.Conn, opts SQLHandlerOptions) http.Handler {
 			writeJSON(w, http.StatusBadRequest, sqlError{err.Error()})
 			return
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), opts.Timeout)
+		ctx, cancel, timedOut := withoutDeadline(r.Context(), opts.Timeout)
 		defer cancel()
-		ctx = ch.Context(ctx, ch.WithSettings(ch.Settings{
-			"readonly":             2,
-			"max_result_rows":      opts.MaxRows + 1,
-			"result_overflow_mode": "break",
-			"max_execution_time":   int(opts.Timeout.Seconds() + 0.999),
-		}))
 		start := time.Now()
-		res, err := Query(ctx, conn, query, opts.MaxRows)
+		err = refuseFileFunction(ctx, conn, query)
+		var res *Result
+		if err == nil {
+			res, err = Query(ctx, conn, query, opts.MaxRows)
+		}
 		if err != nil {
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			if timedOut() {
 				err = errors.New("query timed out after " + opts.Timeout.String())
 			}
 			writeJSON(w, http.StatusBadRequest, sqlError{err.Error()})
@@ -93,21 +94,58 @@ func SQLHandler(conn driver.Conn, opts SQLHandlerOptions) http.Handler {
 	})
 }
 
+// withoutDeadline returns a context canceled when parent is done or
+// after timeout, which has no deadline: clickhouse-go turns a deadline
+// into a max_execution_time setting, which a readonly = 1 user may not
+// send. timedOut reports whether the timeout canceled it.
+func withoutDeadline(parent context.Context, timeout time.Duration) (ctx context.Context, cancel context.CancelFunc, timedOut func() bool) {
+	ctx, cancelCause := context.WithCancelCause(context.WithoutCancel(parent))
+	stop := context.AfterFunc(parent, func() { cancelCause(context.Cause(parent)) })
+	t := time.AfterFunc(timeout, func() { cancelCause(context.DeadlineExceeded) })
+	cancel = func() {
+		t.Stop()
+		stop()
+		cancelCause(context.Canceled)
+	}
+	timedOut = func() bool { return errors.Is(context.Cause(ctx), context.DeadlineExceeded) }
+	return ctx, cancel, timedOut
+}
+
+// readQuery reads the query of a POST /api/sql body: a JSON object
+// {"query": "..."} whatever the Content-Type says (curl -d sends JSON as
+// a form), otherwise the body is the SQL text. Only a body that is JSON
+// but not an object, with a JSON Content-Type, is refused as such.
 func readQuery(r *http.Request, limit int64) (string, error) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("read body: %w", err)
 	}
 	if int64(len(body)) > limit {
-		return "", errors.New("query too long")
+		return "", fmt.Errorf("query longer than %d bytes", limit)
 	}
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return decodeQuery(body, mt == "application/json")
+}
+
+// decodeQuery is readQuery's decoding of a body read in full; jsonType
+// says the request declared a JSON body.
+func decodeQuery(body []byte, jsonType bool) (string, error) {
 	query := string(body)
-	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "application/json" {
+	trimmed := bytes.TrimSpace(body)
+	switch {
+	case len(trimmed) > 0 && trimmed[0] == '{':
 		var req sqlRequest
-		if err := json.Unmarshal(body, &req); err != nil {
-			return "", errors.New(`body is not JSON {"query": "..."}: ` + err.Error())
+		dec := json.NewDecoder(bytes.NewReader(trimmed))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			return "", fmt.Errorf(`body is not JSON {"query": "..."}: %w`, err)
+		}
+		if dec.More() {
+			return "", errors.New(`body has more after the JSON object {"query": "..."}`)
 		}
 		query = req.Query
+	case jsonType && json.Valid(trimmed):
+		return "", errors.New(`a JSON body is an object {"query": "..."}`)
 	}
 	if strings.TrimSpace(query) == "" {
 		return "", errors.New("empty query")

@@ -188,7 +188,7 @@ func (s *Sink) retry(ctx context.Context, what, table string, fn func(context.Co
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if errors.Is(err, errPartitionMoved) {
+		if errors.Is(err, errPartitionMoved) || errors.Is(err, errUnstorable) {
 			return err
 		}
 		if table != "" {

@@ -17,28 +17,38 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	ddl "github.com/iotpipe/iotpipe/schemas/clickhouse"
 	"github.com/iotpipe/iotpipe/sinks/clickhouse/embedded"
 )
 
 // DSNEnv names the variable that points the tests at another server.
 const DSNEnv = "CLICKHOUSE_DSN"
 
+// QueryTimeout is the embedded test server's max_execution_time for
+// the restricted query user (short, so a test of it is).
+const QueryTimeout = 3 * time.Second
+
 // serveEnv marks a re-executed test binary as the chDB child.
 const serveEnv = "IOTPIPE_CHTEST_SERVE"
 
 // Server is the server the tests use.
 type Server struct {
-	// DSN is the clickhouse-go DSN of the server.
+	// DSN is the clickhouse-go DSN of the server (the embedded server's
+	// administrative user).
 	DSN string
-	// HTTPURL is the HTTP interface's base URL ("" for an external server
-	// whose HTTP port is unknown).
+	// HTTPURL is the HTTP interface's base URL, with the user and
+	// password ("" for an external server whose HTTP port is unknown).
 	HTTPURL string
+	// QueryDSN is the embedded server's restricted query user, whose
+	// queries may run QueryTimeout ("" for an external server).
+	QueryDSN string
 	// Embedded is the supervised child, nil for an external server.
 	Embedded *embedded.Server
 	dir      string
@@ -84,11 +94,23 @@ func Start(ctx context.Context) (*Server, error) {
 	if dsn := os.Getenv(DSNEnv); dsn != "" {
 		return &Server{DSN: dsn, HTTPURL: os.Getenv("CLICKHOUSE_HTTP_URL")}, nil
 	}
-	lib, err := embedded.LibPath()
+	dir, err := os.MkdirTemp("", "chtest-")
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "chtest-")
+	s, err := StartIn(ctx, dir)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	s.dir = dir
+	return s, nil
+}
+
+// StartIn starts an embedded server on free ports with its data in dir,
+// which it keeps: starting one again in the same dir is a restart.
+func StartIn(ctx context.Context, dir string) (*Server, error) {
+	lib, err := embedded.LibPath()
 	if err != nil {
 		return nil, err
 	}
@@ -105,25 +127,28 @@ func Start(ctx context.Context) (*Server, error) {
 		level = slog.LevelDebug
 	}
 	es, err := embedded.Start(ctx, embedded.Options{
-		LibPath:    lib,
-		DataDir:    dir,
-		TCPPort:    ports[0],
-		HTTPPort:   ports[1],
-		Binary:     exe,
-		Args:       []string{},
-		Env:        []string{serveEnv + "=1"},
-		MinBackoff: 200 * time.Millisecond,
-		MaxBackoff: time.Second,
-		Logger:     slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
+		LibPath:     lib,
+		DataDir:     dir,
+		TCPPort:     ports[0],
+		HTTPPort:    ports[1],
+		Binary:      exe,
+		Args:        []string{},
+		Env:         []string{serveEnv + "=1"},
+		MinBackoff:  200 * time.Millisecond,
+		MaxBackoff:  time.Second,
+		QueryLimits: ddl.QueryLimits{Timeout: QueryTimeout},
+		Logger:      slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
 	})
 	if err != nil {
-		os.RemoveAll(dir)
 		return nil, err
 	}
-	return &Server{DSN: es.DSN(), HTTPURL: es.HTTPURL(), Embedded: es, dir: dir}, nil
+	c := es.Credentials()
+	httpURL := "http://" + url.UserPassword(c.User, c.Password).String() + "@" + c.HTTP
+	return &Server{DSN: es.DSN(), HTTPURL: httpURL, QueryDSN: es.QueryDSN(), Embedded: es}, nil
 }
 
-// Stop stops an embedded server and removes its data.
+// Stop stops an embedded server and removes its data (unless StartIn
+// was given the directory).
 func (s *Server) Stop() {
 	if s.Embedded != nil {
 		s.Embedded.Stop()

@@ -6,10 +6,13 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	ch "github.com/ClickHouse/clickhouse-go/v2"
 
 	"github.com/iotpipe/iotpipe/sinks/clickhouse/chtest"
 	"github.com/iotpipe/iotpipe/sinks/clickhouse/embedded"
@@ -133,5 +136,121 @@ func TestServeMainLoadFailure(t *testing.T) {
 	code := embedded.ServeMain([]string{"--lib=/nonexistent/libchdb.so", "--path=" + t.TempDir()})
 	if code != 1 {
 		t.Errorf("ServeMain with a missing library = %d, want 1", code)
+	}
+}
+
+// TestCredentials: the embedded server has no user without a password.
+// A connection without credentials (the user default) or with a wrong
+// password is refused on both protocols; the administrative user's
+// credentials, generated on the first start, kept 0600 in the data
+// directory and the same after a restart, work.
+func TestCredentials(t *testing.T) {
+	if os.Getenv(chtest.DSNEnv) != "" {
+		t.Skip("CLICKHOUSE_DSN names an external server")
+	}
+	dir := t.TempDir()
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(dir, "chdb.log"))
+			t.Logf("chdb.log:\n%s", b)
+		}
+	})
+	s, err := chtest.StartIn(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := s.Embedded.Credentials()
+	bare := s.Embedded.HTTPURL()
+	refused := []struct {
+		name string
+		url  string
+	}{
+		{"no credentials", bare},
+		{"user default", "http://default@" + c.HTTP},
+		{"wrong password", "http://" + c.User + ":nope@" + c.HTTP},
+		{"the query user's password for the admin", "http://" + c.User + ":" + c.QueryPassword + "@" + c.HTTP},
+	}
+	for _, tt := range refused {
+		resp, err := http.Post(tt.url+"/?query="+url.QueryEscape("DROP TABLE IF EXISTS x"), "text/plain", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			t.Errorf("%s: HTTP query accepted: %s", tt.name, b)
+		}
+	}
+	// Refused over HTTP, the server goes on.
+	if got := httpQuery(t, s.HTTPURL, "SELECT currentUser()"); got != embedded.AdminUser {
+		t.Errorf("the administrative user is %q", got)
+	}
+	httpQuery(t, s.HTTPURL, "CREATE TABLE kept (n UInt8) ENGINE = MergeTree ORDER BY n")
+	httpQuery(t, s.HTTPURL, "INSERT INTO kept VALUES (7)")
+	// Refused over the native protocol: chDB ends the process on a
+	// refused native login, the supervisor starts it again.
+	for _, auth := range []ch.Auth{{Database: "default"}, {Database: "default", Username: c.User, Password: "nope"}} {
+		conn, err := ch.Open(&ch.Options{Addr: []string{c.TCP}, Auth: auth, DialTimeout: 5 * time.Second})
+		if err == nil {
+			err = conn.Ping(context.Background())
+			conn.Close()
+		}
+		if err == nil {
+			t.Errorf("native connection as %q accepted", auth.Username)
+		}
+		waitUp(t, s)
+	}
+	if got := httpQuery(t, s.HTTPURL, "SELECT n FROM kept"); got != "7" {
+		t.Errorf("after the refused logins the table holds %q, want 7", got)
+	}
+
+	for _, f := range []string{embedded.CredentialsFile, "iotpipe-users.xml", "iotpipe-config.xml"} {
+		st, err := os.Stat(filepath.Join(dir, f))
+		if err != nil || st.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v, mode %v; want 0600", f, err, st.Mode())
+		}
+	}
+	if st, err := os.Stat(dir); err != nil || st.Mode().Perm() != 0o700 {
+		t.Errorf("data directory mode %v (%v), want 0700", st.Mode(), err)
+	}
+	users, err := os.ReadFile(filepath.Join(dir, "iotpipe-users.xml"))
+	if err != nil || strings.Contains(string(users), c.Password) || strings.Contains(string(users), c.QueryPassword) {
+		t.Errorf("the users file holds a password in clear (%v)", err)
+	}
+
+	s.Stop()
+	again, err := chtest.StartIn(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Stop()
+	if c2 := again.Embedded.Credentials(); c2.Password != c.Password || c2.QueryPassword != c.QueryPassword {
+		t.Error("credentials changed across a restart")
+	}
+	if got := httpQuery(t, again.HTTPURL, "SELECT currentUser()"); got != embedded.AdminUser {
+		t.Errorf("after a restart the administrative user is %q", got)
+	}
+	read, err := embedded.ReadCredentials(dir)
+	if err != nil || read.DSN() != again.Embedded.DSN() {
+		t.Errorf("ReadCredentials = %+v, %v; want the server's", read, err)
+	}
+}
+
+// waitUp waits until the server answers its administrative user again.
+func waitUp(t *testing.T, s *chtest.Server) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Post(s.HTTPURL+"/?query=SELECT+1", "text/plain", nil)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the server did not answer within 60s")
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -26,6 +26,9 @@ type ServeArgs struct {
 	TCPPort int
 	// HTTPPort is the HTTP interface port.
 	HTTPPort int
+	// Config is the configuration file the server loads (its users);
+	// "" for none.
+	Config string
 }
 
 // Args renders a as command-line flags for ServeMain.
@@ -36,6 +39,7 @@ func (a ServeArgs) Args() []string {
 		"--listen-host=" + a.ListenHost,
 		"--tcp-port=" + strconv.Itoa(a.TCPPort),
 		"--http-port=" + strconv.Itoa(a.HTTPPort),
+		"--config=" + a.Config,
 	}
 }
 
@@ -72,6 +76,7 @@ func parseServeArgs(args []string, out io.Writer) (ServeArgs, error) {
 	fs.StringVar(&a.ListenHost, "listen-host", "127.0.0.1", "listen address")
 	fs.IntVar(&a.TCPPort, "tcp-port", 9000, "native protocol port")
 	fs.IntVar(&a.HTTPPort, "http-port", 8123, "HTTP port")
+	fs.StringVar(&a.Config, "config", "", "configuration file (users)")
 	if err := fs.Parse(args); err != nil {
 		return a, err
 	}
@@ -90,7 +95,7 @@ func parseServeArgs(args []string, out io.Writer) (ServeArgs, error) {
 
 // cmdline returns the argv handed to chdb_query_cmdline.
 func (a ServeArgs) cmdline() []string {
-	return []string{
+	args := []string{
 		"clickhouse",
 		"--path=" + a.Path,
 		"--listen_host=" + a.ListenHost,
@@ -98,6 +103,10 @@ func (a ServeArgs) cmdline() []string {
 		"--http_port=" + strconv.Itoa(a.HTTPPort),
 		"--query=" + serveQuery,
 	}
+	if a.Config != "" {
+		args = append(args, "--config-file="+a.Config)
+	}
+	return args
 }
 
 func serve(a ServeArgs) error {

@@ -12,8 +12,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
+
+	ddl "github.com/iotpipe/iotpipe/schemas/clickhouse"
 )
 
 // Options configures the embedded server. The zero value of every field
@@ -37,7 +40,9 @@ type Options struct {
 	// runs `Binary Args... --lib=... --path=...`. Default
 	// ["clickhouse", "serve"], the hidden role of the iotpipe binary.
 	Args []string
-	// Env is added to the child's environment (os.Environ()).
+	// Env is added to the child's environment, which holds only the
+	// variables the server needs of this process's (see childEnv): no
+	// secret of iotpipe's reaches it.
 	Env []string
 	// Output receives the child's stdout and stderr. Default: the file
 	// chdb.log in DataDir (appended).
@@ -48,6 +53,10 @@ type Options struct {
 	// that exited on its own. Defaults 500ms and 30s; the delay doubles on
 	// each crash and resets once a child stayed up for a minute.
 	MinBackoff, MaxBackoff time.Duration
+	// QueryLimits shape the restricted user /api/sql runs as (its
+	// settings profile). Zero fields have the defaults of
+	// schemas/clickhouse.QueryLimits.
+	QueryLimits ddl.QueryLimits
 	// Logger logs starts, crashes and restarts. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -106,6 +115,8 @@ type Server struct {
 	opts   Options
 	logger *slog.Logger
 	closer io.Closer // the log file, when Output defaulted to it
+	creds  Credentials
+	config string // the child's --config-file
 
 	mu       sync.Mutex
 	cmd      *exec.Cmd
@@ -120,14 +131,35 @@ type Server struct {
 // Start starts the child, waits until it answers /ping and returns a
 // Server that keeps it running. It fails with the child's last output
 // when the first start does not come up within StartTimeout.
+//
+// The server has no user without a password: on the first start it
+// generates credentials (see Credentials), kept in DataDir (mode 0600,
+// the directory 0700), and every start writes the users the child loads
+// from them.
 func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err := opts.setDefaults(); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(opts.DataDir, 0o755); err != nil {
+	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("embedded clickhouse: create data directory: %w", err)
 	}
+	if err := os.Chmod(opts.DataDir, 0o700); err != nil { // made by an older version
+		return nil, fmt.Errorf("embedded clickhouse: data directory: %w", err)
+	}
 	s := &Server{opts: opts, logger: opts.Logger.With("component", "clickhouse-embedded"), stop: make(chan struct{}), done: make(chan struct{})}
+	creds, created, err := loadCredentials(opts.DataDir, s.TCPAddr(), hostPort(opts.ListenHost, opts.HTTPPort))
+	if err != nil {
+		return nil, fmt.Errorf("embedded clickhouse: %w", err)
+	}
+	if s.config, err = writeAccess(opts.DataDir, creds, opts.QueryLimits); err != nil {
+		return nil, err
+	}
+	s.creds = creds
+	if created {
+		s.logger.Info("embedded clickhouse credentials generated", "file", s.CredentialsPath())
+	} else {
+		s.logger.Info("embedded clickhouse credentials", "file", s.CredentialsPath())
+	}
 	if opts.Output == nil {
 		f, err := os.OpenFile(filepath.Join(opts.DataDir, "chdb.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 		if err != nil {
@@ -160,10 +192,22 @@ func (s *Server) HTTPURL() string {
 	return "http://" + net.JoinHostPort(s.opts.ListenHost, strconv.Itoa(s.opts.HTTPPort))
 }
 
-// DSN is a clickhouse-go DSN for the default database.
-func (s *Server) DSN() string {
-	return "clickhouse://" + s.TCPAddr() + "/default"
-}
+// DSN is the administrative user's native DSN for the default database.
+func (s *Server) DSN() string { return s.creds.DSN() }
+
+// HTTPDSN is the administrative user's DSN over the HTTP interface.
+func (s *Server) HTTPDSN() string { return s.creds.HTTPDSN() }
+
+// QueryDSN is the restricted user's native DSN (reads of the default
+// database within the limits of Options.QueryLimits; see
+// schemas/clickhouse.QueryGrants).
+func (s *Server) QueryDSN() string { return s.creds.QueryDSN() }
+
+// Credentials are the server's users.
+func (s *Server) Credentials() Credentials { return s.creds }
+
+// CredentialsPath is the file that keeps them.
+func (s *Server) CredentialsPath() string { return filepath.Join(s.opts.DataDir, CredentialsFile) }
 
 // PID is the process id of the current child, or 0 between restarts.
 func (s *Server) PID() int {
@@ -201,7 +245,7 @@ func (s *Server) closeLog() {
 func (s *Server) spawn(tail io.Writer) error {
 	args := append(append([]string(nil), s.opts.Args...), ServeArgs{
 		Lib: s.opts.LibPath, Path: s.opts.DataDir, ListenHost: s.opts.ListenHost,
-		TCPPort: s.opts.TCPPort, HTTPPort: s.opts.HTTPPort,
+		TCPPort: s.opts.TCPPort, HTTPPort: s.opts.HTTPPort, Config: s.config,
 	}.Args()...)
 	cmd := exec.Command(s.opts.Binary, args...)
 	out := s.opts.Output
@@ -209,9 +253,7 @@ func (s *Server) spawn(tail io.Writer) error {
 		out = io.MultiWriter(out, tail)
 	}
 	cmd.Stdout, cmd.Stderr = out, out
-	if len(s.opts.Env) > 0 {
-		cmd.Env = append(os.Environ(), s.opts.Env...)
-	}
+	cmd.Env = childEnv(os.Environ(), s.opts.Env)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return fmt.Errorf("embedded clickhouse: stdin pipe: %w", err)
@@ -379,4 +421,20 @@ func (t *tailBuffer) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return string(t.buf)
+}
+
+// childEnv is the environment of the child: the variables of env the
+// server uses (PATH, HOME, TMPDIR, TZ, the locale, GOCOVERDIR for
+// coverage runs), then extra.
+func childEnv(env, extra []string) []string {
+	var out []string
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		switch {
+		case name == "PATH", name == "HOME", name == "TMPDIR", name == "TZ", name == "LANG", name == "GOCOVERDIR",
+			strings.HasPrefix(name, "LC_"):
+			out = append(out, kv)
+		}
+	}
+	return append(out, extra...)
 }
