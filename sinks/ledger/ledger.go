@@ -39,7 +39,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/iotpipe/iotpipe/internal/eventlog"
 	"github.com/iotpipe/iotpipe/schemas"
 )
 
@@ -147,13 +146,7 @@ func (l *Ledger) Load(ctx context.Context, partition int32) (*Partition, error) 
 		return nil, err
 	}
 	lp := int32(l.part.ledgerPartition(partition, key, n))
-	var value []byte
-	err = eventlog.ReadPartitionsToEnd(ctx, l.factory.Client, topic, func(q int32) bool { return q == lp }, func(r *kgo.Record) error {
-		if string(r.Key) == string(key) {
-			value = r.Value
-		}
-		return nil
-	})
+	value, err := l.latest(ctx, topic, lp, key)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: read %s partition %d: %w", topic, lp, err)
 	}
@@ -202,6 +195,57 @@ func (l *Ledger) partitions(ctx context.Context, topic string) (int, error) {
 	return n, nil
 }
 
+// bounds returns the start and end offsets of topic/partition.
+func (l *Ledger) bounds(ctx context.Context, topic string, partition int32) (start, end int64, err error) {
+	adm := kadm.NewClient(l.cl)
+	starts, err := adm.ListStartOffsets(ctx, topic)
+	if err == nil {
+		err = starts.Error()
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("start offsets of %s: %w", topic, err)
+	}
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("end offsets of %s: %w", topic, err)
+	}
+	s, ok1 := starts.Lookup(topic, partition)
+	e, ok2 := ends.Lookup(topic, partition)
+	if !ok1 || !ok2 {
+		return 0, 0, fmt.Errorf("%s has no partition %d", topic, partition)
+	}
+	return s.Offset, e.Offset, nil
+}
+
+// latest returns the value of the last record with key in a ledger
+// partition, nil if there is none. It reads back from the end in
+// windows that double, so it costs what was written since the key's
+// last record, however long ago compaction ran.
+func (l *Ledger) latest(ctx context.Context, topic string, partition int32, key []byte) ([]byte, error) {
+	start, end, err := l.bounds(ctx, topic, partition)
+	if err != nil {
+		return nil, err
+	}
+	window := int64(1024)
+	for hi := end; hi > start; window *= 2 {
+		lo := max(start, hi-window)
+		var value []byte
+		err := readRange(ctx, l.factory, topic, partition, lo, hi, func(r *kgo.Record) {
+			if string(r.Key) == string(key) {
+				value = r.Value
+			}
+		})
+		if err != nil || value != nil {
+			return value, err
+		}
+		hi = lo
+	}
+	return nil, nil
+}
+
 // readRecent adds to p's recent keys those of the actions records in
 // the Recent offsets before next (all done).
 func (l *Ledger) readRecent(ctx context.Context, p *Partition, next int64) error {
@@ -209,18 +253,11 @@ func (l *Ledger) readRecent(ctx context.Context, p *Partition, next int64) error
 		return nil
 	}
 	topic := l.opts.Topics.Actions
-	starts, err := kadm.NewClient(l.cl).ListStartOffsets(ctx, topic)
-	if err == nil {
-		err = starts.Error()
-	}
+	start, _, err := l.bounds(ctx, topic, p.id)
 	if err != nil {
-		return fmt.Errorf("start offsets of %s: %w", topic, err)
+		return err
 	}
-	start, ok := starts.Lookup(topic, p.id)
-	if !ok {
-		return fmt.Errorf("%s has no partition %d", topic, p.id)
-	}
-	from := max(start.Offset, next-int64(l.opts.Recent))
+	from := max(start, next-int64(l.opts.Recent))
 	if from >= next {
 		return nil // removed by retention
 	}
@@ -244,8 +281,10 @@ func (l *Ledger) readRecent(ctx context.Context, p *Partition, next int64) error
 }
 
 // readRange passes the committed records of topic/partition in
-// [from, to) to fn. The record at to-1 must exist (it is the last done
-// record below a resume offset); ctx bounds the wait for it otherwise.
+// [from, to) to fn. It stops at the first record at or past to-1, so a
+// record there or later must exist (the last done record below a resume
+// offset; the last record of a partition); ctx bounds the wait for it
+// otherwise.
 func readRange(ctx context.Context, factory ClientFactory, topic string, partition int32, from, to int64, fn func(*kgo.Record)) error {
 	cl, err := factory.Client(
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {partition: kgo.NewOffset().At(from)}}),
@@ -348,4 +387,6 @@ func (p partitioner) ForTopic(string) kgo.TopicPartitioner { return p }
 
 func (partitioner) RequiresConsistency(*kgo.Record) bool { return true }
 
-func (p partitioner) Partition(r *kgo.Record, n int) int { return p.ledgerPartition(r.Partition, r.Key, n) }
+func (p partitioner) Partition(r *kgo.Record, n int) int {
+	return p.ledgerPartition(r.Partition, r.Key, n)
+}

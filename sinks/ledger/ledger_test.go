@@ -268,3 +268,32 @@ func mustClient(t *testing.T, l *eventlog.Log) *kgo.Client {
 	t.Cleanup(cl.Close)
 	return cl
 }
+
+// Load reads a ledger partition back from its end: a record written long
+// before (other groups wrote thousands since, nothing compacted yet) is
+// found, and the latest of several is the one used.
+func TestLedgerFindsItsRecordFarBack(t *testing.T) {
+	l := logtest.Open(t, 1)
+	offs := produceActions(t, l, 0, "a", "b", "c")
+	a := open(t, l, Options{})
+	p := load(t, a, 0)
+	for i, o := range offs {
+		p.Read(o, string(rune('a'+i)))
+		p.Done(o)
+		if _, err := a.Flush(context.Background()); err != nil { // three records: the last one counts
+			t.Fatal(err)
+		}
+	}
+	var others []*kgo.Record
+	for i := range 5000 {
+		others = append(others, &kgo.Record{Topic: topics.Executed, Partition: 0, Key: []byte(fmt.Sprintf("other-%d/%s/0", i%7, topics.Actions)),
+			Value: record{next: int64(i), end: int64(i)}.appendTo(nil)})
+	}
+	if err := mustClient(t, l).ProduceSync(context.Background(), others...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	next, ok := load(t, open(t, l, Options{}), 0).Resume()
+	if !ok || next != offs[2]+1 {
+		t.Fatalf("resume at %d (%v), want %d", next, ok, offs[2]+1)
+	}
+}

@@ -18,10 +18,14 @@ type step struct {
 	pend   []int64 // state: pending offsets of the record a flush writes
 }
 
-func read(o int64, key string, want Status) step { return step{op: "read", offset: o, key: key, want: want} }
-func done(o int64) step                          { return step{op: "done", offset: o} }
-func seen(key string, want bool) step            { return step{op: "seen", key: key, seen: want} }
-func state(next, end int64, pend ...int64) step  { return step{op: "state", next: next, end: end, pend: pend} }
+func read(o int64, key string, want Status) step {
+	return step{op: "read", offset: o, key: key, want: want}
+}
+func done(o int64) step               { return step{op: "done", offset: o} }
+func seen(key string, want bool) step { return step{op: "seen", key: key, seen: want} }
+func state(next, end int64, pend ...int64) step {
+	return step{op: "state", next: next, end: end, pend: pend}
+}
 
 func TestPartition(t *testing.T) {
 	tests := []struct {
