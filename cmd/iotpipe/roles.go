@@ -352,20 +352,12 @@ func (n *node) startSinks(ctx context.Context) error {
 	n.goRun(func() error { return ka.Run(ctx) })
 	n.reg.MustRegister(ka.Collectors()...)
 
-	wh, err := webhook.New(webhook.Options{Brokers: lg.Brokers(), Secret: []byte(n.cfg.WebhookSecret), Logger: n.log,
-		ActionsTopic: lg.Topics().Actions, DLQTopic: lg.Topics().DLQ})
+	wh, err := webhook.New(webhook.Options{Clients: lg, Topics: lg.Topics(), Secret: []byte(n.cfg.WebhookSecret), Logger: n.log})
 	if err != nil {
 		return err
 	}
-	if err := wh.Start(ctx); err != nil {
-		return err
-	}
-	n.onStop(func() {
-		sctx, c := context.WithTimeout(context.Background(), 10*time.Second)
-		defer c()
-		_ = wh.Stop(sctx)
-	})
 	n.reg.MustRegister(wh.Collectors()...)
+	n.goRun(func() error { return wh.Run(ctx) })
 	return nil
 }
 
