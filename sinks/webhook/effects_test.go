@@ -157,3 +157,44 @@ func TestExecutorDropsDuplicateRecords(t *testing.T) {
 	}
 	allOnce(t, hs.rv, append(acts, held, fresh))
 }
+
+// The processors produce actions in transactions: the executor reads
+// committed records only (an aborted firing never leaves the system),
+// moves past the offsets of control records, and resumes after them.
+func TestExecutorReadsCommittedActions(t *testing.T) {
+	b := newBroker(t, 1)
+	rv := newReceiver(t, nil)
+	srv := httptest.NewServer(rv)
+	defer srv.Close()
+	var acts []schemas.Action
+	for i := range 6 {
+		acts = append(acts, action(i, srv.URL))
+	}
+	b.produceInTransaction(t, true, acts[0], acts[1])
+	b.produceInTransaction(t, false, acts[2])
+	b.produce(t, 1, acts[3])
+	b.produceInTransaction(t, true, acts[4], acts[5])
+	ends, err := b.adm.ListEndOffsets(context.Background(), topics.Actions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	end, _ := ends.Lookup(topics.Actions, 0)
+
+	o := testOptions(b, nil)
+	e := startExecutor(t, o)
+	delivered := append(append([]schemas.Action{}, acts[:2]...), acts[3:]...)
+	waitFor(t, "the committed firings delivered", func() bool { u, _, _ := rv.stats(); return u == len(delivered) })
+	// Past the last record (the offset before the final commit marker).
+	waitFor(t, "committed past the last record", func() bool { return b.committed(t, 0) == end.Offset-1 })
+	if err := e.stop(); err != nil {
+		t.Fatal(err)
+	}
+	fresh := action(6, srv.URL)
+	b.produce(t, 1, fresh)
+	startExecutor(t, o)
+	waitFor(t, "a new firing after the restart", func() bool { return rv.count(fresh.Key) == 1 })
+	allOnce(t, rv, append(delivered, fresh))
+	if n := rv.count(acts[2].Key); n != 0 {
+		t.Errorf("the aborted firing was delivered %d times", n)
+	}
+}

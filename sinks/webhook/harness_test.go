@@ -328,3 +328,30 @@ func owned(e *running) int {
 	defer e.mu.Unlock()
 	return len(e.parts)
 }
+
+// produceInTransaction writes actions to partition 0 in one transaction,
+// committed or aborted, as the processor runtime does.
+func (b *broker) produceInTransaction(t testing.TB, commit bool, acts ...schemas.Action) {
+	t.Helper()
+	cl, err := b.log.Client(kgo.TransactionalID(fmt.Sprintf("test-%d", time.Now().UnixNano())), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	if err := cl.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range acts {
+		v, err := json.Marshal(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topics.Actions, Partition: 0, Key: []byte(a.Key), Value: v}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := cl.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {
+		t.Fatal(err)
+	}
+}
