@@ -54,18 +54,19 @@ type Partition struct {
 	// open[head:] are the records read at or above next, in offset order.
 	open []slot
 	head int
-	// keyAt holds the key of each record being executed; running the
-	// records being executed by key, with the records waiting on them.
-	keyAt   map[int64]string
+	// running holds the records being executed by key, with the records
+	// waiting on them.
 	running map[string]*run
 	recent  ring
 	// version counts changes; flushed is the version last written.
 	version, flushed uint64
 }
 
-// slot is one record read: its offset and whether it is done.
+// slot is one record read: its offset, whether it is done, and its key
+// while it is being executed (the first record of the key).
 type slot struct {
 	offset int64
+	key    string
 	done   bool
 }
 
@@ -78,8 +79,8 @@ type run struct {
 func newPartition(id int32, key []byte, recent int) *Partition {
 	return &Partition{
 		id: id, key: key, next: -1, end: -1, readTo: -1,
-		keyAt: map[int64]string{}, running: map[string]*run{},
-		recent: newRing(recent),
+		running: map[string]*run{},
+		recent:  newRing(recent),
 	}
 }
 
@@ -141,16 +142,17 @@ func (p *Partition) Read(offset int64, key string) Status {
 		}
 		return Executed
 	}
-	p.open = append(p.open, slot{offset: offset})
 	if key == "" {
+		p.open = append(p.open, slot{offset: offset})
 		return Run
 	}
 	if r := p.running[key]; r != nil {
+		p.open = append(p.open, slot{offset: offset})
 		r.followers = append(r.followers, offset)
 		return Duplicate
 	}
+	p.open = append(p.open, slot{offset: offset, key: key})
 	p.running[key] = &run{offset: offset}
-	p.keyAt[offset] = key
 	return Run
 }
 
@@ -177,11 +179,11 @@ func (p *Partition) loadedDone(offset int64) bool {
 func (p *Partition) Done(offset int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if !p.markDone(offset) {
+	key, ok := p.markDone(offset)
+	if !ok {
 		return
 	}
-	if key, ok := p.keyAt[offset]; ok {
-		delete(p.keyAt, offset)
+	if key != "" {
 		if r := p.running[key]; r != nil && r.offset == offset {
 			for _, f := range r.followers {
 				p.markDone(f)
@@ -194,9 +196,9 @@ func (p *Partition) Done(offset int64) {
 	p.version++
 }
 
-// markDone marks the open record at offset done; false if there is none
-// not yet done.
-func (p *Partition) markDone(offset int64) bool {
+// markDone marks the open record at offset done and returns the key it
+// was running under; false if there is no such record not yet done.
+func (p *Partition) markDone(offset int64) (string, bool) {
 	open := p.open[p.head:]
 	i, found := slices.BinarySearchFunc(open, offset, func(s slot, o int64) int {
 		switch {
@@ -208,11 +210,12 @@ func (p *Partition) markDone(offset int64) bool {
 		return 0
 	})
 	if !found || open[i].done {
-		return false
+		return "", false
 	}
-	open[i].done = true
+	key := open[i].key
+	open[i].done, open[i].key = true, ""
 	p.end = max(p.end, offset+1)
-	return true
+	return key, true
 }
 
 // advance moves next over the done records at the head.

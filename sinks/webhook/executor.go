@@ -27,6 +27,8 @@ type Executor struct {
 
 	slots    chan struct{} // one token per record in flight
 	released chan struct{} // signalled when a token is returned
+	work     chan *job     // attempts handed to idle workers
+	quit     chan struct{} // closed when Run returns: workers exit
 
 	ran      atomic.Bool
 	killed   atomic.Bool
@@ -79,6 +81,8 @@ func New(opts Options) (*Executor, error) {
 		log:      o.Logger.With("component", "webhook"),
 		slots:    make(chan struct{}, o.MaxInFlight),
 		released: make(chan struct{}, 1),
+		work:     make(chan *job),
+		quit:     make(chan struct{}),
 		parts:    map[int32]*part{},
 		hosts:    map[string]*host{},
 	}
@@ -105,6 +109,7 @@ func (e *Executor) Run(ctx context.Context) error {
 	if !e.ran.CompareAndSwap(false, true) {
 		return errors.New("webhook executor: Run called twice")
 	}
+	defer close(e.quit)
 	led, err := ledger.Open(e.opts.Clients, ledger.Options{
 		Group: e.opts.Group, Topics: e.opts.Topics, Recent: e.opts.RecentKeys, Key: effectKey, Logger: e.log,
 	})
@@ -408,7 +413,6 @@ func (e *Executor) attempt(j *job) {
 		time.AfterFunc(wait, func() { e.retry(j) })
 	}
 	e.pump(u.h)
-	e.tidy(u)
 	e.mu.Unlock()
 	switch {
 	case done:
@@ -475,15 +479,26 @@ func (e *Executor) deadLetter(ctx context.Context, r *kgo.Record, req *request, 
 	}
 }
 
-// commitLoop writes the ledger and commits every CommitInterval.
+// sweepInterval is how often idle targets are forgotten.
+const sweepInterval = time.Minute
+
+// commitLoop writes the ledger and commits every CommitInterval, and
+// sweeps idle targets every sweepInterval.
 func (e *Executor) commitLoop(ctx context.Context) {
 	t := time.NewTicker(e.opts.CommitInterval)
 	defer t.Stop()
+	swept := time.Now()
 	for {
 		select {
-		case <-t.C:
+		case now := <-t.C:
 			if err := e.commit(ctx); err != nil && ctx.Err() == nil {
 				e.log.Warn("ledger write or commit failed; retrying at the next interval", "err", err)
+			}
+			if now.Sub(swept) >= sweepInterval {
+				swept = now
+				e.mu.Lock()
+				e.sweep()
+				e.mu.Unlock()
 			}
 		case <-ctx.Done():
 			return

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iotpipe/iotpipe/internal/eventlog"
 	"github.com/iotpipe/iotpipe/schemas"
 )
 
@@ -82,5 +83,25 @@ func TestExecutorHungTargetDoesNotStarveOtherRules(t *testing.T) {
 				return n
 			}()))
 		})
+	}
+}
+
+func TestSweepForgetsIdleTargets(t *testing.T) {
+	e, err := New(Options{Clients: &eventlog.Log{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	busy, idle, waiting := e.hostFor("http://busy:80"), e.hostFor("http://idle:80"), e.hostFor("http://waiting:80")
+	busy.rules["r"] = &unit{h: busy, rule: "r", active: 1}
+	busy.rules["done"] = &unit{h: busy, rule: "done"}
+	busy.active = 1
+	idle.rules["r"] = &unit{h: idle, rule: "r"}
+	waiting.waiting = 1 // a firing waiting for its next attempt
+	e.sweep()
+	if len(e.hosts) != 2 || e.hosts["http://idle:80"] != nil {
+		t.Fatalf("hosts after sweep: %v, want busy and waiting", e.hosts)
+	}
+	if len(busy.rules) != 1 || busy.rules["r"] == nil {
+		t.Fatalf("busy target's rules after sweep: %v, want r only", busy.rules)
 	}
 }

@@ -106,7 +106,41 @@ func (e *Executor) pump(h *host) {
 		h.active++
 		j.part.busy++
 		e.busy++
-		go e.attempt(j)
+		e.start(j)
+	}
+}
+
+// workerIdle is how long a worker waits for another attempt before it
+// exits.
+const workerIdle = 30 * time.Second
+
+// start hands j's attempt to an idle worker, or to a new one. Workers
+// are kept between attempts (as many as requests were in flight at
+// once) because a new goroutine grows its stack again for every HTTP
+// request, which cost 6% of the executor's CPU.
+func (e *Executor) start(j *job) {
+	select {
+	case e.work <- j:
+	default:
+		go e.worker(j)
+	}
+}
+
+// worker makes attempts until it has been idle for workerIdle or Run
+// has returned.
+func (e *Executor) worker(j *job) {
+	t := time.NewTimer(workerIdle)
+	defer t.Stop()
+	for {
+		e.attempt(j)
+		t.Reset(workerIdle)
+		select {
+		case j = <-e.work:
+		case <-t.C:
+			return
+		case <-e.quit:
+			return
+		}
 	}
 }
 
@@ -133,14 +167,19 @@ func (e *Executor) purge(drop func(*job) bool) {
 	}
 }
 
-// tidy forgets u and its host once nothing is queued, waiting or in
-// flight there (targets can come and go with the rules' URLs).
-func (e *Executor) tidy(u *unit) {
-	h := u.h
-	if u.active == 0 && len(u.jobs) == 0 {
-		delete(h.rules, u.rule)
-	}
-	if h.active == 0 && h.waiting == 0 && len(h.rules) == 0 {
-		delete(e.hosts, h.name)
+// sweep forgets the rules and targets with nothing queued, waiting or
+// in flight (targets can come and go with the rules' URLs). It runs now
+// and then, not after each request: a target in use would be made again
+// and again.
+func (e *Executor) sweep() {
+	for name, h := range e.hosts {
+		for rule, u := range h.rules {
+			if u.active == 0 && len(u.jobs) == 0 {
+				delete(h.rules, rule)
+			}
+		}
+		if h.active == 0 && h.waiting == 0 && len(h.rules) == 0 {
+			delete(e.hosts, name)
+		}
 	}
 }
