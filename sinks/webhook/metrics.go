@@ -47,7 +47,7 @@ func newMetrics(inFlight func() float64) *metrics {
 		}, []string{"target"}),
 		queued: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "iotpipe_webhook_queued_records",
-			Help: "Firings waiting in a target's queue, by target.",
+			Help: "Firings queued for a target or waiting for their next attempt, by target.",
 		}, []string{"target"}),
 		inFlight: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "iotpipe_webhook_in_flight_records",
