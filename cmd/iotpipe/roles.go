@@ -415,18 +415,12 @@ func (n *node) startSinks(ctx context.Context) error {
 		return err
 	}
 
-	wh, err := webhook.New(webhook.Options{Brokers: lg.Brokers(), Secret: []byte(n.cfg.WebhookSecret), Logger: n.log,
-		ActionsTopic: lg.Topics().Actions, DLQTopic: lg.Topics().DLQ, KafkaOptions: committed})
+	wh, err := webhook.New(webhook.Options{Clients: lg, Topics: lg.Topics(), Secret: []byte(n.cfg.WebhookSecret), Logger: n.log})
 	if err != nil {
 		return err
 	}
-	// Delivery runs until the sink phase's context ends; Stop then waits
-	// for deliveries in progress and commits (bounded by the drain).
-	if err := wh.Start(n.lc.ctx(sinkPhase)); err != nil {
-		return err
-	}
-	n.lc.onStop(sinkPhase, "webhook executor", wh.Stop)
 	n.reg.MustRegister(wh.Collectors()...)
+	n.lc.run(sinkPhase, "webhook executor", wh.Run)
 	return nil
 }
 

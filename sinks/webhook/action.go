@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/iotpipe/iotpipe/schemas"
 )
@@ -38,14 +39,28 @@ func decodeAction(value []byte) (wireAction, error) {
 	return a, nil
 }
 
+// idempotencyKey is the key the target sees: the action's Key, else the
+// action record's key.
+func (a *wireAction) idempotencyKey(recordKey []byte) string {
+	if a.Key != "" {
+		return a.Key
+	}
+	return string(recordKey)
+}
+
+// maxActionTimeout bounds an action's "timeout" param.
+const maxActionTimeout = 5 * time.Minute
+
 // request is one webhook firing, checked and ready to send.
 type request struct {
 	key     string
 	url     string
-	target  string // scheme://host:port, the unit of per-target queues
+	target  string // scheme://host:port: requests in flight are capped per target
+	rule    string // with target, the unit that a hung rule cannot pass
 	headers http.Header
 	secret  []byte
 	body    []byte
+	timeout time.Duration // the action's "timeout"; 0: Options.RequestTimeout
 }
 
 // reserved are request headers the executor owns or the transport sets;
@@ -65,10 +80,7 @@ var reserved = map[string]bool{
 // the action record's key, used when the action carries no Key.
 // defaultSecret signs when the action has no Params["secret"].
 func newRequest(a *wireAction, recordKey []byte, defaultSecret []byte) (*request, error) {
-	key := a.Key
-	if key == "" {
-		key = string(recordKey)
-	}
+	key := a.idempotencyKey(recordKey)
 	if key == "" {
 		return nil, errors.New("action has no idempotency key")
 	}
@@ -95,6 +107,7 @@ func newRequest(a *wireAction, recordKey []byte, defaultSecret []byte) (*request
 		key:     key,
 		url:     u.String(),
 		target:  scheme + "://" + strings.ToLower(u.Hostname()) + ":" + port,
+		rule:    a.Rule,
 		headers: http.Header{},
 		secret:  defaultSecret,
 		body:    a.Payload,
@@ -109,6 +122,13 @@ func newRequest(a *wireAction, recordKey []byte, defaultSecret []byte) (*request
 		}
 		r.secret = []byte(str)
 	}
+	if v, ok := a.Params["timeout"]; ok && v != nil {
+		d, err := actionTimeout(v)
+		if err != nil {
+			return nil, err
+		}
+		r.timeout = d
+	}
 	if h, ok := a.Params["headers"]; ok && h != nil {
 		m, ok := h.(map[string]any)
 		if !ok {
@@ -121,6 +141,20 @@ func newRequest(a *wireAction, recordKey []byte, defaultSecret []byte) (*request
 		}
 	}
 	return r, nil
+}
+
+// actionTimeout reads the "timeout" param: seconds, a number in
+// (0, 300].
+func actionTimeout(v any) (time.Duration, error) {
+	n, ok := v.(json.Number)
+	if !ok {
+		return 0, fmt.Errorf(`action param "timeout" is a %T, want a number of seconds`, v)
+	}
+	sec, err := n.Float64()
+	if err != nil || !(sec > 0) || sec > maxActionTimeout.Seconds() {
+		return 0, fmt.Errorf(`action param "timeout" is %s, want seconds in (0, %.0f]`, n, maxActionTimeout.Seconds())
+	}
+	return time.Duration(sec * float64(time.Second)), nil
 }
 
 // addHeader adds one configured header; values are strings, numbers,

@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -47,6 +48,7 @@ func TestNewRequest(t *testing.T) {
 		recKey    string
 		secret    string
 		wantErr   string
+		timeout   time.Duration
 		wantKey   string
 		target    string
 		body      string
@@ -67,6 +69,11 @@ func TestNewRequest(t *testing.T) {
 		{name: "header value newline", value: `{"key":"k","type":"webhook","params":{"url":"http://h/","headers":{"A":"x\r\nB: y"}}}`, wantErr: "control characters"},
 		{name: "key with newline", value: `{"key":"k\n","type":"webhook","params":{"url":"http://h/"}}`, wantErr: "valid header value"},
 		{name: "secret not a string", value: `{"key":"k","type":"webhook","params":{"url":"http://h/","secret":1}}`, wantErr: `"secret"`},
+		{name: "timeout in seconds", value: `{"key":"k","type":"webhook","params":{"url":"http://h/","timeout":2.5}}`,
+			wantKey: "k", target: "http://h:80", body: "null", timeout: 2500 * time.Millisecond},
+		{name: "timeout zero", value: `{"key":"k","type":"webhook","params":{"url":"http://h/","timeout":0}}`, wantErr: `"timeout" is 0`},
+		{name: "timeout too long", value: `{"key":"k","type":"webhook","params":{"url":"http://h/","timeout":301}}`, wantErr: "want seconds in (0, 300]"},
+		{name: "timeout not a number", value: `{"key":"k","type":"webhook","params":{"url":"http://h/","timeout":"5s"}}`, wantErr: "want a number of seconds"},
 		{name: "reserved headers ignored", value: `{"key":"k","type":"webhook","params":{"url":"http://h:9/","headers":{"idempotency-key":"forged","Content-Type":"text/plain"}}}`,
 			wantKey: "k", target: "http://h:9", body: "null"},
 	}
@@ -86,8 +93,8 @@ func TestNewRequest(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if r.key != tt.wantKey || r.target != tt.target || string(r.body) != tt.body || string(r.secret) != tt.useSecret {
-				t.Errorf("got key %q target %q body %s secret %q", r.key, r.target, r.body, r.secret)
+			if r.key != tt.wantKey || r.target != tt.target || string(r.body) != tt.body || string(r.secret) != tt.useSecret || r.timeout != tt.timeout {
+				t.Errorf("got key %q target %q body %s secret %q timeout %v", r.key, r.target, r.body, r.secret, r.timeout)
 			}
 			if len(r.headers) != 0 {
 				t.Errorf("headers = %v, want none", r.headers)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iotpipe/iotpipe/internal/eventlog"
 	"github.com/iotpipe/iotpipe/schemas"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -23,14 +24,15 @@ func BenchmarkDeliver(b *testing.B) {
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	defer srv.Close()
-	o, _ := Options{Brokers: []string{"unused:9092"}}.withDefaults()
+	o, _ := Options{Clients: &eventlog.Log{}}.withDefaults() // no log needed
 	d := newDeliverer(o.HTTPClient, o.policy(), nil)
 	req := &request{key: "0/1/r/0", url: srv.URL, target: "t", secret: []byte("secret"),
 		body: []byte(`{"thing":"greenhouse-7","lux":41234.5,"event":"threshold"}`)}
 	b.ReportAllocs()
 	start := time.Now()
 	for b.Loop() {
-		if out := d.deliver(context.Background(), req); out.kind != kindDelivered {
+		var out outcome
+		if _, done := d.try(context.Background(), req, &out); !done || out.kind != kindDelivered {
 			b.Fatal(out.err)
 		}
 	}

@@ -92,7 +92,7 @@ const maxBodySnippet = 256
 // connection.
 const maxDrain = 64 << 10
 
-// deliverer sends requests with the retry policy. now, sleep and rnd are
+// deliverer sends requests with the retry policy. now and rnd are
 // swappable in tests.
 type deliverer struct {
 	client    *http.Client
@@ -100,7 +100,6 @@ type deliverer struct {
 	userAgent string
 	metrics   *metrics
 	now       func() time.Time
-	sleep     func(ctx context.Context, d time.Duration) error
 	rnd       func(int64) int64
 }
 
@@ -111,7 +110,6 @@ func newDeliverer(client *http.Client, p policy, m *metrics) *deliverer {
 		userAgent: "iotpipe-webhook/1",
 		metrics:   m,
 		now:       time.Now,
-		sleep:     sleepCtx,
 		rnd:       rand.Int64N,
 	}
 }
@@ -130,61 +128,63 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// deliver sends req until it is delivered, rejected or out of retries, or
-// ctx ends (kindCanceled).
-func (d *deliverer) deliver(ctx context.Context, req *request) outcome {
-	out := outcome{first: d.now()}
-	for {
-		out.attempts++
-		status, retryAfter, body, err := d.attempt(ctx, req)
-		out.last = d.now()
-		if ctx.Err() != nil {
-			out.kind = kindCanceled
-			out.err = ctx.Err()
-			return out
-		}
-		out.status, out.body = status, body
-		switch {
-		case err != nil:
-			out.err = err
-		case status >= 200 && status < 300:
-			out.kind, out.err = kindDelivered, nil
-			return out
-		default:
-			out.err = fmt.Errorf("http status %d %s", status, http.StatusText(status))
-			if !retryable(status) {
-				out.kind = kindRejected
-				return out
-			}
-		}
-		if out.attempts >= d.policy.maxAttempts {
-			out.kind = kindExhausted
-			return out
-		}
-		wait := d.policy.backoff(out.attempts, d.rnd)
-		if retryAfter >= 0 {
-			wait = min(retryAfter, d.policy.maxRetryAfter)
-		}
-		if out.last.Add(wait).Sub(out.first) > d.policy.maxElapsed {
-			out.kind = kindExhausted
-			return out
-		}
-		if d.metrics != nil {
-			d.metrics.retried.WithLabelValues(req.target).Inc()
-		}
-		if err := d.sleep(ctx, wait); err != nil {
-			out.kind = kindCanceled
-			out.err = err
-			return out
+// try makes the next attempt of req and records it in out. It returns
+// done once out.kind says how the delivery ended (delivered, rejected,
+// exhausted, or canceled when ctx ended), else the wait before the next
+// attempt: the caller waits without holding a slot of the target, then
+// calls try again with the same out.
+func (d *deliverer) try(ctx context.Context, req *request, out *outcome) (wait time.Duration, done bool) {
+	if out.attempts == 0 {
+		out.first = d.now()
+	}
+	out.attempts++
+	status, retryAfter, body, err := d.attempt(ctx, req)
+	out.last = d.now()
+	if ctx.Err() != nil {
+		out.kind, out.err = kindCanceled, ctx.Err()
+		return 0, true
+	}
+	out.status, out.body = status, body
+	switch {
+	case err != nil:
+		out.err = err
+	case status >= 200 && status < 300:
+		out.kind, out.err = kindDelivered, nil
+		return 0, true
+	default:
+		out.err = fmt.Errorf("http status %d %s", status, http.StatusText(status))
+		if !retryable(status) {
+			out.kind = kindRejected
+			return 0, true
 		}
 	}
+	if out.attempts >= d.policy.maxAttempts {
+		out.kind = kindExhausted
+		return 0, true
+	}
+	wait = d.policy.backoff(out.attempts, d.rnd)
+	if retryAfter >= 0 {
+		wait = min(retryAfter, d.policy.maxRetryAfter)
+	}
+	if out.last.Add(wait).Sub(out.first) > d.policy.maxElapsed {
+		out.kind = kindExhausted
+		return 0, true
+	}
+	if d.metrics != nil {
+		d.metrics.retried.WithLabelValues(req.target).Inc()
+	}
+	return wait, false
 }
 
 // attempt sends req once. retryAfter is -1 unless a 429 or 503 response
 // carried a valid Retry-After header.
 func (d *deliverer) attempt(ctx context.Context, req *request) (status int, retryAfter time.Duration, body string, err error) {
 	retryAfter = -1
-	actx, cancel := context.WithTimeout(ctx, d.policy.timeout)
+	timeout := d.policy.timeout
+	if req.timeout > 0 {
+		timeout = req.timeout
+	}
+	actx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	hr, err := http.NewRequestWithContext(actx, http.MethodPost, req.url, bytes.NewReader(req.body))
 	if err != nil {
@@ -208,7 +208,7 @@ func (d *deliverer) attempt(ctx context.Context, req *request) (status int, retr
 	}
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-			err = fmt.Errorf("post %s: no response within %s: %w", req.target, d.policy.timeout, err)
+			err = fmt.Errorf("post %s: no response within %s: %w", req.target, timeout, err)
 		} else {
 			err = fmt.Errorf("post %s: %w", req.target, err)
 		}

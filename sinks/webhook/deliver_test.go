@@ -31,20 +31,40 @@ func (s *script) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write([]byte("status body"))
 }
 
-// testDeliverer has a fake clock that sleeping advances, so retries are
-// checked without waiting.
-func testDeliverer(p policy) (*deliverer, *[]time.Duration) {
+// testDelivery runs a deliverer's attempts to the end (as the executor
+// does, without its queues) with a fake clock that waiting advances, so
+// retries are checked without waiting.
+type testDelivery struct {
+	*deliverer
+	sleep func(ctx context.Context, w time.Duration) error
+}
+
+func (d *testDelivery) deliver(ctx context.Context, req *request) outcome {
+	var out outcome
+	for {
+		wait, done := d.try(ctx, req, &out)
+		if done {
+			return out
+		}
+		if err := d.sleep(ctx, wait); err != nil {
+			out.kind, out.err = kindCanceled, err
+			return out
+		}
+	}
+}
+
+func testDeliverer(p policy) (*testDelivery, *[]time.Duration) {
 	d := newDeliverer(&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}, p, nil)
 	now := time.Unix(1_700_000_000, 0)
 	var waits []time.Duration
 	d.now = func() time.Time { return now }
-	d.sleep = func(ctx context.Context, w time.Duration) error {
+	td := &testDelivery{deliverer: d, sleep: func(ctx context.Context, w time.Duration) error {
 		waits = append(waits, w)
 		now = now.Add(w)
 		return ctx.Err()
-	}
+	}}
 	d.rnd = func(n int64) int64 { return n - 1 } // the top of the jitter range
-	return d, &waits
+	return td, &waits
 }
 
 func testPolicy() policy {

@@ -6,10 +6,13 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/signal"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/iotpipe/iotpipe/internal/eventlog"
 	"github.com/iotpipe/iotpipe/sinks/webhook"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -49,18 +52,22 @@ func ExampleVerifyRequest() {
 }
 
 func ExampleExecutor() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	lg, err := eventlog.Open(ctx, eventlog.Options{Brokers: []string{"localhost:9092"}})
+	if err != nil {
+		log.Fatal(err)
+	}
 	e, err := webhook.New(webhook.Options{
-		Brokers: []string{"localhost:9092"},
+		Clients: lg,
 		Secret:  []byte("shared-secret"),
 	})
 	if err != nil {
 		log.Fatal(err)
 	}
 	prometheus.MustRegister(e.Collectors()...)
-	ctx := context.Background()
-	if err := e.Start(ctx); err != nil {
-		log.Fatal(err)
+	// Delivers until ctx ends, then drains and returns.
+	if err := e.Run(ctx); err != nil {
+		log.Print(err)
 	}
-	defer e.Stop(ctx)
-	// ... run until shutdown ...
 }

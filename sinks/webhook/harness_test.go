@@ -12,11 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iotpipe/iotpipe/internal/eventlog"
+	"github.com/iotpipe/iotpipe/internal/logtest"
 	"github.com/iotpipe/iotpipe/schemas"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -25,27 +26,24 @@ import (
 
 var topics = schemas.DefaultTopics()
 
-// broker is an in-process kfake cluster reached over TCP, with a client
-// for producing actions and inspecting offsets.
+// broker is the embedded log (kfake over TCP, iotpipe's topics created,
+// the executed ledger among them), with a client for producing actions
+// and inspecting offsets.
 type broker struct {
-	addrs []string
-	cl    *kgo.Client
-	adm   *kadm.Client
+	log *eventlog.Log
+	cl  *kgo.Client
+	adm *kadm.Client
 }
 
 func newBroker(t testing.TB, partitions int32) *broker {
 	t.Helper()
-	c, err := kfake.NewCluster(kfake.SeedTopics(partitions, topics.Actions, topics.DLQ))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	l := logtest.Open(t, partitions)
+	cl, err := l.Client(kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(cl.Close)
-	return &broker{addrs: c.ListenAddrs(), cl: cl, adm: kadm.NewClient(cl)}
+	return &broker{log: l, cl: cl, adm: kadm.NewClient(cl)}
 }
 
 // action is a webhook firing to url with an index-derived key.
@@ -96,7 +94,7 @@ func (b *broker) committed(t testing.TB, partition int32) int64 {
 // dlq reads n records from the DLQ topic.
 func (b *broker) dlq(t testing.TB, n int) []*kgo.Record {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(b.addrs...), kgo.ConsumeTopics(topics.DLQ))
+	cl, err := b.log.Client(kgo.ConsumeTopics(topics.DLQ))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +208,7 @@ func (rv *receiver) checkNoBad(t testing.TB) {
 // testOptions are fast-retrying executor options for tests.
 func testOptions(b *broker, secret []byte) Options {
 	return Options{
-		Brokers:           b.addrs,
+		Clients:           b.log,
 		Secret:            secret,
 		RequestTimeout:    5 * time.Second,
 		InitialBackoff:    5 * time.Millisecond,
@@ -220,22 +218,47 @@ func testOptions(b *broker, secret []byte) Options {
 		TargetConcurrency: 4,
 		TargetQueue:       1000,
 		CommitInterval:    20 * time.Millisecond,
+		DrainTimeout:      time.Second,
 		Logger:            slog.New(slog.DiscardHandler),
 		KafkaOptions:      []kgo.Opt{kgo.FetchMaxWait(100 * time.Millisecond)},
 	}
 }
 
-func startExecutor(t testing.TB, o Options) *Executor {
+// running is an Executor whose Run goroutine the test controls.
+type running struct {
+	*Executor
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// startExecutor runs an Executor until the test ends (or stop, or crash).
+func startExecutor(t testing.TB, o Options) *running {
 	t.Helper()
 	e, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Start(context.Background()); err != nil {
-		t.Fatal(err)
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{Executor: e, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- e.Run(ctx) }()
+	t.Cleanup(func() { _ = r.stop() })
+	return r
+}
+
+// stop ends Run as a shutdown does and returns its error.
+func (r *running) stop() error {
+	r.cancel()
+	err, ok := <-r.done
+	if ok {
+		close(r.done)
 	}
-	t.Cleanup(func() { _ = e.Stop(context.Background()) })
-	return e
+	return err
+}
+
+// crash ends Run as a crash of the process would (the kill hook).
+func (r *running) crash() {
+	r.kill()
+	_ = r.stop()
 }
 
 // waitFor polls cond until it holds or 30s pass.
@@ -297,4 +320,38 @@ func counterValue(c prometheus.Counter) float64 {
 		panic(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+// owned returns how many partitions e holds.
+func owned(e *running) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.parts)
+}
+
+// produceInTransaction writes actions to partition 0 in one transaction,
+// committed or aborted, as the processor runtime does.
+func (b *broker) produceInTransaction(t testing.TB, commit bool, acts ...schemas.Action) {
+	t.Helper()
+	cl, err := b.log.Client(kgo.TransactionalID(fmt.Sprintf("test-%d", time.Now().UnixNano())), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	if err := cl.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range acts {
+		v, err := json.Marshal(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topics.Actions, Partition: 0, Key: []byte(a.Key), Value: v}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := cl.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -33,7 +33,7 @@ func newMetrics(inFlight func() float64) *metrics {
 		}, []string{"target", "kind"}),
 		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "iotpipe_webhook_skipped_total",
-			Help: "Action records not for this executor (other_type) or not decodable (undecodable).",
+			Help: "Action records not delivered, by reason: other_type (not a webhook), undecodable, executed (the ledger says it is done, or its key is), duplicate (a record with its key is being delivered).",
 		}, []string{"reason"}),
 		requestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "iotpipe_webhook_request_duration_seconds",
@@ -47,7 +47,7 @@ func newMetrics(inFlight func() float64) *metrics {
 		}, []string{"target"}),
 		queued: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "iotpipe_webhook_queued_records",
-			Help: "Firings waiting in a target's queue, by target.",
+			Help: "Firings queued for a target or waiting for their next attempt, by target.",
 		}, []string{"target"}),
 		inFlight: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "iotpipe_webhook_in_flight_records",
