@@ -22,7 +22,7 @@ type rig struct {
 	addr string
 }
 
-func newRig(t *testing.T, opts Options) *rig {
+func newRig(t testing.TB, opts Options) *rig {
 	t.Helper()
 	l, err := eventlog.Open(context.Background(), eventlog.Options{DataDir: t.TempDir(), Port: -1, Partitions: 4})
 	if err != nil {
