@@ -24,7 +24,7 @@ type pending struct {
 	hdrs  [8]kgo.RecordHeader // the record's headers, without a second allocation
 	pk    packets.Packet
 	ack   bool         // a client's QoS 1 publish: answer with a PUBACK
-	state atomic.Int32 // 0 in flight, 1 logged, 2 failed
+	state atomic.Int32 // inFlight, logged, failed or timedOut
 	start time.Time
 	c     *conn
 }
@@ -33,6 +33,9 @@ const (
 	inFlight int32 = iota
 	logged
 	failed
+	// timedOut: the writer answered it as failed at AckTimeout; its
+	// produce promise frees its in-flight slot when the log answers.
+	timedOut
 )
 
 // conn is the per-connection half of the hot path: a bounded FIFO of
@@ -51,6 +54,9 @@ type conn struct {
 	n    int // entries in ring
 	gone atomic.Bool
 	done chan struct{}
+	// failedV3 is set by the writer once an MQTT 3.1.1 publish failed:
+	// the connection is closing, and no later PUBACK may be written.
+	failedV3 bool
 	// session is the AWS-style session identifier of this connection.
 	session string
 	// principal and key are this client's envelope principal and default
@@ -85,12 +91,46 @@ func newConn(s *Server, cl *mqtt.Client) *conn {
 	return c
 }
 
-// push appends p to the FIFO; the caller holds a sem slot.
+// push appends p to the FIFO; the caller holds a sem slot. Into an
+// empty FIFO it wakes the writer, which then arms its timer for p's
+// AckTimeout (an idle writer has none armed).
 func (c *conn) push(p *pending) {
 	c.mu.Lock()
 	c.ring[(c.head+c.n)%len(c.ring)] = p
 	c.n++
+	first := c.n == 1
 	c.mu.Unlock()
+	if first {
+		c.signal()
+	}
+}
+
+// acquire takes an in-flight slot, waiting while the connection has
+// MaxInFlight publishes on their way to the log (back-pressure on this
+// client alone). It gives up (false) when the server closes and, for
+// the client's own publishes (own), when its connection closed: a
+// reader does not wait on a log that does not answer for a client that
+// is gone. Lifecycle events (own false) wait until the server closes.
+func (c *conn) acquire(own bool) bool {
+	select {
+	case c.sem <- struct{}{}:
+		return true
+	default:
+	}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case c.sem <- struct{}{}:
+			return true
+		case <-c.s.closing:
+			return false
+		case <-tick.C:
+			if own && c.cl.Closed() {
+				return false
+			}
+		}
+	}
 }
 
 func (c *conn) signal() {
@@ -112,7 +152,9 @@ func (c *conn) close() {
 // for the client (negative PUBACK or closed connection), so a client is
 // never left waiting on a dead log; if the log takes it later it is
 // logged but not routed, and the client's retry may log it twice
-// (at-least-once for what was never acknowledged).
+// (at-least-once for what was never acknowledged). Its in-flight slot
+// stays taken until the log answers, so what one connection can pile up
+// in the producer stays bounded by MaxInFlight.
 func (c *conn) writer() {
 	defer close(c.done)
 	var ready []*pending
@@ -136,6 +178,9 @@ func (c *conn) writer() {
 					wait = timeout - age
 					break
 				}
+				if p.state.CompareAndSwap(inFlight, timedOut) {
+					c.s.metrics.ackTimeouts.Inc()
+				}
 			}
 			c.ring[c.head] = nil
 			c.head = (c.head + 1) % len(c.ring)
@@ -157,12 +202,12 @@ func (c *conn) writer() {
 }
 
 // answer acknowledges ready publishes in one write, then routes the
-// logged ones and frees their in-flight slots.
+// logged ones and frees the in-flight slots of those the log answered.
 func (c *conn) answer(ready []*pending, buf *[]byte) {
 	b := (*buf)[:0]
 	var failure bool
 	for _, p := range ready {
-		if !p.ack {
+		if !p.ack || c.failedV3 {
 			continue
 		}
 		switch {
@@ -172,15 +217,16 @@ func (c *conn) answer(ready []*pending, buf *[]byte) {
 			// MQTT 5: a PUBACK with a failure reason code.
 			b = append(b, packets.Puback<<4, 3, byte(p.pk.PacketID>>8), byte(p.pk.PacketID), packets.ErrUnspecifiedError.Code)
 		default:
-			failure = true
+			// MQTT 3.1.1: acks of earlier publishes are written, none
+			// of this one or of any later one.
+			c.failedV3, failure = true, true
 		}
 	}
 	*buf = b
 	if failure && !c.gone.Load() {
 		// MQTT 3.1.1 has no negative PUBACK and forbids a server
 		// DISCONNECT: close the network connection so the client
-		// retries the unacknowledged publishes. Acks of earlier
-		// publishes are still written first.
+		// retries the unacknowledged publishes.
 		c.s.metrics.refused.WithLabelValues("log_unavailable").Inc()
 		c.s.opts.Logger.Warn("closing client: the log did not acknowledge its publish", "client", c.cl.ID)
 	}
@@ -191,8 +237,13 @@ func (c *conn) answer(ready []*pending, buf *[]byte) {
 		c.cl.Stop(errLogUnavailable)
 	}
 	for _, p := range ready {
-		if p.state.Load() == logged && c.mayHaveSubscribers(&c.writerSubs, &p.pk) {
-			c.s.route(p.pk)
+		switch p.state.Load() {
+		case logged:
+			if c.mayHaveSubscribers(&c.writerSubs, &p.pk) {
+				c.s.route(p.pk)
+			}
+		case timedOut:
+			continue // its promise frees the slot
 		}
 		<-c.sem
 	}
@@ -358,6 +409,9 @@ func (h *publishHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pac
 // nothing to route); it still takes an in-flight slot, so back-pressure
 // holds.
 func (c *conn) produceUnrouted(pk packets.Packet) {
+	if !c.acquire(true) {
+		return
+	}
 	p := c.pending(schemas.EventPublish, pk, false)
 	c.s.producer.Produce(c.s.ctx, &p.rec, c.s.promiseUnrouted)
 }
@@ -376,18 +430,22 @@ func (s *Server) producedUnrouted(r *kgo.Record, err error) {
 
 // produce writes the event of pk to the log asynchronously; once the log
 // answered, the writer acknowledges pk (when ack) and routes it, in FIFO
-// order. It waits for an in-flight slot first: back-pressure on this
-// client alone.
+// order. It waits for an in-flight slot first (acquire; a client's own
+// publish is dropped, unacknowledged, if its connection closes
+// meanwhile).
 func (c *conn) produce(typ schemas.EventType, pk packets.Packet, ack bool) {
+	if !c.acquire(typ == schemas.EventPublish) {
+		c.s.opts.Logger.Debug("event not logged: connection or server closed while the log was full", "client", c.cl.ID, "type", typ)
+		return
+	}
 	p := c.pending(typ, pk, ack)
 	c.push(p)
 	c.s.producer.Produce(c.s.ctx, &p.rec, c.s.promise)
 }
 
-// pending waits for an in-flight slot (back-pressure on this client
-// alone), then returns pk's pending with its log record filled in.
+// pending returns pk's pending with its log record filled in; the
+// caller holds an in-flight slot for it.
 func (c *conn) pending(typ schemas.EventType, pk packets.Packet, ack bool) *pending {
-	c.sem <- struct{}{}
 	now := time.Now()
 	p := &pending{Context: context.Background(), pk: pk, ack: ack, start: now, c: c}
 	key := c.key // the common case: keyed by the client, share its bytes
@@ -400,17 +458,23 @@ func (c *conn) pending(typ schemas.EventType, pk packets.Packet, ack bool) *pend
 }
 
 // produced is the one produce promise of every connection's records. It
-// never blocks: it marks the pending and wakes its connection's writer.
+// never blocks: it marks the pending and wakes its connection's writer,
+// or, when the writer already answered it at AckTimeout, frees its
+// in-flight slot.
 func (s *Server) produced(r *kgo.Record, err error) {
 	p := r.Context.(*pending)
+	state := logged
 	if err != nil {
-		p.state.Store(failed)
+		state = failed
 		s.metrics.produceErrors.Inc()
 		s.opts.Logger.Debug("log write failed", "client", p.c.cl.ID, "topic", p.pk.TopicName, "err", err)
 	} else {
-		p.state.Store(logged)
 		s.metrics.logged.Inc()
 		s.metrics.produceLatency.Observe(time.Since(p.start).Seconds())
+	}
+	if !p.state.CompareAndSwap(inFlight, state) {
+		<-p.c.sem // timed out: answered, not routed
+		return
 	}
 	p.c.signal()
 }

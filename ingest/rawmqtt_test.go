@@ -93,6 +93,11 @@ func (rc *rawClient) publish(topic string, id uint16, payload []byte) []byte {
 func (rc *rawClient) read() (byte, []byte) {
 	rc.t.Helper()
 	rc.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	return rc.readNoDeadline()
+}
+
+// readNoDeadline is read with the deadline the caller set.
+func (rc *rawClient) readNoDeadline() (byte, []byte) {
 	h, err := rc.r.ReadByte()
 	if err != nil {
 		return 0, nil

@@ -50,7 +50,9 @@ type Options struct {
 	// 131072, AWS IoT's limit); larger ones are refused with 0x95.
 	MaxPayload int
 	// AckTimeout is how long a publish may wait for the log before the
-	// client is told it failed (default 10s).
+	// client is told it failed (default 10s): MQTT 5 gets a PUBACK with
+	// 0x80, MQTT 3.1.1 has its connection closed. The publish keeps its
+	// in-flight slot until the log answers it.
 	AckTimeout time.Duration
 	// SessionDir, when set, keeps MQTT sessions (persistent sessions'
 	// subscriptions and queued QoS 1 messages, retained messages) in a
@@ -104,6 +106,10 @@ type Server struct {
 	// promiseUnrouted completes QoS 0 records that skip the FIFO.
 	promiseUnrouted func(*kgo.Record, error)
 	subGen          atomic.Uint64 // bumped on every subscribe/unsubscribe
+	// closing is closed when Close starts: readers waiting for an
+	// in-flight slot give up.
+	closing   chan struct{}
+	closeOnce sync.Once
 }
 
 // New returns a Server writing to producer.
@@ -121,7 +127,7 @@ func New(producer Producer, opts Options) (*Server, error) {
 		}(),
 	})
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Server{opts: opts, producer: producer, mqtt: ms, metrics: newMetrics(), ctx: ctx, cancel: cancel}
+	s := &Server{opts: opts, producer: producer, mqtt: ms, metrics: newMetrics(), ctx: ctx, cancel: cancel, closing: make(chan struct{})}
 	s.waiters.m = map[string]chan schemas.Outbound{}
 	s.promise = s.produced
 	s.promiseUnrouted = s.producedUnrouted
@@ -170,6 +176,7 @@ func (s *Server) MQTTAddr() net.Addr { return s.addr }
 // Close disconnects clients and stops the broker. Publishes already
 // handed to the producer complete or fail with the producer.
 func (s *Server) Close() error {
+	s.closeOnce.Do(func() { close(s.closing) })
 	err := s.mqtt.Close()
 	s.cancel()
 	return err
