@@ -17,7 +17,9 @@ import (
 // like AWS IoT's HTTPS publish (and Sigfox-style callbacks): the body is
 // the payload, written to the log, answered 200 once the log
 // acknowledged it, then routed to MQTT subscribers. The client id is the
-// X-Client-Id header (default "http"), which is also the thing name.
+// X-Client-Id header (default "http"); the record is keyed as MQTT keys
+// it (schemas.EventKey: the thing of a $aws/things/{thing}/ topic, else
+// the client id).
 func (s *Server) HTTPPublish(w http.ResponseWriter, r *http.Request) {
 	topic := r.PathValue("topic")
 	if err := validTopicName(topic); err != nil {
@@ -47,7 +49,7 @@ func (s *Server) HTTPPublish(w http.ResponseWriter, r *http.Request) {
 		Type: schemas.EventPublish, Topic: topic, ClientID: client, Principal: "http:anonymous",
 		QoS: qos, Retain: retain, ReceivedAt: time.Now().UnixNano(),
 	}
-	rec := &kgo.Record{Topic: s.opts.Topics.Events, Key: []byte(client), Value: body, Headers: env.Headers()}
+	rec := &kgo.Record{Topic: s.opts.Topics.Events, Key: []byte(schemas.EventKey(client, topic)), Value: body, Headers: env.Headers()}
 	if err := s.producer.ProduceSync(r.Context(), rec).FirstErr(); err != nil {
 		httpError(w, http.StatusServiceUnavailable, "event log unavailable: "+err.Error())
 		return

@@ -448,8 +448,8 @@ func (c *conn) produce(typ schemas.EventType, pk packets.Packet, ack bool) {
 func (c *conn) pending(typ schemas.EventType, pk packets.Packet, ack bool) *pending {
 	now := time.Now()
 	p := &pending{Context: context.Background(), pk: pk, ack: ack, start: now, c: c}
-	key := c.key // the common case: keyed by the client, share its bytes
-	if thing := thingOf("", pk.TopicName); thing != "" {
+	key := c.key // the common case (schemas.EventKey is the client id): share its bytes
+	if thing := schemas.TopicThing(pk.TopicName); thing != "" {
 		key = []byte(thing)
 	}
 	c.s.fillRecord(&p.rec, p.hdrs[:0], key, c.cl.ID, c.principal, typ, pk.TopicName, pk.FixedHeader.Qos, pk.FixedHeader.Retain, pk.Payload, now)
@@ -491,7 +491,7 @@ func (s *Server) route(pk packets.Packet) {
 // record builds the log record of an event of cl.
 func (s *Server) record(cl *mqtt.Client, typ schemas.EventType, topic string, qos byte, retain bool, payload []byte) *kgo.Record {
 	r := new(kgo.Record)
-	s.fillRecord(r, make([]kgo.RecordHeader, 0, 8), []byte(thingOf(cl.ID, topic)), cl.ID, principal(cl), typ, topic, qos, retain, payload, time.Now())
+	s.fillRecord(r, make([]kgo.RecordHeader, 0, 8), []byte(schemas.EventKey(cl.ID, topic)), cl.ID, principal(cl), typ, topic, qos, retain, payload, time.Now())
 	return r
 }
 
@@ -511,26 +511,6 @@ func (s *Server) fillRecord(r *kgo.Record, hdrs []kgo.RecordHeader, key []byte, 
 	r.Key = key
 	r.Value = payload
 	r.Headers = env.AppendHeaders(hdrs)
-}
-
-// thingOf returns the record key of an event: the thing named by an AWS
-// reserved thing topic ($aws/things/{thing}/..., e.g. a shadow request on
-// another thing's shadow, so all requests on one shadow share a
-// partition), else the client id.
-func thingOf(clientID, topic string) string {
-	const prefix = "$aws/things/"
-	if len(topic) > len(prefix) && topic[:len(prefix)] == prefix {
-		rest := topic[len(prefix):]
-		for i := 0; i < len(rest); i++ {
-			if rest[i] == '/' {
-				if i > 0 {
-					return rest[:i]
-				}
-				break
-			}
-		}
-	}
-	return clientID
 }
 
 func principal(cl *mqtt.Client) string {
