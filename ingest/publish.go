@@ -24,7 +24,8 @@ type pending struct {
 	hdrs  [8]kgo.RecordHeader // the record's headers, without a second allocation
 	pk    packets.Packet
 	ack   bool         // a client's QoS 1 publish: answer with a PUBACK
-	state atomic.Int32 // inFlight, logged, failed or timedOut
+	state atomic.Int32 // inFlight, logged, failed, timedOut or refused
+	code  byte         // the PUBACK reason code of a refused publish
 	start time.Time
 	c     *conn
 }
@@ -36,6 +37,8 @@ const (
 	// timedOut: the writer answered it as failed at AckTimeout; its
 	// produce promise frees its in-flight slot when the log answers.
 	timedOut
+	// refused: never produced; answered with a PUBACK with its code.
+	refused
 )
 
 // conn is the per-connection half of the hot path: a bounded FIFO of
@@ -210,12 +213,16 @@ func (c *conn) answer(ready []*pending, buf *[]byte) {
 		if !p.ack || c.failedV3 {
 			continue
 		}
-		switch {
-		case p.state.Load() == logged:
+		switch state := p.state.Load(); {
+		case state == logged:
 			b = append(b, packets.Puback<<4, 2, byte(p.pk.PacketID>>8), byte(p.pk.PacketID))
 		case c.v5:
 			// MQTT 5: a PUBACK with a failure reason code.
-			b = append(b, packets.Puback<<4, 3, byte(p.pk.PacketID>>8), byte(p.pk.PacketID), packets.ErrUnspecifiedError.Code)
+			code := packets.ErrUnspecifiedError.Code
+			if state == refused {
+				code = p.code
+			}
+			b = append(b, packets.Puback<<4, 3, byte(p.pk.PacketID>>8), byte(p.pk.PacketID), code)
 		default:
 			// MQTT 3.1.1: acks of earlier publishes are written, none
 			// of this one or of any later one.
@@ -294,7 +301,7 @@ func (h *publishHook) ID() string { return "iotpipe-publish" }
 
 func (h *publishHook) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnPublish, mqtt.OnPacketRead, mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnWillSent,
+	case mqtt.OnPublish, mqtt.OnPacketRead, mqtt.OnConnect, mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnWillSent,
 		mqtt.OnSubscribed, mqtt.OnUnsubscribed:
 		return true
 	}
@@ -302,22 +309,28 @@ func (h *publishHook) Provides(b byte) bool {
 }
 
 // OnPacketRead refuses, before anything else sees it, a PUBLISH whose
-// topic is not a valid topic name (0x90) or whose payload is over the
-// limit (0x95): an MQTT 5 client gets a DISCONNECT with that reason code,
-// an MQTT 3.1.1 client has its connection closed (3.1.1 has no server
-// DISCONNECT). Other clients are not affected.
+// topic is not a valid topic name or breaks a limit (checkTopic: 0x90)
+// or whose payload is over the limit (0x95): an MQTT 5 client gets a
+// DISCONNECT with that reason code, an MQTT 3.1.1 client has its
+// connection closed (3.1.1 has no server DISCONNECT); and a PUBLISH on
+// a reserved topic (refuseReserved: 0x87). Other clients are not
+// affected.
 func (h *publishHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if pk.FixedHeader.Type != packets.Publish {
 		return pk, nil
 	}
 	s := h.s
 	if !(pk.Properties.TopicAliasFlag && pk.TopicName == "") {
-		if err := validTopicName(pk.TopicName); err != nil {
-			return pk, s.refuse(cl, packets.ErrTopicNameInvalid, "bad_topic", err.Error())
+		if err := checkTopic(pk.TopicName); err != nil {
+			return pk, s.refuse(cl, packets.Code{Code: packets.ErrTopicNameInvalid.Code, Reason: err.Error()}, "bad_topic", err.Error())
 		}
 	}
 	if len(pk.Payload) > s.opts.MaxPayload {
-		return pk, s.refuse(cl, packets.ErrPacketTooLarge, "payload_too_large", fmt.Sprintf("payload of %d bytes over the %d-byte limit", len(pk.Payload), s.opts.MaxPayload))
+		reason := fmt.Sprintf("payload of %d bytes over the %d-byte limit", len(pk.Payload), s.opts.MaxPayload)
+		return pk, s.refuse(cl, packets.Code{Code: packets.ErrPacketTooLarge.Code, Reason: reason}, "payload_too_large", reason)
+	}
+	if reason := reservedTopic(pk.TopicName); reason != "" {
+		return s.refuseReserved(cl, pk, reason)
 	}
 	return pk, nil
 }
@@ -381,6 +394,9 @@ func (h *publishHook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
 func (h *publishHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
 		return pk, nil // our own routing of logged messages
+	}
+	if pk.Ignore {
+		return pk, packets.ErrRejectPacket // refused in OnPacketRead, answered in turn
 	}
 	s := h.s
 	v, ok := s.conns.Load(cl)

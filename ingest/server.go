@@ -7,15 +7,12 @@ package ingest
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/iotpipe/iotpipe/schemas"
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -159,7 +156,7 @@ func (s *Server) Start() error {
 		return fmt.Errorf("mqtt listen %s: %w", s.opts.MQTTAddr, err)
 	}
 	s.addr = ln.Addr()
-	l := listeners.NewNet("tcp", ln)
+	l := listeners.NewNet("tcp", watchListener{ln})
 	if err := s.mqtt.AddListener(l); err != nil {
 		return fmt.Errorf("mqtt listener: %w", err)
 	}
@@ -200,22 +197,6 @@ func (h *denyHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) boo
 }
 
 func (h *denyHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool { return false }
-
-// validTopicName checks an MQTT topic name of a PUBLISH: non-empty,
-// valid UTF-8 without NUL, no wildcards, at most 65535 bytes.
-func validTopicName(t string) error {
-	switch {
-	case t == "":
-		return errors.New("empty topic")
-	case len(t) > 65535:
-		return errors.New("topic longer than 65535 bytes")
-	case !utf8.ValidString(t):
-		return errors.New("topic is not valid UTF-8")
-	case strings.ContainsAny(t, "+#\x00"):
-		return errors.New("topic contains a wildcard or NUL")
-	}
-	return nil
-}
 
 // lifecycle writes a connected/disconnected event to the log and, once
 // logged, publishes AWS IoT's presence message for it. It goes through
