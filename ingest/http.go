@@ -67,8 +67,8 @@ func (s *Server) HTTPPublish(w http.ResponseWriter, r *http.Request) {
 	s.metrics.httpPublished.Inc()
 	s.route(packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: qos, Retain: retain},
-		TopicName:   topic, Payload: body, PacketID: 1,
-	})
+		TopicName:   topic, Payload: body,
+	}, client)
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(map[string]any{"message": "OK", "partition": rec.Partition, "offset": rec.Offset})
 }

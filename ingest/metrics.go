@@ -7,6 +7,7 @@ type metrics struct {
 	produceErrors  prometheus.Counter
 	produceLatency prometheus.Histogram
 	ackTimeouts    prometheus.Counter
+	expired        prometheus.Counter
 	refused        *prometheus.CounterVec
 	lifecycle      *prometheus.CounterVec
 	delivered      prometheus.Counter
@@ -28,6 +29,9 @@ func newMetrics() *metrics {
 		ackTimeouts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "iotpipe_ingest_ack_timeouts_total", Help: "Device publishes answered as failed because the log did not answer within the ack timeout.",
 		}),
+		expired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "iotpipe_ingest_expired_total", Help: "Logged publishes not routed: their MQTT 5 message expiry passed before the log acknowledged them.",
+		}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "iotpipe_ingest_refused_total", Help: "Publishes or connections refused, by reason.",
 		}, []string{"reason"}),
@@ -46,5 +50,5 @@ func newMetrics() *metrics {
 // Collectors returns the server's Prometheus collectors for registration.
 func (s *Server) Collectors() []prometheus.Collector {
 	m := s.metrics
-	return []prometheus.Collector{m.logged, m.produceErrors, m.produceLatency, m.ackTimeouts, m.refused, m.lifecycle, m.delivered, m.httpPublished}
+	return []prometheus.Collector{m.logged, m.produceErrors, m.produceLatency, m.ackTimeouts, m.expired, m.refused, m.lifecycle, m.delivered, m.httpPublished}
 }

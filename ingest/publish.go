@@ -204,16 +204,26 @@ func (c *conn) writer() {
 	}
 }
 
-// answer acknowledges ready publishes in one write, then routes the
-// logged ones and frees the in-flight slots of those the log answered.
+// answer acknowledges ready publishes in one write, routes the logged
+// ones and frees the in-flight slots of those the log answered. A
+// retained publish is routed (so retained) before its PUBACK is
+// written, as mochi retains before it acknowledges: a client that
+// subscribes once its publish is acknowledged gets the retained
+// message. Routing keeps arrival order, so what came before the last
+// retained publish of the batch is routed before the write too.
 func (c *conn) answer(ready []*pending, buf *[]byte) {
 	b := (*buf)[:0]
 	var failure bool
-	for _, p := range ready {
+	split := 0 // ready[:split] is routed before the write
+	for i, p := range ready {
+		state := p.state.Load()
+		if state == logged && p.pk.FixedHeader.Retain {
+			split = i + 1
+		}
 		if !p.ack || c.failedV3 {
 			continue
 		}
-		switch state := p.state.Load(); {
+		switch {
 		case state == logged:
 			b = append(b, packets.Puback<<4, 2, byte(p.pk.PacketID>>8), byte(p.pk.PacketID))
 		case c.v5:
@@ -230,6 +240,7 @@ func (c *conn) answer(ready []*pending, buf *[]byte) {
 		}
 	}
 	*buf = b
+	c.settle(ready[:split])
 	if failure && !c.gone.Load() {
 		// MQTT 3.1.1 has no negative PUBACK and forbids a server
 		// DISCONNECT: close the network connection so the client
@@ -243,11 +254,17 @@ func (c *conn) answer(ready []*pending, buf *[]byte) {
 	if failure && !c.gone.Load() {
 		c.cl.Stop(errLogUnavailable)
 	}
-	for _, p := range ready {
+	c.settle(ready[split:])
+}
+
+// settle routes the logged publishes of done and frees the in-flight
+// slots of those the log answered.
+func (c *conn) settle(done []*pending) {
+	for _, p := range done {
 		switch p.state.Load() {
 		case logged:
 			if c.mayHaveSubscribers(&c.writerSubs, &p.pk) {
-				c.s.route(p.pk)
+				c.s.route(p.pk, c.cl.ID)
 			}
 		case timedOut:
 			continue // its promise frees the slot
@@ -393,7 +410,7 @@ func (h *publishHook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
 
 func (h *publishHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
-		return pk, nil // our own routing of logged messages
+		return routed(pk), nil // our own routing of logged messages
 	}
 	if pk.Ignore {
 		return pk, packets.ErrRejectPacket // refused in OnPacketRead, answered in turn
@@ -493,15 +510,6 @@ func (s *Server) produced(r *kgo.Record, err error) {
 		return
 	}
 	p.c.signal()
-}
-
-// route hands a logged publish to mochi's routing (subscribers and
-// retained messages) through the router's inline client.
-func (s *Server) route(pk packets.Packet) {
-	pk.FixedHeader.Dup = false
-	if err := s.mqtt.InjectPacket(s.router, pk); err != nil {
-		s.opts.Logger.Debug("route", "topic", pk.TopicName, "err", err)
-	}
 }
 
 // record builds the log record of an event of cl.

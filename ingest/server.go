@@ -103,6 +103,8 @@ type Server struct {
 	// promiseUnrouted completes QoS 0 records that skip the FIFO.
 	promiseUnrouted func(*kgo.Record, error)
 	subGen          atomic.Uint64 // bumped on every subscribe/unsubscribe
+	// store is the session store (nil without SessionDir).
+	store *sessionstore.Hook
 	// closing is closed when Close starts: readers waiting for an
 	// in-flight slot give up.
 	closing   chan struct{}
@@ -138,7 +140,8 @@ func New(producer Producer, opts Options) (*Server, error) {
 		}
 	}
 	if opts.SessionDir != "" {
-		if err := ms.AddHook(new(sessionstore.Hook), &sessionstore.Options{Path: opts.SessionDir}); err != nil {
+		s.store = new(sessionstore.Hook)
+		if err := ms.AddHook(s.store, &sessionstore.Options{Path: opts.SessionDir}); err != nil {
 			return nil, fmt.Errorf("mqtt session store %s: %w", opts.SessionDir, err)
 		}
 	}
@@ -146,6 +149,7 @@ func New(producer Producer, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.router = ms.NewClient(nil, "local", "iotpipe-router", true)
+	s.router.Properties.ProtocolVersion = 5 // what it routes keeps MQTT 5 semantics (message expiry)
 	return s, nil
 }
 
@@ -163,6 +167,7 @@ func (s *Server) Start() error {
 	if err := s.mqtt.Serve(); err != nil {
 		return fmt.Errorf("mqtt serve: %w", err)
 	}
+	s.restoreStored()
 	s.opts.Logger.Info("mqtt listening", "addr", s.addr.String(), "dev", s.opts.Dev)
 	return nil
 }
