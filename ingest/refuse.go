@@ -65,8 +65,10 @@ func (s *Server) refuseReserved(cl *mqtt.Client, pk packets.Packet, reason strin
 	if cl.Properties.ProtocolVersion != 5 || pk.FixedHeader.Qos != 1 || !ok {
 		return pk, s.refuse(cl, code, "reserved_topic", fmt.Sprintf("publish on %s: %s", pk.TopicName, reason))
 	}
+	// Counted; logged at debug level only, as the connection goes on
+	// and may repeat it at any rate.
 	s.metrics.refused.WithLabelValues("reserved_topic").Inc()
-	s.opts.Logger.Warn("refused publish", "client", cl.ID, "topic", pk.TopicName, "code", fmt.Sprintf("0x%02x", code.Code), "reason", reason)
+	s.opts.Logger.Debug("refused publish", "client", cl.ID, "topic", pk.TopicName, "code", fmt.Sprintf("0x%02x", code.Code), "reason", reason)
 	v.(*conn).refusePublish(pk, code.Code)
 	pk.Ignore = true
 	return pk, nil
