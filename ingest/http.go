@@ -17,15 +17,28 @@ import (
 // like AWS IoT's HTTPS publish (and Sigfox-style callbacks): the body is
 // the payload, written to the log, answered 200 once the log
 // acknowledged it, then routed to MQTT subscribers. The client id is the
-// X-Client-Id header (default "http"), which is also the thing name.
+// X-Client-Id header (default "http"); the record is keyed as MQTT keys
+// it (schemas.EventKey: the thing of a $aws/things/{thing}/ topic, else
+// the client id). Topics and client ids MQTT would refuse are refused:
+// 400 for one that breaks a rule or limit, 403 for a topic only iotpipe
+// publishes on.
 func (s *Server) HTTPPublish(w http.ResponseWriter, r *http.Request) {
 	topic := r.PathValue("topic")
-	if err := validTopicName(topic); err != nil {
+	if err := checkTopic(topic); err != nil {
 		httpError(w, http.StatusBadRequest, "bad topic: "+err.Error())
+		return
+	}
+	if reason := reservedTopic(topic); reason != "" {
+		s.metrics.refused.WithLabelValues("reserved_topic").Inc()
+		httpError(w, http.StatusForbidden, "only iotpipe publishes on "+topic+": "+reason)
 		return
 	}
 	if !s.opts.Dev {
 		httpError(w, http.StatusUnauthorized, "anonymous publish needs --dev (identity is not configured)")
+		return
+	}
+	client, ok := httpClientID(w, r)
+	if !ok {
 		return
 	}
 	qos := byte(1)
@@ -42,12 +55,11 @@ func (s *Server) HTTPPublish(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	client := httpClientID(r)
 	env := schemas.Envelope{
 		Type: schemas.EventPublish, Topic: topic, ClientID: client, Principal: "http:anonymous",
 		QoS: qos, Retain: retain, ReceivedAt: time.Now().UnixNano(),
 	}
-	rec := &kgo.Record{Topic: s.opts.Topics.Events, Key: []byte(client), Value: body, Headers: env.Headers()}
+	rec := &kgo.Record{Topic: s.opts.Topics.Events, Key: []byte(schemas.EventKey(client, topic)), Value: body, Headers: env.Headers()}
 	if err := s.producer.ProduceSync(r.Context(), rec).FirstErr(); err != nil {
 		httpError(w, http.StatusServiceUnavailable, "event log unavailable: "+err.Error())
 		return
@@ -55,8 +67,8 @@ func (s *Server) HTTPPublish(w http.ResponseWriter, r *http.Request) {
 	s.metrics.httpPublished.Inc()
 	s.route(packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: qos, Retain: retain},
-		TopicName:   topic, Payload: body, PacketID: 1,
-	})
+		TopicName:   topic, Payload: body,
+	}, client)
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(map[string]any{"message": "OK", "partition": rec.Partition, "offset": rec.Offset})
 }
@@ -78,12 +90,18 @@ func (s *Server) readPayload(w http.ResponseWriter, r *http.Request) ([]byte, bo
 }
 
 // httpClientID is the client id of an HTTP caller: the X-Client-Id
-// header, or "http".
-func httpClientID(r *http.Request) string {
-	if c := r.Header.Get("X-Client-Id"); c != "" {
-		return c
+// header, or "http". A client id MQTT would refuse (checkClientID) is
+// answered 400 and ok is false.
+func httpClientID(w http.ResponseWriter, r *http.Request) (id string, ok bool) {
+	id = r.Header.Get("X-Client-Id")
+	if id == "" {
+		return "http", true
 	}
-	return "http"
+	if err := checkClientID(id); err != nil {
+		httpError(w, http.StatusBadRequest, "bad X-Client-Id: "+err.Error())
+		return "", false
+	}
+	return id, true
 }
 
 // httpError answers with status code and an error document in the shape

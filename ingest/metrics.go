@@ -6,6 +6,8 @@ type metrics struct {
 	logged         prometheus.Counter
 	produceErrors  prometheus.Counter
 	produceLatency prometheus.Histogram
+	ackTimeouts    prometheus.Counter
+	expired        prometheus.Counter
 	refused        *prometheus.CounterVec
 	lifecycle      *prometheus.CounterVec
 	delivered      prometheus.Counter
@@ -23,6 +25,12 @@ func newMetrics() *metrics {
 		produceLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "iotpipe_ingest_produce_seconds", Help: "Time from receiving a publish to the log's acknowledgement.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}),
+		ackTimeouts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "iotpipe_ingest_ack_timeouts_total", Help: "Device publishes answered as failed because the log did not answer within the ack timeout.",
+		}),
+		expired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "iotpipe_ingest_expired_total", Help: "Logged publishes not routed: their MQTT 5 message expiry passed before the log acknowledged them.",
 		}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "iotpipe_ingest_refused_total", Help: "Publishes or connections refused, by reason.",
@@ -42,5 +50,5 @@ func newMetrics() *metrics {
 // Collectors returns the server's Prometheus collectors for registration.
 func (s *Server) Collectors() []prometheus.Collector {
 	m := s.metrics
-	return []prometheus.Collector{m.logged, m.produceErrors, m.produceLatency, m.refused, m.lifecycle, m.delivered, m.httpPublished}
+	return []prometheus.Collector{m.logged, m.produceErrors, m.produceLatency, m.ackTimeouts, m.expired, m.refused, m.lifecycle, m.delivered, m.httpPublished}
 }

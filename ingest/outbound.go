@@ -39,8 +39,8 @@ func (s *Server) DeliverOutbound(ctx context.Context, cl Consumer) error {
 			}
 			s.route(packets.Packet{
 				FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: o.QoS, Retain: o.Retain},
-				TopicName:   o.Topic, Payload: o.Payload, PacketID: 1,
-			})
+				TopicName:   o.Topic, Payload: o.Payload,
+			}, "")
 			s.metrics.delivered.Inc()
 		})
 	}

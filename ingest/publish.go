@@ -24,7 +24,8 @@ type pending struct {
 	hdrs  [8]kgo.RecordHeader // the record's headers, without a second allocation
 	pk    packets.Packet
 	ack   bool         // a client's QoS 1 publish: answer with a PUBACK
-	state atomic.Int32 // 0 in flight, 1 logged, 2 failed
+	state atomic.Int32 // inFlight, logged, failed, timedOut or refused
+	code  byte         // the PUBACK reason code of a refused publish
 	start time.Time
 	c     *conn
 }
@@ -33,6 +34,11 @@ const (
 	inFlight int32 = iota
 	logged
 	failed
+	// timedOut: the writer answered it as failed at AckTimeout; its
+	// produce promise frees its in-flight slot when the log answers.
+	timedOut
+	// refused: never produced; answered with a PUBACK with its code.
+	refused
 )
 
 // conn is the per-connection half of the hot path: a bounded FIFO of
@@ -51,6 +57,9 @@ type conn struct {
 	n    int // entries in ring
 	gone atomic.Bool
 	done chan struct{}
+	// failedV3 is set by the writer once an MQTT 3.1.1 publish failed:
+	// the connection is closing, and no later PUBACK may be written.
+	failedV3 bool
 	// session is the AWS-style session identifier of this connection.
 	session string
 	// principal and key are this client's envelope principal and default
@@ -85,12 +94,46 @@ func newConn(s *Server, cl *mqtt.Client) *conn {
 	return c
 }
 
-// push appends p to the FIFO; the caller holds a sem slot.
+// push appends p to the FIFO; the caller holds a sem slot. Into an
+// empty FIFO it wakes the writer, which then arms its timer for p's
+// AckTimeout (an idle writer has none armed).
 func (c *conn) push(p *pending) {
 	c.mu.Lock()
 	c.ring[(c.head+c.n)%len(c.ring)] = p
 	c.n++
+	first := c.n == 1
 	c.mu.Unlock()
+	if first {
+		c.signal()
+	}
+}
+
+// acquire takes an in-flight slot, waiting while the connection has
+// MaxInFlight publishes on their way to the log (back-pressure on this
+// client alone). It gives up (false) when the server closes and, for
+// the client's own publishes (own), when its connection closed: a
+// reader does not wait on a log that does not answer for a client that
+// is gone. Lifecycle events (own false) wait until the server closes.
+func (c *conn) acquire(own bool) bool {
+	select {
+	case c.sem <- struct{}{}:
+		return true
+	default:
+	}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case c.sem <- struct{}{}:
+			return true
+		case <-c.s.closing:
+			return false
+		case <-tick.C:
+			if own && c.cl.Closed() {
+				return false
+			}
+		}
+	}
 }
 
 func (c *conn) signal() {
@@ -112,7 +155,9 @@ func (c *conn) close() {
 // for the client (negative PUBACK or closed connection), so a client is
 // never left waiting on a dead log; if the log takes it later it is
 // logged but not routed, and the client's retry may log it twice
-// (at-least-once for what was never acknowledged).
+// (at-least-once for what was never acknowledged). Its in-flight slot
+// stays taken until the log answers, so what one connection can pile up
+// in the producer stays bounded by MaxInFlight.
 func (c *conn) writer() {
 	defer close(c.done)
 	var ready []*pending
@@ -136,6 +181,9 @@ func (c *conn) writer() {
 					wait = timeout - age
 					break
 				}
+				if p.state.CompareAndSwap(inFlight, timedOut) {
+					c.s.metrics.ackTimeouts.Inc()
+				}
 			}
 			c.ring[c.head] = nil
 			c.head = (c.head + 1) % len(c.ring)
@@ -156,31 +204,47 @@ func (c *conn) writer() {
 	}
 }
 
-// answer acknowledges ready publishes in one write, then routes the
-// logged ones and frees their in-flight slots.
+// answer acknowledges ready publishes in one write, routes the logged
+// ones and frees the in-flight slots of those the log answered. A
+// retained publish is routed (so retained) before its PUBACK is
+// written, as mochi retains before it acknowledges: a client that
+// subscribes once its publish is acknowledged gets the retained
+// message. Routing keeps arrival order, so what came before the last
+// retained publish of the batch is routed before the write too.
 func (c *conn) answer(ready []*pending, buf *[]byte) {
 	b := (*buf)[:0]
 	var failure bool
-	for _, p := range ready {
-		if !p.ack {
+	split := 0 // ready[:split] is routed before the write
+	for i, p := range ready {
+		state := p.state.Load()
+		if state == logged && p.pk.FixedHeader.Retain {
+			split = i + 1
+		}
+		if !p.ack || c.failedV3 {
 			continue
 		}
 		switch {
-		case p.state.Load() == logged:
+		case state == logged:
 			b = append(b, packets.Puback<<4, 2, byte(p.pk.PacketID>>8), byte(p.pk.PacketID))
 		case c.v5:
 			// MQTT 5: a PUBACK with a failure reason code.
-			b = append(b, packets.Puback<<4, 3, byte(p.pk.PacketID>>8), byte(p.pk.PacketID), packets.ErrUnspecifiedError.Code)
+			code := packets.ErrUnspecifiedError.Code
+			if state == refused {
+				code = p.code
+			}
+			b = append(b, packets.Puback<<4, 3, byte(p.pk.PacketID>>8), byte(p.pk.PacketID), code)
 		default:
-			failure = true
+			// MQTT 3.1.1: acks of earlier publishes are written, none
+			// of this one or of any later one.
+			c.failedV3, failure = true, true
 		}
 	}
 	*buf = b
+	c.settle(ready[:split])
 	if failure && !c.gone.Load() {
 		// MQTT 3.1.1 has no negative PUBACK and forbids a server
 		// DISCONNECT: close the network connection so the client
-		// retries the unacknowledged publishes. Acks of earlier
-		// publishes are still written first.
+		// retries the unacknowledged publishes.
 		c.s.metrics.refused.WithLabelValues("log_unavailable").Inc()
 		c.s.opts.Logger.Warn("closing client: the log did not acknowledge its publish", "client", c.cl.ID)
 	}
@@ -190,9 +254,20 @@ func (c *conn) answer(ready []*pending, buf *[]byte) {
 	if failure && !c.gone.Load() {
 		c.cl.Stop(errLogUnavailable)
 	}
-	for _, p := range ready {
-		if p.state.Load() == logged && c.mayHaveSubscribers(&c.writerSubs, &p.pk) {
-			c.s.route(p.pk)
+	c.settle(ready[split:])
+}
+
+// settle routes the logged publishes of done and frees the in-flight
+// slots of those the log answered.
+func (c *conn) settle(done []*pending) {
+	for _, p := range done {
+		switch p.state.Load() {
+		case logged:
+			if c.mayHaveSubscribers(&c.writerSubs, &p.pk) {
+				c.s.route(p.pk, c.cl.ID)
+			}
+		case timedOut:
+			continue // its promise frees the slot
 		}
 		<-c.sem
 	}
@@ -243,7 +318,7 @@ func (h *publishHook) ID() string { return "iotpipe-publish" }
 
 func (h *publishHook) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnPublish, mqtt.OnPacketRead, mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnWillSent,
+	case mqtt.OnPublish, mqtt.OnPacketRead, mqtt.OnConnect, mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnWillSent,
 		mqtt.OnSubscribed, mqtt.OnUnsubscribed:
 		return true
 	}
@@ -251,22 +326,28 @@ func (h *publishHook) Provides(b byte) bool {
 }
 
 // OnPacketRead refuses, before anything else sees it, a PUBLISH whose
-// topic is not a valid topic name (0x90) or whose payload is over the
-// limit (0x95): an MQTT 5 client gets a DISCONNECT with that reason code,
-// an MQTT 3.1.1 client has its connection closed (3.1.1 has no server
-// DISCONNECT). Other clients are not affected.
+// topic is not a valid topic name or breaks a limit (checkTopic: 0x90)
+// or whose payload is over the limit (0x95): an MQTT 5 client gets a
+// DISCONNECT with that reason code, an MQTT 3.1.1 client has its
+// connection closed (3.1.1 has no server DISCONNECT); and a PUBLISH on
+// a reserved topic (refuseReserved: 0x87). Other clients are not
+// affected.
 func (h *publishHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if pk.FixedHeader.Type != packets.Publish {
 		return pk, nil
 	}
 	s := h.s
 	if !(pk.Properties.TopicAliasFlag && pk.TopicName == "") {
-		if err := validTopicName(pk.TopicName); err != nil {
-			return pk, s.refuse(cl, packets.ErrTopicNameInvalid, "bad_topic", err.Error())
+		if err := checkTopic(pk.TopicName); err != nil {
+			return pk, s.refuse(cl, packets.Code{Code: packets.ErrTopicNameInvalid.Code, Reason: err.Error()}, "bad_topic", err.Error())
 		}
 	}
 	if len(pk.Payload) > s.opts.MaxPayload {
-		return pk, s.refuse(cl, packets.ErrPacketTooLarge, "payload_too_large", fmt.Sprintf("payload of %d bytes over the %d-byte limit", len(pk.Payload), s.opts.MaxPayload))
+		reason := fmt.Sprintf("payload of %d bytes over the %d-byte limit", len(pk.Payload), s.opts.MaxPayload)
+		return pk, s.refuse(cl, packets.Code{Code: packets.ErrPacketTooLarge.Code, Reason: reason}, "payload_too_large", reason)
+	}
+	if reason := reservedTopic(pk.TopicName); reason != "" {
+		return s.refuseReserved(cl, pk, reason)
 	}
 	return pk, nil
 }
@@ -329,7 +410,10 @@ func (h *publishHook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
 
 func (h *publishHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
-		return pk, nil // our own routing of logged messages
+		return routed(pk), nil // our own routing of logged messages
+	}
+	if pk.Ignore {
+		return pk, packets.ErrRejectPacket // refused in OnPacketRead, answered in turn
 	}
 	s := h.s
 	v, ok := s.conns.Load(cl)
@@ -358,6 +442,9 @@ func (h *publishHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pac
 // nothing to route); it still takes an in-flight slot, so back-pressure
 // holds.
 func (c *conn) produceUnrouted(pk packets.Packet) {
+	if !c.acquire(true) {
+		return
+	}
 	p := c.pending(schemas.EventPublish, pk, false)
 	c.s.producer.Produce(c.s.ctx, &p.rec, c.s.promiseUnrouted)
 }
@@ -376,22 +463,26 @@ func (s *Server) producedUnrouted(r *kgo.Record, err error) {
 
 // produce writes the event of pk to the log asynchronously; once the log
 // answered, the writer acknowledges pk (when ack) and routes it, in FIFO
-// order. It waits for an in-flight slot first: back-pressure on this
-// client alone.
+// order. It waits for an in-flight slot first (acquire; a client's own
+// publish is dropped, unacknowledged, if its connection closes
+// meanwhile).
 func (c *conn) produce(typ schemas.EventType, pk packets.Packet, ack bool) {
+	if !c.acquire(typ == schemas.EventPublish) {
+		c.s.opts.Logger.Debug("event not logged: connection or server closed while the log was full", "client", c.cl.ID, "type", typ)
+		return
+	}
 	p := c.pending(typ, pk, ack)
 	c.push(p)
 	c.s.producer.Produce(c.s.ctx, &p.rec, c.s.promise)
 }
 
-// pending waits for an in-flight slot (back-pressure on this client
-// alone), then returns pk's pending with its log record filled in.
+// pending returns pk's pending with its log record filled in; the
+// caller holds an in-flight slot for it.
 func (c *conn) pending(typ schemas.EventType, pk packets.Packet, ack bool) *pending {
-	c.sem <- struct{}{}
 	now := time.Now()
 	p := &pending{Context: context.Background(), pk: pk, ack: ack, start: now, c: c}
-	key := c.key // the common case: keyed by the client, share its bytes
-	if thing := thingOf("", pk.TopicName); thing != "" {
+	key := c.key // the common case (schemas.EventKey is the client id): share its bytes
+	if thing := schemas.TopicThing(pk.TopicName); thing != "" {
 		key = []byte(thing)
 	}
 	c.s.fillRecord(&p.rec, p.hdrs[:0], key, c.cl.ID, c.principal, typ, pk.TopicName, pk.FixedHeader.Qos, pk.FixedHeader.Retain, pk.Payload, now)
@@ -400,34 +491,31 @@ func (c *conn) pending(typ schemas.EventType, pk packets.Packet, ack bool) *pend
 }
 
 // produced is the one produce promise of every connection's records. It
-// never blocks: it marks the pending and wakes its connection's writer.
+// never blocks: it marks the pending and wakes its connection's writer,
+// or, when the writer already answered it at AckTimeout, frees its
+// in-flight slot.
 func (s *Server) produced(r *kgo.Record, err error) {
 	p := r.Context.(*pending)
+	state := logged
 	if err != nil {
-		p.state.Store(failed)
+		state = failed
 		s.metrics.produceErrors.Inc()
 		s.opts.Logger.Debug("log write failed", "client", p.c.cl.ID, "topic", p.pk.TopicName, "err", err)
 	} else {
-		p.state.Store(logged)
 		s.metrics.logged.Inc()
 		s.metrics.produceLatency.Observe(time.Since(p.start).Seconds())
 	}
-	p.c.signal()
-}
-
-// route hands a logged publish to mochi's routing (subscribers and
-// retained messages) through the router's inline client.
-func (s *Server) route(pk packets.Packet) {
-	pk.FixedHeader.Dup = false
-	if err := s.mqtt.InjectPacket(s.router, pk); err != nil {
-		s.opts.Logger.Debug("route", "topic", pk.TopicName, "err", err)
+	if !p.state.CompareAndSwap(inFlight, state) {
+		<-p.c.sem // timed out: answered, not routed
+		return
 	}
+	p.c.signal()
 }
 
 // record builds the log record of an event of cl.
 func (s *Server) record(cl *mqtt.Client, typ schemas.EventType, topic string, qos byte, retain bool, payload []byte) *kgo.Record {
 	r := new(kgo.Record)
-	s.fillRecord(r, make([]kgo.RecordHeader, 0, 8), []byte(thingOf(cl.ID, topic)), cl.ID, principal(cl), typ, topic, qos, retain, payload, time.Now())
+	s.fillRecord(r, make([]kgo.RecordHeader, 0, 8), []byte(schemas.EventKey(cl.ID, topic)), cl.ID, principal(cl), typ, topic, qos, retain, payload, time.Now())
 	return r
 }
 
@@ -447,26 +535,6 @@ func (s *Server) fillRecord(r *kgo.Record, hdrs []kgo.RecordHeader, key []byte, 
 	r.Key = key
 	r.Value = payload
 	r.Headers = env.AppendHeaders(hdrs)
-}
-
-// thingOf returns the record key of an event: the thing named by an AWS
-// reserved thing topic ($aws/things/{thing}/..., e.g. a shadow request on
-// another thing's shadow, so all requests on one shadow share a
-// partition), else the client id.
-func thingOf(clientID, topic string) string {
-	const prefix = "$aws/things/"
-	if len(topic) > len(prefix) && topic[:len(prefix)] == prefix {
-		rest := topic[len(prefix):]
-		for i := 0; i < len(rest); i++ {
-			if rest[i] == '/' {
-				if i > 0 {
-					return rest[:i]
-				}
-				break
-			}
-		}
-	}
-	return clientID
 }
 
 func principal(cl *mqtt.Client) string {

@@ -21,6 +21,18 @@ type rawClient struct {
 
 func dialRaw(t *testing.T, addr, id string, v5 bool) *rawClient {
 	t.Helper()
+	rc, code := dialRawConnect(t, addr, id, v5, "", nil)
+	if code != 0 {
+		t.Fatalf("connack 0x%02x", code)
+	}
+	return rc
+}
+
+// dialRawConnect connects with client id, and a Will on willTopic when
+// it is not empty, and returns the CONNACK's return (3.1.1) or reason
+// (5) code.
+func dialRawConnect(t *testing.T, addr, id string, v5 bool, willTopic string, willPayload []byte) (*rawClient, byte) {
+	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -33,17 +45,28 @@ func dialRaw(t *testing.T, addr, id string, v5 bool) *rawClient {
 	if v5 {
 		level = 5
 	}
-	body = append(body, level, 0x02, 0, 60) // clean session, keepalive 60
+	flags := byte(0x02) // clean session
+	if willTopic != "" {
+		flags |= 0x04 | 0x08 // will, QoS 1
+	}
+	body = append(body, level, flags, 0, 60) // keepalive 60
 	if v5 {
 		body = append(body, 0) // no properties
 	}
 	body = appendString(body, id)
+	if willTopic != "" {
+		if v5 {
+			body = append(body, 0) // no will properties
+		}
+		body = appendString(body, willTopic)
+		body = appendString(body, string(willPayload))
+	}
 	rc.send(0x10, body)
 	typ, ack := rc.read()
-	if typ != 0x20 || (v5 && ack[1] != 0) || (!v5 && ack[1] != 0) {
+	if typ != 0x20 || len(ack) < 2 {
 		t.Fatalf("connack %x %v", typ, ack)
 	}
-	return rc
+	return rc, ack[1]
 }
 
 func appendString(b []byte, s string) []byte {
@@ -78,14 +101,21 @@ func (rc *rawClient) send(header byte, body []byte) {
 
 // publish builds a QoS 1 PUBLISH packet.
 func (rc *rawClient) publish(topic string, id uint16, payload []byte) []byte {
+	return rc.publishQoS(topic, 1, id, payload)
+}
+
+// publishQoS builds a PUBLISH packet at qos (id is left out at QoS 0).
+func (rc *rawClient) publishQoS(topic string, qos byte, id uint16, payload []byte) []byte {
 	var body []byte
 	body = appendString(body, topic)
-	body = binary.BigEndian.AppendUint16(body, id)
+	if qos > 0 {
+		body = binary.BigEndian.AppendUint16(body, id)
+	}
 	if rc.v5 {
 		body = append(body, 0)
 	}
 	body = append(body, payload...)
-	return rc.packet(0x32, body)
+	return rc.packet(0x30|qos<<1, body)
 }
 
 // read returns the next packet's type nibble<<4 and body; on a closed
@@ -93,6 +123,11 @@ func (rc *rawClient) publish(topic string, id uint16, payload []byte) []byte {
 func (rc *rawClient) read() (byte, []byte) {
 	rc.t.Helper()
 	rc.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	return rc.readNoDeadline()
+}
+
+// readNoDeadline is read with the deadline the caller set.
+func (rc *rawClient) readNoDeadline() (byte, []byte) {
 	h, err := rc.r.ReadByte()
 	if err != nil {
 		return 0, nil

@@ -7,15 +7,12 @@ package ingest
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/iotpipe/iotpipe/schemas"
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -50,7 +47,9 @@ type Options struct {
 	// 131072, AWS IoT's limit); larger ones are refused with 0x95.
 	MaxPayload int
 	// AckTimeout is how long a publish may wait for the log before the
-	// client is told it failed (default 10s).
+	// client is told it failed (default 10s): MQTT 5 gets a PUBACK with
+	// 0x80, MQTT 3.1.1 has its connection closed. The publish keeps its
+	// in-flight slot until the log answers it.
 	AckTimeout time.Duration
 	// SessionDir, when set, keeps MQTT sessions (persistent sessions'
 	// subscriptions and queued QoS 1 messages, retained messages) in a
@@ -104,6 +103,12 @@ type Server struct {
 	// promiseUnrouted completes QoS 0 records that skip the FIFO.
 	promiseUnrouted func(*kgo.Record, error)
 	subGen          atomic.Uint64 // bumped on every subscribe/unsubscribe
+	// store is the session store (nil without SessionDir).
+	store *sessionstore.Hook
+	// closing is closed when Close starts: readers waiting for an
+	// in-flight slot give up.
+	closing   chan struct{}
+	closeOnce sync.Once
 }
 
 // New returns a Server writing to producer.
@@ -121,7 +126,7 @@ func New(producer Producer, opts Options) (*Server, error) {
 		}(),
 	})
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Server{opts: opts, producer: producer, mqtt: ms, metrics: newMetrics(), ctx: ctx, cancel: cancel}
+	s := &Server{opts: opts, producer: producer, mqtt: ms, metrics: newMetrics(), ctx: ctx, cancel: cancel, closing: make(chan struct{})}
 	s.waiters.m = map[string]chan schemas.Outbound{}
 	s.promise = s.produced
 	s.promiseUnrouted = s.producedUnrouted
@@ -135,7 +140,8 @@ func New(producer Producer, opts Options) (*Server, error) {
 		}
 	}
 	if opts.SessionDir != "" {
-		if err := ms.AddHook(new(sessionstore.Hook), &sessionstore.Options{Path: opts.SessionDir}); err != nil {
+		s.store = new(sessionstore.Hook)
+		if err := ms.AddHook(s.store, &sessionstore.Options{Path: opts.SessionDir}); err != nil {
 			return nil, fmt.Errorf("mqtt session store %s: %w", opts.SessionDir, err)
 		}
 	}
@@ -143,6 +149,7 @@ func New(producer Producer, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.router = ms.NewClient(nil, "local", "iotpipe-router", true)
+	s.router.Properties.ProtocolVersion = 5 // what it routes keeps MQTT 5 semantics (message expiry)
 	return s, nil
 }
 
@@ -153,13 +160,14 @@ func (s *Server) Start() error {
 		return fmt.Errorf("mqtt listen %s: %w", s.opts.MQTTAddr, err)
 	}
 	s.addr = ln.Addr()
-	l := listeners.NewNet("tcp", ln)
+	l := listeners.NewNet("tcp", watchListener{ln})
 	if err := s.mqtt.AddListener(l); err != nil {
 		return fmt.Errorf("mqtt listener: %w", err)
 	}
 	if err := s.mqtt.Serve(); err != nil {
 		return fmt.Errorf("mqtt serve: %w", err)
 	}
+	s.restoreStored()
 	s.opts.Logger.Info("mqtt listening", "addr", s.addr.String(), "dev", s.opts.Dev)
 	return nil
 }
@@ -170,6 +178,7 @@ func (s *Server) MQTTAddr() net.Addr { return s.addr }
 // Close disconnects clients and stops the broker. Publishes already
 // handed to the producer complete or fail with the producer.
 func (s *Server) Close() error {
+	s.closeOnce.Do(func() { close(s.closing) })
 	err := s.mqtt.Close()
 	s.cancel()
 	return err
@@ -193,22 +202,6 @@ func (h *denyHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) boo
 }
 
 func (h *denyHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool { return false }
-
-// validTopicName checks an MQTT topic name of a PUBLISH: non-empty,
-// valid UTF-8 without NUL, no wildcards, at most 65535 bytes.
-func validTopicName(t string) error {
-	switch {
-	case t == "":
-		return errors.New("empty topic")
-	case len(t) > 65535:
-		return errors.New("topic longer than 65535 bytes")
-	case !utf8.ValidString(t):
-		return errors.New("topic is not valid UTF-8")
-	case strings.ContainsAny(t, "+#\x00"):
-		return errors.New("topic contains a wildcard or NUL")
-	}
-	return nil
-}
 
 // lifecycle writes a connected/disconnected event to the log and, once
 // logged, publishes AWS IoT's presence message for it. It goes through

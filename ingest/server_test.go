@@ -22,18 +22,32 @@ type rig struct {
 	addr string
 }
 
-func newRig(t *testing.T, opts Options) *rig {
+func newRig(t testing.TB, opts Options) *rig {
+	t.Helper()
+	return newRigProducer(t, opts)
+}
+
+// newRigProducer is newRig with a producer of ProducerOpts plus extra.
+func newRigProducer(t testing.TB, opts Options, extra ...kgo.Opt) *rig {
 	t.Helper()
 	l, err := eventlog.Open(context.Background(), eventlog.Options{DataDir: t.TempDir(), Port: -1, Partitions: 4})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(l.Close)
-	prod, err := l.Client(ProducerOpts()...)
+	prod, err := l.Client(append(ProducerOpts(), extra...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(prod.Close)
+	srv := startServer(t, prod, opts)
+	return &rig{log: l, prod: prod, srv: srv, addr: srv.MQTTAddr().String()}
+}
+
+// startServer starts an ingest server in --dev mode on a free port
+// (unless opts names one), closed when the test ends.
+func startServer(t testing.TB, prod Producer, opts Options) *Server {
+	t.Helper()
 	if opts.MQTTAddr == "" {
 		opts.MQTTAddr = "127.0.0.1:0"
 	}
@@ -46,7 +60,7 @@ func newRig(t *testing.T, opts Options) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Close() })
-	return &rig{log: l, prod: prod, srv: srv, addr: srv.MQTTAddr().String()}
+	return srv
 }
 
 // readAll reads every record of topic up to its end offsets, waiting up

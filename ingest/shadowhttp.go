@@ -3,6 +3,7 @@ package ingest
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -21,8 +22,8 @@ import (
 // document, or the rejection's AWS error code and body.
 func (s *Server) ShadowHTTP(w http.ResponseWriter, r *http.Request) {
 	thing := r.PathValue("thing")
-	if thing == "" || strings.ContainsAny(thing, "/+#\x00") {
-		httpError(w, http.StatusBadRequest, "bad thing name")
+	if thing == "" || strings.ContainsAny(thing, "/+#\x00") || len(thing) > MaxThingNameBytes {
+		httpError(w, http.StatusBadRequest, fmt.Sprintf("bad thing name (at most %d bytes, no / + # or NUL)", MaxThingNameBytes))
 		return
 	}
 	if !s.opts.Dev {
@@ -51,14 +52,20 @@ func (s *Server) ShadowHTTP(w http.ResponseWriter, r *http.Request) {
 		topic += "/name/" + name
 	}
 	topic += "/" + op
+	if err := checkTopic(topic); err != nil {
+		httpError(w, http.StatusBadRequest, "bad shadow request: "+err.Error())
+		return
+	}
+	client, ok := httpClientID(w, r)
+	if !ok {
+		return
+	}
 	var body []byte
 	if op == "update" {
-		var ok bool
 		if body, ok = s.readPayload(w, r); !ok {
 			return
 		}
 	}
-	client := httpClientID(r)
 	var id [12]byte
 	_, _ = rand.Read(id[:])
 	reqID := hex.EncodeToString(id[:])
@@ -68,7 +75,7 @@ func (s *Server) ShadowHTTP(w http.ResponseWriter, r *http.Request) {
 		Type: schemas.EventPublish, Topic: topic, ClientID: client, Principal: "http:anonymous",
 		QoS: 1, ReceivedAt: time.Now().UnixNano(), RequestID: reqID,
 	}
-	rec := &kgo.Record{Topic: s.opts.Topics.Events, Key: []byte(thing), Value: body, Headers: env.Headers()}
+	rec := &kgo.Record{Topic: s.opts.Topics.Events, Key: []byte(schemas.EventKey(client, topic)), Value: body, Headers: env.Headers()}
 	if err := s.producer.ProduceSync(r.Context(), rec).FirstErr(); err != nil {
 		httpError(w, http.StatusServiceUnavailable, "event log unavailable: "+err.Error())
 		return

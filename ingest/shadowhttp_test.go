@@ -1,7 +1,6 @@
 package ingest
 
 import (
-	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -24,6 +23,8 @@ func TestShadowHTTPRefusals(t *testing.T) {
 		{"method", http.MethodPut, "lamp-1", true, http.StatusMethodNotAllowed},
 		{"NUL in the thing", http.MethodGet, "lamp\x001", true, http.StatusBadRequest},
 		{"slash in the shadow name", http.MethodGet, "lamp-1?name=a/b", true, http.StatusBadRequest},
+		{"thing name over 128 bytes", http.MethodGet, strings.Repeat("n", 129), true, http.StatusBadRequest},
+		{"topic over 256 bytes", http.MethodGet, "lamp-1?name=" + strings.Repeat("s", 250), true, http.StatusBadRequest},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -33,17 +34,7 @@ func TestShadowHTTPRefusals(t *testing.T) {
 			req.SetPathValue("thing", thing)
 			w := httptest.NewRecorder()
 			r.srv.ShadowHTTP(w, req)
-			var body struct {
-				Code      int    `json:"code"`
-				Message   string `json:"message"`
-				Timestamp int64  `json:"timestamp"`
-			}
-			if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil {
-				t.Fatalf("body %q: %v", w.Body, err)
-			}
-			if w.Code != tt.code || body.Code != tt.code || body.Message == "" || body.Timestamp == 0 {
-				t.Fatalf("got %d %s, want %d with an AWS error document", w.Code, w.Body, tt.code)
-			}
+			expectAWSError(t, w, tt.code)
 		})
 	}
 	records := r.readAll(t, r.srv.opts.Topics.Events, 0)
