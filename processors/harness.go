@@ -26,6 +26,10 @@ type Harness struct {
 	DLQ string
 	// DryRun turns side effects off (Tx.DryRun reports it), as in replay.
 	DryRun bool
+	// RawInput runs the processors over records that are not events
+	// (their envelope is not decoded; Event.Headers has the headers), as
+	// a Runner whose Input is another topic does.
+	RawInput bool
 	// DropChangelog drops the changelog records once made (benchmarks,
 	// which would otherwise keep them all).
 	DropChangelog bool
@@ -67,6 +71,7 @@ func (h *Harness) task(partition int32) *task {
 	t, ok := h.tasks[partition]
 	if !ok {
 		t = newTask(h.db, partition, h.procs, func() time.Time { return h.Now }, h.DryRun, h.DLQ, h.Partitions)
+		t.raw = h.RawInput
 		h.tasks[partition] = t
 	}
 	return t

@@ -106,8 +106,10 @@ type Event struct {
 	Thing string
 	// Payload is the record value: the payload bytes as received.
 	Payload []byte
-	// Envelope is the decoded record headers.
+	// Envelope is the decoded record headers (of an events record).
 	Envelope schemas.Envelope
+	// Headers are the record's headers as they are.
+	Headers []kgo.RecordHeader
 
 	decoded bool
 	value   any

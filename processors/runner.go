@@ -24,8 +24,13 @@ type ClientFactory interface {
 // RunnerOptions configures a Runner.
 type RunnerOptions struct {
 	// Topics are the log's topic names (default schemas.DefaultTopics()):
-	// the runner reads Events and writes Changelog and DLQ.
+	// the runner reads Input and writes Changelog and DLQ.
 	Topics schemas.Topics
+	// Input is the topic the runner consumes (default Topics.Events).
+	// Records of the events topic are decoded as events (their envelope);
+	// those of any other topic (the action executors read
+	// Topics.Actions) reach processors as they are, in Event.Headers.
+	Input string
 	// Group is the consumer group (default "iotpipe-processors"). Every
 	// `iotpipe process` instance of one deployment uses the same group.
 	// It also names the partitions' transactional ids
@@ -40,6 +45,11 @@ type RunnerOptions struct {
 	// can hold up readers of what it was writing, when no other node
 	// takes its partitions over first.
 	TransactionTimeout time.Duration
+	// FreshStart, when set, says where a partition that never had state
+	// (no local state, nothing in the changelog) starts: ok false means
+	// the start of the input. (The action executors use it to take over
+	// from the consumer groups of earlier versions.)
+	FreshStart func(ctx context.Context, partition int32) (offset int64, ok bool)
 	// Clock is the processors' clock (default time.Now).
 	Clock func() time.Time
 	// BeforeCommit, when set, is called with a batch's emitted records
@@ -61,6 +71,9 @@ func (o *RunnerOptions) defaults() {
 	}
 	if o.Topics.DLQ == "" {
 		o.Topics.DLQ = def.DLQ
+	}
+	if o.Input == "" {
+		o.Input = o.Topics.Events
 	}
 	if o.Group == "" {
 		o.Group = "iotpipe-processors"
@@ -168,14 +181,14 @@ func (r *Runner) Read(processor string, key []byte) ([]byte, bool, error) {
 // bounds memory without stopping the other partitions.
 func (r *Runner) Run(ctx context.Context) error {
 	o := r.opts
-	n, err := eventlog.PartitionCount(ctx, r.factory.Client, o.Topics.Events)
+	n, err := eventlog.PartitionCount(ctx, r.factory.Client, o.Input)
 	if err != nil {
 		return err
 	}
 	r.partitions = int(n)
 	cl, err := r.factory.Client(
 		kgo.ConsumerGroup(o.Group),
-		kgo.ConsumeTopics(o.Topics.Events),
+		kgo.ConsumeTopics(o.Input),
 		kgo.DisableAutoCommit(),
 		kgo.FetchMaxWait(100*time.Millisecond),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
@@ -188,10 +201,10 @@ func (r *Runner) Run(ctx context.Context) error {
 			return r.assign(ctx, actx, m)
 		}),
 		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
-			r.revoke(m[o.Topics.Events])
+			r.revoke(m[o.Input])
 		}),
 		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
-			r.revoke(m[o.Topics.Events])
+			r.revoke(m[o.Input])
 		}),
 	)
 	if err != nil {
@@ -201,7 +214,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	// Workers produce with clients of their own; they stop before the
 	// consumer closes.
 	defer r.stopAll()
-	o.Logger.Info("processors running", "group", o.Group, "topic", o.Topics.Events, "changelog", o.Topics.Changelog, "state", o.StateDir, "processors", len(r.procs))
+	o.Logger.Info("processors running", "group", o.Group, "topic", o.Input, "changelog", o.Topics.Changelog, "state", o.StateDir, "processors", len(r.procs))
 	lastCommit := time.Now()
 	for {
 		fs := cl.PollRecords(ctx, 10000)
@@ -242,7 +255,7 @@ func (r *Runner) commitOffsets(ctx context.Context, cl *kgo.Client) {
 	}
 	r.mu.Unlock()
 	if len(offs) > 0 {
-		cl.CommitOffsets(ctx, map[string]map[int32]kgo.EpochOffset{r.opts.Topics.Events: offs}, nil)
+		cl.CommitOffsets(ctx, map[string]map[int32]kgo.EpochOffset{r.opts.Input: offs}, nil)
 	}
 }
 
@@ -283,7 +296,7 @@ func (r *Runner) dispatch(cl *kgo.Client, fp kgo.FetchTopicPartition) {
 // before its state is ready. actx ends when the group session begins
 // revoking; workers run under runCtx.
 func (r *Runner) assign(runCtx, actx context.Context, m map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
-	ps := m[r.opts.Topics.Events]
+	ps := m[r.opts.Input]
 	type ready struct {
 		p   int32
 		w   *worker
@@ -317,7 +330,7 @@ func (r *Runner) assign(runCtx, actx context.Context, m map[string]map[int32]kgo
 		}
 		fresh = append(fresh, res.p)
 		ps[res.p] = nextOffset(res.w.t.next)
-		r.opts.Logger.Info("partition assigned", "topic", r.opts.Topics.Events, "partition", res.p, "resume_at", res.w.t.next)
+		r.opts.Logger.Info("partition assigned", "topic", r.opts.Input, "partition", res.p, "resume_at", res.w.t.next)
 	}
 	if firstErr == nil && runCtx.Err() != nil {
 		firstErr = runCtx.Err() // Run is ending: start nothing
@@ -386,7 +399,7 @@ func (r *Runner) startPartition(ctx context.Context, p int32) (*worker, error) {
 // newProducer returns partition p's transactional producer: its id is
 // the partition's, so a new owner fences the old one.
 func (r *Runner) newProducer(p int32) (*kgo.Client, error) {
-	id := fmt.Sprintf("%s/%s/%d", r.opts.Group, r.opts.Topics.Events, p)
+	id := fmt.Sprintf("%s/%s/%d", r.opts.Group, r.opts.Input, p)
 	return r.factory.Client(
 		kgo.TransactionalID(id),
 		kgo.TransactionTimeout(r.opts.TransactionTimeout),
@@ -403,8 +416,16 @@ func (r *Runner) prepare(ctx context.Context, t *task, prod *kgo.Client) error {
 	if _, _, err := prod.ProducerID(ctx); err != nil {
 		return fmt.Errorf("transactional producer of partition %d: %w", t.partition, err)
 	}
-	_, err := r.prepareState(ctx, t, prod)
-	return err
+	if _, err := r.prepareState(ctx, t, prod); err != nil {
+		return err
+	}
+	if t.next < 0 && r.opts.FreshStart != nil {
+		if off, ok := r.opts.FreshStart(ctx, t.partition); ok {
+			t.next = off
+			r.opts.Logger.Info("partition starts where an earlier version left it", "partition", t.partition, "offset", off)
+		}
+	}
+	return nil
 }
 
 // changelogPartitioner sends changelog records to the partition set on
@@ -447,6 +468,7 @@ func (r *Runner) stopAll() {
 // processors send to the DLQ.
 func (r *Runner) newTask(p int32) *task {
 	t := newTask(r.db, p, r.procs, r.opts.Clock, false, r.opts.Topics.DLQ, r.partitions)
+	t.raw = r.opts.Input != r.opts.Topics.Events
 	t.onError = func(proc string, err error) {
 		r.metrics.taskErrors.WithLabelValues(proc).Inc()
 		r.opts.Logger.Warn("event to dlq", "processor", proc, "partition", p, "err", err)
@@ -480,7 +502,7 @@ func (r *Runner) revoke(ps []int32) {
 		w.mu.Lock()
 		if w.paused && w.cl != nil {
 			w.paused = false
-			w.cl.ResumeFetchPartitions(map[string][]int32{r.opts.Topics.Events: {w.t.partition}})
+			w.cl.ResumeFetchPartitions(map[string][]int32{r.opts.Input: {w.t.partition}})
 		}
 		w.mu.Unlock()
 	}

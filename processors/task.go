@@ -25,8 +25,11 @@ type task struct {
 	db        *pebble.DB
 	clock     func() time.Time
 	dryRun    bool
-	dlq       string
-	onError   func(proc string, err error)
+	// raw: the input is not the events topic; records are not decoded
+	// as events.
+	raw     bool
+	dlq     string
+	onError func(proc string, err error)
 	// partitions is the events topic's partition count (for
 	// PartitionOf); hash partitions keys as ingest's producer does.
 	partitions int
@@ -197,12 +200,15 @@ func (t *task) apply(ctx context.Context, bt *batch, rec *kgo.Record) error {
 	source := append(strconv.AppendInt(buf[:0], int64(rec.Partition), 10), '/')
 	source = strconv.AppendInt(source, rec.Offset, 10)
 	bt.next = rec.Offset + 1
-	env, err := schemas.DecodeEnvelope(rec.Headers)
-	if err != nil {
-		bt.out = append(bt.out, schemas.DeadLetter(t.dlq, rec, "envelope", err))
-		return nil
+	var env schemas.Envelope
+	if !t.raw {
+		var err error
+		if env, err = schemas.DecodeEnvelope(rec.Headers); err != nil {
+			bt.out = append(bt.out, schemas.DeadLetter(t.dlq, rec, "envelope", err))
+			return nil
+		}
 	}
-	t.ev = Event{Partition: rec.Partition, Offset: rec.Offset, Thing: string(rec.Key), Payload: rec.Value, Envelope: env}
+	t.ev = Event{Partition: rec.Partition, Offset: rec.Offset, Thing: string(rec.Key), Payload: rec.Value, Envelope: env, Headers: rec.Headers}
 	ev := &t.ev
 	for i, p := range t.procs {
 		err, fatal := t.call(ctx, bt, i, source, func(tx *Tx) error { return p.Process(ctx, tx, ev) })

@@ -77,9 +77,12 @@ func (w *worker) take() bool {
 
 // continuous drops the held records the state already reflects, and
 // returns the ones that continue from the state's next offset, as many
-// as one batch takes. A record past the next offset is a gap: events the
+// as one batch takes. In the events topic (written without
+// transactions) a record past the next offset is a gap: events the
 // retention removed before they were applied (reported, then accepted),
-// or records from before a rebalance, dropped.
+// or records from before a rebalance, dropped. A transactional input
+// (the actions topic) has gaps of its own (transaction markers, aborted
+// records), so there only records below the next offset are dropped.
 func (w *worker) continuous(max int) []*kgo.Record {
 	t := w.t
 	i := 0
@@ -90,6 +93,9 @@ func (w *worker) continuous(max int) []*kgo.Record {
 	if len(w.held) == 0 {
 		return nil
 	}
+	if t.raw {
+		return w.held[:min(len(w.held), max)]
+	}
 	if first := w.held[0].Offset; t.next >= 0 && first > t.next {
 		if w.logStart > t.next {
 			w.r.metrics.lost.Add(float64(first - t.next))
@@ -99,7 +105,7 @@ func (w *worker) continuous(max int) []*kgo.Record {
 			w.r.opts.Logger.Warn("records do not continue the partition's state; dropped and fetched again",
 				"partition", t.partition, "next", t.next, "got", first)
 			w.held = nil
-			w.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{w.r.opts.Topics.Events: {t.partition: {Epoch: -1, Offset: t.next}}})
+			w.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{w.r.opts.Input: {t.partition: {Epoch: -1, Offset: t.next}}})
 			return nil
 		}
 	}

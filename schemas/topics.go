@@ -24,6 +24,10 @@ type Topics struct {
 	// and the next offset it reflects, so a partition's state can be
 	// restored on any node (the processor runtime owns it).
 	Changelog string
+	// ActionsChangelog is the compacted changelog of the action
+	// executors that run on the processor runtime (republish, command,
+	// kafka), partitioned like Actions.
+	ActionsChangelog string
 	// Executed is the compacted ledger of the action executors: per
 	// executor and actions partition, the ids of the effects already
 	// executed, so an effect is never repeated after a restart or a
@@ -43,15 +47,17 @@ func DefaultTopics() Topics {
 		DLQ:        "iotpipe.dlq",
 		Changelog:  "iotpipe.changelog",
 		Executed:   "iotpipe.executed",
+
+		ActionsChangelog: "iotpipe.changelog.actions",
 	}
 }
 
 // All returns every topic name, events first.
 func (t Topics) All() []string {
-	return []string{t.Events, t.Outbound, t.Actions, t.Shadows, t.Anomalies, t.Aggregates, t.DLQ, t.Changelog, t.Executed}
+	return []string{t.Events, t.Outbound, t.Actions, t.Shadows, t.Anomalies, t.Aggregates, t.DLQ, t.Changelog, t.Executed, t.ActionsChangelog}
 }
 
 // Compacted reports whether topic keeps only the latest record per key.
 func (t Topics) Compacted(topic string) bool {
-	return topic == t.Shadows || topic == t.Changelog || topic == t.Executed
+	return topic == t.Shadows || topic == t.Changelog || topic == t.Executed || topic == t.ActionsChangelog
 }

@@ -386,15 +386,12 @@ func (n *node) startSinks(ctx context.Context) error {
 		return err
 	}
 	lg := n.lg
-	// Processors write the actions in transactions: read what committed.
-	committed := []kgo.Opt{kgo.FetchIsolationLevel(kgo.ReadCommitted())}
-	rep, err := republish.New(republish.Options{Brokers: lg.Brokers(), Topics: lg.Topics(), Logger: n.log, KafkaOptions: committed})
+	rep, err := republish.New(republish.Options{Clients: lg, Topics: lg.Topics(), Logger: n.log})
 	if err != nil {
 		return err
 	}
-	if err := n.startExecutor(ctx, "republish executor", rep); err != nil {
-		return err
-	}
+	n.reg.MustRegister(rep.Collectors()...)
+	n.lc.run(sinkPhase, "command status", rep.Run)
 	n.mux.Handle("GET /api/commands/{id...}", rep.Handler())
 
 	// On an iotpipe embedded log (this node's or another's), a kafka
@@ -407,13 +404,27 @@ func (n *node) startSinks(ctx context.Context) error {
 	} else if own {
 		createTopic = lg.CreateTopic
 	}
-	ka, err := kafkaaction.New(kafkaaction.Options{Brokers: lg.Brokers(), Topics: lg.Topics(), CreateTopic: createTopic, Logger: n.log, KafkaOptions: committed})
+	ka, err := kafkaaction.New(kafkaaction.Options{Clients: lg, Topics: lg.Topics(), CreateTopic: createTopic, Logger: n.log})
 	if err != nil {
 		return err
 	}
-	if err := n.startExecutor(ctx, "kafka executor", ka); err != nil {
+	n.reg.MustRegister(ka.Collectors()...)
+	n.lc.onStop(sinkPhase, "kafka executor client", func(context.Context) error { return ka.Close() })
+
+	// The republish/command and kafka executors run on the processor
+	// runtime over the actions topic: what they write is in each batch's
+	// transaction with their offset (never written twice).
+	topics := lg.Topics()
+	topics.Changelog = topics.ActionsChangelog
+	ex, err := processors.NewRunner(lg, []processors.Processor{rep, ka}, processors.RunnerOptions{
+		Topics: topics, Input: topics.Actions, Group: actionsGroup, StateDir: n.cfg.path("executors"), Logger: n.log,
+		FreshStart: legacyStart(lg, topics.Actions, "iotpipe-republish", "iotpipe-kafka-actions"),
+	})
+	if err != nil {
 		return err
 	}
+	n.lc.onStop(sinkPhase, "executors' state store", func(context.Context) error { return ex.Close() })
+	n.lc.run(sinkPhase, "action executors", ex.Run)
 
 	wh, err := webhook.New(webhook.Options{Clients: lg, Topics: lg.Topics(), Secret: []byte(n.cfg.WebhookSecret), Logger: n.log})
 	if err != nil {

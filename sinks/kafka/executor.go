@@ -1,7 +1,7 @@
-// Package kafka is the executor of the kafka action: a consumer group
-// (iotpipe-kafka-actions by default) over the actions topic that
-// produces the output of every firing of type "kafka" to the topic the
-// action names:
+// Package kafka is the executor of the kafka action: a processor
+// (Executor.Process) that the processor runtime runs over the actions
+// topic, in the action executors' consumer group, producing the output of
+// every firing of type "kafka" to the topic the action names:
 //
 //	kafka(topic => 'alerts', key => '${clientid()}', headers => {'source': 'iotpipe'})
 //
@@ -9,13 +9,15 @@
 // byte for byte), the key is Params.key (rendered by the rules
 // processor; the action's thing when absent), Params.headers (an object
 // of strings) become record headers, and the headers iot.action (the
-// idempotency key) and iot.rule are added so duplicates are
-// recognisable. Offsets are committed only after the produced records
-// were acknowledged (at least once). With Options.CreateTopic a target
-// topic is created on first use. An action that cannot be executed (no
-// topic, a topic that does not exist and was not created, bad headers)
-// goes to the DLQ with the reason (headers dlq.stage=kafka, dlq.reason,
-// dlq.source).
+// idempotency key) and iot.rule are added. The record is written in the
+// batch's transaction with the executor's offset: exactly once for
+// read-committed consumers, never again after a crash, a restart or a
+// move. With Options.CreateTopic a target topic is created on first use;
+// otherwise it must exist. An action that cannot be executed (no topic,
+// a topic that does not exist and was not created, bad headers, a value
+// over Options.MaxRecordBytes) goes to the DLQ with the reason (headers
+// dlq.stage=kafka, dlq.reason, dlq.source): checked before it is
+// produced, since a record the log refuses aborts its whole batch.
 package kafka
 
 import (
@@ -31,14 +33,15 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/iotpipe/iotpipe/processors"
 	"github.com/iotpipe/iotpipe/schemas"
-	"github.com/iotpipe/iotpipe/sinks/relay"
 )
 
-// DefaultGroup is the consumer group of the kafka action executor.
-const DefaultGroup = "iotpipe-kafka-actions"
+// Name is the processor's name (and the DLQ stage of what it refuses).
+const Name = "kafka"
 
 // Record headers added to every produced record.
 const (
@@ -46,48 +49,60 @@ const (
 	HeaderRule   = "iot.rule"
 )
 
-// Options configure an Executor. Only Brokers is required.
+// DefaultMaxRecordBytes is the default of Options.MaxRecordBytes: the
+// default max.message.bytes of a Kafka topic, less room for the batch.
+const DefaultMaxRecordBytes = 1000000
+
+// ClientFactory makes franz-go clients for the log (eventlog.Log does).
+type ClientFactory interface {
+	Client(opts ...kgo.Opt) (*kgo.Client, error)
+}
+
+// Options configure an Executor. Only Clients is required.
 type Options struct {
-	// Brokers are the Kafka seed brokers of the actions topic ("host:port").
-	// Required. Targets are produced on the same cluster.
-	Brokers []string
+	// Clients makes the client that checks target topics exist. Targets
+	// are produced on the same cluster. Required.
+	Clients ClientFactory
 	// Topics names the actions (read) and DLQ (written) topics. Default
 	// schemas.DefaultTopics().
 	Topics schemas.Topics
-	// Group is the consumer group. Default DefaultGroup.
-	Group string
-	// KafkaOptions are appended to the client options the executor sets.
-	KafkaOptions []kgo.Opt
-	// RetryBackoff is the wait before producing again after the log
-	// refused records. Default 500ms.
-	RetryBackoff time.Duration
 	// CreateTopic, when set, is called before the first record to each
 	// target topic (eventlog.Log.CreateTopic on the embedded log), so a
 	// topic an action names is created on first use. Nil: a target
 	// topic must exist; an action to one that does not goes to the DLQ.
 	CreateTopic func(ctx context.Context, topic string) error
+	// MaxRecordBytes is the largest key, value and headers an action
+	// may produce; a larger one goes to the DLQ. Default
+	// DefaultMaxRecordBytes.
+	MaxRecordBytes int
 	// Logger receives the executor's logs. Default slog.Default().
 	Logger *slog.Logger
 }
 
-// Executor carries out kafka actions. New, Start, Run, Close.
+// Executor carries out kafka actions as a processor. It is safe for use
+// by every partition task at once.
 type Executor struct {
 	opts    Options
 	log     *slog.Logger
 	metrics *metrics
 
 	mu sync.Mutex
-	cl *kgo.Client
-	// created are the target topics CreateTopic made or found (Run's
-	// goroutine only).
-	created map[string]bool
+	// known are the target topics that exist (made or found), missing
+	// those found missing and when (asked again after missingTTL).
+	known   map[string]bool
+	missing map[string]time.Time
+	cl      *kgo.Client // for metadata, made on first need
 }
 
-// New checks opts and returns an Executor that is not yet started.
+// missingTTL is how long a target topic found missing is taken as
+// missing before the log is asked again.
+const missingTTL = 10 * time.Second
+
+// New checks opts and returns an Executor.
 func New(opts Options) (*Executor, error) {
 	o := opts
-	if len(o.Brokers) == 0 {
-		return nil, errors.New("kafka action executor: no Kafka brokers configured (set Options.Brokers)")
+	if o.Clients == nil {
+		return nil, errors.New("kafka action executor: no Kafka client factory (set Options.Clients)")
 	}
 	def := schemas.DefaultTopics()
 	if o.Topics.Actions == "" {
@@ -96,117 +111,94 @@ func New(opts Options) (*Executor, error) {
 	if o.Topics.DLQ == "" {
 		o.Topics.DLQ = def.DLQ
 	}
-	if o.Group == "" {
-		o.Group = DefaultGroup
-	}
-	if o.RetryBackoff <= 0 {
-		o.RetryBackoff = 500 * time.Millisecond
+	if o.MaxRecordBytes <= 0 {
+		o.MaxRecordBytes = DefaultMaxRecordBytes
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	return &Executor{opts: o, log: o.Logger.With("component", "kafka-actions"), metrics: newMetrics(), created: map[string]bool{}}, nil
+	return &Executor{opts: o, log: o.Logger.With("component", "kafka-actions"), metrics: newMetrics(),
+		known: map[string]bool{}, missing: map[string]time.Time{}}, nil
 }
 
-// Start joins the consumer group; it returns once the brokers answered.
-func (e *Executor) Start(ctx context.Context) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.cl != nil {
-		return errors.New("kafka action executor: Start called twice")
-	}
-	cl, err := kgo.NewClient(append([]kgo.Opt{
-		kgo.SeedBrokers(e.opts.Brokers...),
-		kgo.ConsumerGroup(e.opts.Group),
-		kgo.ConsumeTopics(e.opts.Topics.Actions),
-		kgo.DisableAutoCommit(),
-		kgo.BlockRebalanceOnPoll(),
-		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.UnknownTopicRetries(2),
-	}, e.opts.KafkaOptions...)...)
-	if err != nil {
-		return fmt.Errorf("kafka action executor: create Kafka client: %w", err)
-	}
-	if err := cl.Ping(ctx); err != nil {
-		cl.Close()
-		return fmt.Errorf("kafka action executor: reach Kafka brokers %v: %w", e.opts.Brokers, err)
-	}
-	e.cl = cl
-	e.log.Info("kafka action executor started", "topic", e.opts.Topics.Actions, "group", e.opts.Group)
-	return nil
-}
-
-// Close leaves the group and closes the client.
+// Close releases the metadata client.
 func (e *Executor) Close() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.cl != nil {
 		e.cl.Close()
+		e.cl = nil
 	}
 	return nil
 }
 
-// Run executes actions until ctx ends (then it returns nil); records
-// read but not acknowledged are not committed and run again later.
-func (e *Executor) Run(ctx context.Context) error {
-	e.mu.Lock()
-	cl := e.cl
-	e.mu.Unlock()
-	if cl == nil {
-		return errors.New("kafka action executor: Run before Start")
-	}
-	relay.Run(ctx, cl, relay.Options{
-		Logger:       e.log,
-		RetryBackoff: e.opts.RetryBackoff,
-		OnProduced: func(acked []*kgo.Record) {
-			for _, r := range acked {
-				if r.Topic != e.opts.Topics.DLQ {
-					e.metrics.produced.Inc()
-				}
-			}
-		},
-		OnRefused: func(refused []kgo.ProduceResult) {
-			for _, res := range refused {
-				e.metrics.retries.Inc()
-				e.log.Warn("produce refused; retrying", "topic", res.Record.Topic, "err", res.Err)
-			}
-		},
-		DeadLetter: e.deadLetter,
-	}, e.translateAll)
-	return nil
-}
+// Name implements processors.Processor.
+func (e *Executor) Name() string { return Name }
 
-// translateAll translates one poll; every output keeps its action record
-// as Source, so an output whose topic does not exist is dead-lettered.
-func (e *Executor) translateAll(recs []*kgo.Record) ([]relay.Output, func()) {
-	var out []relay.Output
-	for _, r := range recs {
-		if o := e.translate(r); o != nil {
-			e.ensureTopic(o.Topic)
-			out = append(out, relay.Output{Record: o, Source: r})
+// Process implements processors.Processor: a kafka action's record, or
+// its dead letter; other action types are not this executor's.
+func (e *Executor) Process(ctx context.Context, tx *processors.Tx, ev *processors.Event) error {
+	r := &kgo.Record{Topic: e.opts.Topics.Actions, Partition: ev.Partition, Offset: ev.Offset,
+		Key: []byte(ev.Thing), Value: ev.Payload, Headers: ev.Headers}
+	out := e.translate(r)
+	if out == nil {
+		return nil
+	}
+	if out.Topic != e.opts.Topics.DLQ {
+		if err := e.ensureTopic(ctx, out.Topic); err != nil {
+			out = e.deadLetter(r, fmt.Errorf("kafka action %s: %w", out.Topic, err))
+		} else if !tx.DryRun() {
+			e.metrics.produced.Inc()
 		}
 	}
-	return out, nil
+	tx.Emit(out)
+	return nil
 }
 
-// createTimeout bounds one CreateTopic call.
+// createTimeout bounds one CreateTopic call or metadata request.
 const createTimeout = 10 * time.Second
 
-// ensureTopic has Options.CreateTopic make topic before its first
-// record; a failure is logged and tried again on the next poll (the
-// record goes to the DLQ if the topic is still missing).
-func (e *Executor) ensureTopic(topic string) {
-	if e.opts.CreateTopic == nil || e.created[topic] || topic == e.opts.Topics.DLQ {
-		return
+// ensureTopic makes sure topic exists: Options.CreateTopic makes it on
+// the embedded log; otherwise the log is asked (a topic found missing is
+// asked about again after missingTTL).
+func (e *Executor) ensureTopic(ctx context.Context, topic string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.known[topic] {
+		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), createTimeout)
+	if at, ok := e.missing[topic]; ok && time.Since(at) < missingTTL {
+		return fmt.Errorf("topic %s does not exist", topic)
+	}
+	ctx, cancel := context.WithTimeout(ctx, createTimeout)
 	defer cancel()
-	if err := e.opts.CreateTopic(ctx, topic); err != nil {
-		e.log.Warn("create the target topic of a kafka action", "topic", topic, "err", err)
-		return
+	if e.opts.CreateTopic != nil {
+		if err := e.opts.CreateTopic(ctx, topic); err != nil {
+			e.missing[topic] = time.Now()
+			e.log.Warn("create the target topic of a kafka action", "topic", topic, "err", err)
+			return fmt.Errorf("create topic %s: %w", topic, err)
+		}
+		e.known[topic] = true
+		e.log.Info("target topic ready", "topic", topic)
+		return nil
 	}
-	e.created[topic] = true
-	e.log.Info("target topic ready", "topic", topic)
+	if e.cl == nil {
+		cl, err := e.opts.Clients.Client()
+		if err != nil {
+			return err
+		}
+		e.cl = cl
+	}
+	td, err := kadm.NewClient(e.cl).ListTopics(ctx, topic)
+	if err != nil {
+		return fmt.Errorf("look up topic %s: %w", topic, err)
+	}
+	if d, ok := td[topic]; !ok || d.Err != nil {
+		e.missing[topic] = time.Now()
+		return fmt.Errorf("topic %s does not exist (create it, or run iotpipe rules check --kafka to list what is missing)", topic)
+	}
+	e.known[topic] = true
+	return nil
 }
 
 // wireAction is schemas.Action with the payload kept as raw JSON.
@@ -237,6 +229,9 @@ func (e *Executor) translate(r *kgo.Record) *kgo.Record {
 	}
 	if out.Topic == e.opts.Topics.Actions {
 		return e.deadLetter(r, fmt.Errorf("kafka action %s: target is the actions topic itself", key))
+	}
+	if n := recordBytes(out); n > e.opts.MaxRecordBytes {
+		return e.deadLetter(r, fmt.Errorf("kafka action %s: the record is %d bytes, over %d", key, n, e.opts.MaxRecordBytes))
 	}
 	return out
 }
@@ -291,15 +286,24 @@ func record(a *wireAction, key string) (*kgo.Record, error) {
 	return out, nil
 }
 
+// recordBytes is the size of r's key, value and headers.
+func recordBytes(r *kgo.Record) int {
+	n := len(r.Key) + len(r.Value)
+	for _, h := range r.Headers {
+		n += len(h.Key) + len(h.Value)
+	}
+	return n
+}
+
 // deadLetter is the DLQ record of an action that cannot be executed.
 func (e *Executor) deadLetter(r *kgo.Record, err error) *kgo.Record {
 	e.log.Warn("action to dlq", "key", string(r.Key), "err", err)
 	e.metrics.deadLettered.Inc()
-	return schemas.DeadLetter(e.opts.Topics.DLQ, r, "kafka", err)
+	return schemas.DeadLetter(e.opts.Topics.DLQ, r, Name, err)
 }
 
 type metrics struct {
-	produced, retries, deadLettered prometheus.Counter
+	produced, deadLettered prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -307,13 +311,12 @@ func newMetrics() *metrics {
 		return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
 	}
 	return &metrics{
-		produced:     c("iotpipe_kafka_actions_produced_total", "Kafka action records acknowledged by their target topic."),
-		retries:      c("iotpipe_kafka_actions_retries_total", "Kafka action records produced again after a refusal."),
+		produced:     c("iotpipe_kafka_actions_produced_total", "Kafka action records written to their target topic (in a batch's transaction)."),
 		deadLettered: c("iotpipe_kafka_actions_dead_lettered_total", "Kafka actions sent to the DLQ."),
 	}
 }
 
 // Collectors returns the executor's Prometheus collectors.
 func (e *Executor) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{e.metrics.produced, e.metrics.retries, e.metrics.deadLettered}
+	return []prometheus.Collector{e.metrics.produced, e.metrics.deadLettered}
 }

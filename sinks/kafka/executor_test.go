@@ -10,33 +10,59 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/iotpipe/iotpipe/internal/eventlog"
+	"github.com/iotpipe/iotpipe/internal/logtest"
+	"github.com/iotpipe/iotpipe/processors"
 	"github.com/iotpipe/iotpipe/schemas"
 )
 
 var topics = schemas.DefaultTopics()
 
-func consume(t *testing.T, addrs []string, topic string, n int) []*kgo.Record {
+// consume reads the committed records of topic until it has n.
+func consume(t *testing.T, l *eventlog.Log, topic string, n int) []*kgo.Record {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	var out []*kgo.Record
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		out = out[:0]
+		err := eventlog.ReadToEnd(context.Background(), l.Client, topic, func(r *kgo.Record) error { // err: the topic may not exist yet
+			out = append(out, r)
+			return nil
+		})
+		if err == nil && len(out) >= n || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(out) != n {
+		t.Fatalf("%s: %d records, want %d", topic, len(out), n)
+	}
+	return out
+}
+
+// run runs e as the action executors run, on the processor runtime over
+// the actions topic, until the returned function is called.
+func run(t *testing.T, l *eventlog.Log, e *Executor) func() {
+	t.Helper()
+	topics := l.Topics()
+	topics.Changelog = topics.ActionsChangelog
+	r, err := processors.NewRunner(l, []processors.Processor{e}, processors.RunnerOptions{
+		Topics: topics, Input: topics.Actions, Group: "test-actions", StateDir: t.TempDir(), Logger: logtest.Quiet(),
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	var out []*kgo.Record
-	for len(out) < n {
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			t.Fatalf("%s: %d records, want %d", topic, len(out), n)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
 		}
-		out = append(out, fs.Records()...)
+		r.Close()
+		e.Close()
 	}
-	return out
 }
 
 func header(r *kgo.Record, k string) string {
@@ -49,17 +75,15 @@ func header(r *kgo.Record, k string) string {
 }
 
 func TestKafkaAction(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.SeedTopics(2, topics.Actions, topics.DLQ, "alerts"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	addrs := c.ListenAddrs()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	l := logtest.Open(t, 2)
+	cl, err := l.Client(kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
+	if _, err := kadm.NewClient(cl).CreateTopic(context.Background(), 2, -1, nil, "alerts"); err != nil {
+		t.Fatal(err)
+	}
 	var recs []*kgo.Record
 	for i, a := range []schemas.Action{
 		{Key: "0/1/hot/0", Rule: "hot", Type: "kafka", Thing: "dev-1",
@@ -69,6 +93,7 @@ func TestKafkaAction(t *testing.T) {
 		{Key: "1/3/hot/0", Rule: "hot", Type: "kafka", Thing: "dev-2", Params: map[string]any{"topic": "alerts"}, Payload: []int{1, 2}},
 		{Key: "1/4/hot/0", Rule: "hot", Type: "kafka", Params: map[string]any{"topic": "no-such-topic"}, Payload: 1},
 		{Key: "1/5/hot/0", Rule: "hot", Type: "kafka", Params: map[string]any{}},
+		{Key: "1/6/hot/0", Rule: "hot", Type: "kafka", Params: map[string]any{"topic": "alerts"}, Payload: strings.Repeat("x", 2000)},
 	} {
 		v, _ := json.Marshal(a)
 		recs = append(recs, &kgo.Record{Topic: topics.Actions, Partition: int32(i / 2 % 2), Key: []byte(a.Key), Value: v})
@@ -76,20 +101,14 @@ func TestKafkaAction(t *testing.T) {
 	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	e, err := New(Options{Brokers: addrs, RetryBackoff: 10 * time.Millisecond})
+	e, err := New(Options{Clients: l, MaxRecordBytes: 1000})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if err := e.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	done := make(chan error)
-	go func() { done <- e.Run(ctx) }()
+	stop := run(t, l, e)
+	defer stop()
 
-	out := consume(t, addrs, "alerts", 2)
+	out := consume(t, l, "alerts", 2)
 	byKey := map[string]*kgo.Record{}
 	for _, r := range out {
 		byKey[header(r, HeaderAction)] = r
@@ -102,31 +121,14 @@ func TestKafkaAction(t *testing.T) {
 	if b := byKey["1/3/hot/0"]; b == nil || string(b.Key) != "dev-2" || string(b.Value) != `[1,2]` {
 		t.Errorf("second record = %+v", b)
 	}
-	dlq := consume(t, addrs, topics.DLQ, 2)
+	dlq := consume(t, l, topics.DLQ, 3)
 	reasons := map[string]string{}
 	for _, r := range dlq {
 		reasons[string(r.Key)] = header(r, "dlq.reason")
 	}
-	if !strings.Contains(reasons["1/4/hot/0"], "no-such-topic") || !strings.Contains(reasons["1/5/hot/0"], "not a Kafka topic name") {
+	if !strings.Contains(reasons["1/4/hot/0"], "no-such-topic does not exist") || !strings.Contains(reasons["1/5/hot/0"], "not a Kafka topic name") ||
+		!strings.Contains(reasons["1/6/hot/0"], "bytes, over") {
 		t.Errorf("dlq reasons = %v", reasons)
-	}
-	adm := kadm.NewClient(cl)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		offs, err := adm.FetchOffsets(context.Background(), DefaultGroup)
-		o0, _ := offs.Lookup(topics.Actions, 0)
-		o1, _ := offs.Lookup(topics.Actions, 1)
-		if err == nil && o0.At == 3 && o1.At == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("offsets not committed: %v %v", offs, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Error(err)
 	}
 }
 
@@ -177,17 +179,13 @@ func TestKafkaActionCreatesTargetTopic(t *testing.T) {
 	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	e, err := New(Options{Brokers: lg.Brokers(), RetryBackoff: 10 * time.Millisecond, CreateTopic: lg.CreateTopic})
+	e, err := New(Options{Clients: lg, CreateTopic: lg.CreateTopic})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	done := make(chan error)
-	go func() { done <- e.Run(ctx) }()
-	out := consume(t, lg.Brokers(), "alerts-new", 4)
+	stop := run(t, lg, e)
+	defer stop()
+	out := consume(t, lg, "alerts-new", 4)
 	if len(out) != 4 {
 		t.Errorf("alerts-new has %d records, want 4", len(out))
 	}
@@ -198,9 +196,5 @@ func TestKafkaActionCreatesTargetTopic(t *testing.T) {
 	var m dto.Metric
 	if err := e.metrics.deadLettered.Write(&m); err != nil || m.GetCounter().GetValue() != 0 {
 		t.Errorf("%v actions dead-lettered (%v), want 0", m.GetCounter().GetValue(), err)
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Error(err)
 	}
 }

@@ -1,11 +1,12 @@
 // Package republish is the executor of the republish and command
-// actions: a consumer group (iotpipe-republish by default) over the
-// actions topic that turns each such firing into a message for devices
-// on the outbound topic (iotpipe.outbound), which ingest publishes over
-// MQTT. It commits an action record's offset only after its outbound
-// record was acknowledged by the log (at least once); each outbound
-// record carries the action's idempotency key in the header iot.action
-// so a duplicate is recognisable.
+// actions: a processor (Executor.Process) that the processor runtime
+// runs over the actions topic, in the action executors' consumer group,
+// turning each such firing into a message for devices on the outbound
+// topic (iotpipe.outbound), which ingest publishes over MQTT. The
+// outbound record is written in the batch's transaction with the
+// executor's offset, so it is written exactly once: a crash, a restart
+// or a move of the executor never sends a command again. Each outbound
+// record carries the action's idempotency key in the header iot.action.
 //
 // # republish
 //
@@ -50,7 +51,7 @@
 // outbound record is on the log: handed to the MQTT front, which
 // delivers it QoS 1 now or when the device reconnects) or acknowledged
 // (the device replied). The status is kept in memory and rebuilt from
-// the log on Start: a second, group-less consumer reads the actions,
+// the log by Run: a group-less consumer reads the actions,
 // outbound and events topics from Options.StatusWindow ago (default
 // 24h) and keeps reading them, so any instance answers for any command
 // of that window, and a restart loses nothing the log still holds.

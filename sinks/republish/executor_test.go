@@ -3,6 +3,7 @@ package republish
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -10,33 +11,30 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/iotpipe/iotpipe/internal/eventlog"
+	"github.com/iotpipe/iotpipe/internal/logtest"
+	"github.com/iotpipe/iotpipe/processors"
 	"github.com/iotpipe/iotpipe/schemas"
 )
 
 var topics = schemas.DefaultTopics()
 
 type broker struct {
-	addrs []string
-	cl    *kgo.Client
+	l  *eventlog.Log
+	cl *kgo.Client
 }
 
 func newBroker(t *testing.T) *broker {
 	t.Helper()
-	c, err := kfake.NewCluster(kfake.SeedTopics(2, topics.Actions, topics.Outbound, topics.Events, topics.DLQ))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	l := logtest.Open(t, 2)
+	cl, err := l.Client(kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(cl.Close)
-	return &broker{addrs: c.ListenAddrs(), cl: cl}
+	return &broker{l: l, cl: cl}
 }
 
 func (b *broker) produce(t *testing.T, recs ...*kgo.Record) {
@@ -55,45 +53,59 @@ func actionRecord(t *testing.T, partition int32, a schemas.Action) *kgo.Record {
 	return &kgo.Record{Topic: topics.Actions, Partition: partition, Key: []byte(a.Key), Value: v}
 }
 
-// consume reads n records of topic from the start.
+// consume reads the committed records of topic until it has n, and
+// fails when more come within a moment.
 func (b *broker) consume(t *testing.T, topic string, n int) []*kgo.Record {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(b.addrs...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	var out []*kgo.Record
-	for len(out) < n {
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			t.Fatalf("%s: got %d records, want %d", topic, len(out), n)
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		out = out[:0]
+		err := eventlog.ReadToEnd(context.Background(), b.l.Client, topic, func(r *kgo.Record) error {
+			out = append(out, r)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
-		out = append(out, fs.Records()...)
+		if len(out) >= n || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(out) != n {
+		t.Fatalf("%s: %d records, want %d", topic, len(out), n)
 	}
 	return out
 }
 
-func start(t *testing.T, b *broker) (*Executor, func()) {
+// start runs an executor as the action executors run: its processor on
+// the processor runtime over the actions topic (state in dir), and its
+// command status tracker.
+func start(t *testing.T, b *broker, dir string) (*Executor, func()) {
 	t.Helper()
-	e, err := New(Options{Brokers: b.addrs})
+	e, err := New(Options{Clients: b.l})
+	if err != nil {
+		t.Fatal(err)
+	}
+	topics := b.l.Topics()
+	topics.Changelog = topics.ActionsChangelog
+	r, err := processors.NewRunner(b.l, []processors.Processor{e}, processors.RunnerOptions{
+		Topics: topics, Input: topics.Actions, Group: "test-actions", StateDir: dir, Logger: logtest.Quiet(),
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	if err := e.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error)
+	done := make(chan error, 2)
+	go func() { done <- r.Run(ctx) }()
 	go func() { done <- e.Run(ctx) }()
 	return e, func() {
 		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
+		for range 2 {
+			if err := <-done; err != nil {
+				t.Error(err)
+			}
 		}
-		e.Close()
+		r.Close()
 	}
 }
 
@@ -117,7 +129,7 @@ func TestRepublishToOutbound(t *testing.T) {
 			Params: map[string]any{"topic": "alerts/raw", "payload": "shade=close"}, Payload: map[string]any{"x": 1}}),
 		actionRecord(t, 1, schemas.Action{Key: "1/6/alert/0", Rule: "alert", Type: "republish", Params: map[string]any{}}),
 	)
-	_, stop := start(t, b)
+	_, stop := start(t, b, t.TempDir())
 	defer stop()
 	out := b.consume(t, topics.Outbound, 2)
 	got := map[string]schemas.Outbound{}
@@ -134,23 +146,6 @@ func TestRepublishToOutbound(t *testing.T) {
 	dlq := b.consume(t, topics.DLQ, 1)
 	if string(dlq[0].Key) != "1/6/alert/0" || !strings.Contains(header(dlq[0], "dlq.reason"), `no "topic"`) {
 		t.Errorf("dlq = %s %v", dlq[0].Key, dlq[0].Headers)
-	}
-	// Offsets are committed past every record once acknowledged.
-	adm := kadm.NewClient(b.cl)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		offs, err := adm.FetchOffsets(context.Background(), DefaultGroup)
-		if err == nil {
-			o0, _ := offs.Lookup(topics.Actions, 0)
-			o1, _ := offs.Lookup(topics.Actions, 1)
-			if o0.At == 2 && o1.At == 2 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("offsets not committed: %v %v", offs, err)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -194,7 +189,7 @@ func TestCommandStatusFlow(t *testing.T) {
 		actionRecord(t, 1, schemas.Action{Key: id2, Rule: "reboot", Type: "command", Thing: "dev-9",
 			Params: map[string]any{"thing": "dev-9"}, Payload: "now"}),
 	)
-	e, stop := start(t, b)
+	e, stop := start(t, b, t.TempDir())
 	out := b.consume(t, topics.Outbound, 2)
 	byID := map[string]schemas.Outbound{}
 	for _, r := range out {
@@ -230,7 +225,7 @@ func TestCommandStatusFlow(t *testing.T) {
 	}
 	stop()
 	// A restarted executor rebuilds the status from the log.
-	e2, stop2 := start(t, b)
+	e2, stop2 := start(t, b, t.TempDir())
 	defer stop2()
 	c = waitState(t, e2, id, Acknowledged)
 	if c.Rule != "shade" || string(c.Reply) != `{"done":true}` {
@@ -289,66 +284,33 @@ func FuzzWithCommandID(f *testing.F) {
 	})
 }
 
-// TestCommitsOnlyAfterOutboundAcknowledged: while the outbound topic
-// cannot take records the action's offset is not committed; once it
-// can, the record is produced and then committed.
-func TestCommitsOnlyAfterOutboundAcknowledged(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.SeedTopics(1, topics.Actions, topics.Events, topics.DLQ))
-	if err != nil {
-		t.Fatal(err)
+// An executor node that loses its state, or whose partitions move to a
+// node without it, writes no outbound record again: commands are sent to
+// devices once (the executor runs on the processor runtime; its offsets
+// are restored from its changelog).
+func TestOutboundOnceAcrossStateLoss(t *testing.T) {
+	b := newBroker(t)
+	var recs []*kgo.Record
+	for i := range 20 {
+		recs = append(recs, actionRecord(t, int32(i%2), schemas.Action{Key: fmt.Sprintf("%d/%d/r/0", i%2, i), Rule: "r", Type: "command", Thing: "d",
+			Params: map[string]any{"thing": "d"}, Payload: map[string]any{"i": i}}))
 	}
-	defer c.Close()
-	b := &broker{addrs: c.ListenAddrs()}
-	b.cl, err = kgo.NewClient(kgo.SeedBrokers(b.addrs...))
-	if err != nil {
-		t.Fatal(err)
+	b.produce(t, recs...)
+	_, stop := start(t, b, t.TempDir())
+	b.consume(t, topics.Outbound, 20)
+	stop()
+	_, stop = start(t, b, t.TempDir()) // a new node: no local state
+	time.Sleep(time.Second)
+	b.produce(t, actionRecord(t, 0, schemas.Action{Key: "0/99/r/0", Rule: "r", Type: "command", Thing: "d", Params: map[string]any{"thing": "d"}}))
+	out := b.consume(t, topics.Outbound, 21)
+	stop()
+	seen := map[string]int{}
+	for _, r := range out {
+		seen[header(r, HeaderAction)]++
 	}
-	defer b.cl.Close()
-	b.produce(t, actionRecord(t, 0, schemas.Action{Key: "0/1/r/0", Rule: "r", Type: "republish", Thing: "d",
-		Params: map[string]any{"topic": "x/y"}, Payload: map[string]any{"v": 1}}))
-	e, err := New(Options{Brokers: b.addrs, RetryBackoff: 20 * time.Millisecond,
-		KafkaOptions: []kgo.Opt{kgo.UnknownTopicRetries(1)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if err := e.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	done := make(chan error)
-	go func() { done <- e.Run(ctx) }()
-	adm := kadm.NewClient(b.cl)
-	committed := func() int64 {
-		offs, err := adm.FetchOffsets(context.Background(), DefaultGroup)
-		if err != nil {
-			return -1
+	for k, n := range seen {
+		if n != 1 {
+			t.Errorf("command %s written %d times", k, n)
 		}
-		o, ok := offs.Lookup(topics.Actions, 0)
-		if !ok {
-			return -1
-		}
-		return o.At
 	}
-	time.Sleep(500 * time.Millisecond) // several refused attempts
-	if at := committed(); at > 0 {
-		t.Fatalf("committed %d before the outbound record was acknowledged", at)
-	}
-	if _, err := adm.CreateTopic(context.Background(), 1, 1, nil, topics.Outbound); err != nil {
-		t.Fatal(err)
-	}
-	out := b.consume(t, topics.Outbound, 1)
-	if header(out[0], HeaderAction) != "0/1/r/0" || schemas.DecodeOutbound(out[0]).Topic != "x/y" {
-		t.Errorf("outbound = %+v", out[0])
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for committed() != 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("offset not committed after delivery: %d", committed())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	cancel()
-	<-done
 }
