@@ -15,7 +15,9 @@ import (
 	"github.com/segmentio/encoding/json"
 )
 
-// ErrNotJSON is wrapped by Decode when the payload is not one JSON value.
+// ErrNotJSON is wrapped by Decode when the payload is not one JSON value,
+// or holds a number no float64 can represent (1e999): such a payload has
+// no value iotpipe could compute with or write back.
 var ErrNotJSON = errors.New("payload is not JSON")
 
 // Decode parses data as a single JSON value.
@@ -32,30 +34,40 @@ func Decode(data []byte) (any, error) {
 	if len(bytes.TrimSpace(rest)) != 0 {
 		return nil, fmt.Errorf("%w: trailing data after the first value", ErrNotJSON)
 	}
-	return normalize(v), nil
+	return normalize(v)
 }
 
-func normalize(v any) any {
+func normalize(v any) (any, error) {
+	var err error
 	switch t := v.(type) {
 	case map[string]any:
 		for k, x := range t {
-			t[k] = normalize(x)
+			if t[k], err = normalize(x); err != nil {
+				return nil, err
+			}
 		}
-		return t
+		return t, nil
 	case []any:
 		for i, x := range t {
-			t[i] = normalize(x)
+			if t[i], err = normalize(x); err != nil {
+				return nil, err
+			}
 		}
-		return t
+		return t, nil
 	case json.Number:
-		return Number(string(t))
+		n := Number(string(t))
+		if _, ok := n.(string); ok {
+			return nil, fmt.Errorf("%w: number %.40s is out of range", ErrNotJSON, t)
+		}
+		return n, nil
 	default:
-		return v
+		return v, nil
 	}
 }
 
 // Number converts a JSON number literal to int64 when it is an integer
-// that fits, and to float64 otherwise.
+// that fits, and to float64 otherwise; a literal no float64 can hold
+// (1e999) is returned as it is, a string.
 func Number(lit string) any {
 	if i, err := strconv.ParseInt(lit, 10, 64); err == nil {
 		return i

@@ -21,6 +21,10 @@ func TestDecode(t *testing.T) {
 		{in: ``, err: true},
 		{in: `1 2`, err: true},
 		{in: "\x00\x01binary", err: true},
+		{in: `1e999`, err: true},            // no float64 holds it
+		{in: `{"a":[1,-2e400]}`, err: true}, // nested too
+		{in: `4.9e-324`, want: 4.9e-324},    // the smallest denormal is fine
+		{in: `1e-999`, want: 0.0},           // underflow rounds to zero, as encoding/json does
 	}
 	for _, tt := range tests {
 		got, err := Decode([]byte(tt.in))
