@@ -21,7 +21,6 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	sessionstore "github.com/mochi-mqtt/server/v2/hooks/storage/pebble"
-	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -57,6 +56,13 @@ type Options struct {
 	// Pebble store there, so a device's session and the commands queued
 	// for it survive a restart. Empty keeps them in memory.
 	SessionDir string
+	// ConnectTimeout is how long a new MQTT connection may take to send
+	// its CONNECT before it is closed (default 10s).
+	ConnectTimeout time.Duration
+	// MaxConnections caps open MQTT connections, authenticated or not;
+	// beyond it new connections are closed at once (default: the
+	// open-files limit less a tenth of it, at least 512; -1: no cap).
+	MaxConnections int
 	// Node names this ingest node; its outbound consumer group is
 	// "iotpipe-outbound-<Node>" (default the host name).
 	Node string
@@ -83,6 +89,12 @@ func (o *Options) defaults() {
 	if o.Node == "" {
 		o.Node = "local"
 	}
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = 10 * time.Second
+	}
+	if o.MaxConnections == 0 {
+		o.MaxConnections = defaultMaxConnections()
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -104,6 +116,8 @@ type Server struct {
 	// promiseUnrouted completes QoS 0 records that skip the FIFO.
 	promiseUnrouted func(*kgo.Record, error)
 	subGen          atomic.Uint64 // bumped on every subscribe/unsubscribe
+	listener        *listener     // the MQTT listener (after Start)
+	closeOnce       sync.Once
 }
 
 // New returns a Server writing to producer.
@@ -142,6 +156,9 @@ func New(producer Producer, opts Options) (*Server, error) {
 	if err := ms.AddHook(&publishHook{s: s}, nil); err != nil {
 		return nil, err
 	}
+	if err := ms.AddHook(&connectHook{s: s}, nil); err != nil {
+		return nil, err
+	}
 	s.router = ms.NewClient(nil, "local", "iotpipe-router", true)
 	return s, nil
 }
@@ -153,14 +170,15 @@ func (s *Server) Start() error {
 		return fmt.Errorf("mqtt listen %s: %w", s.opts.MQTTAddr, err)
 	}
 	s.addr = ln.Addr()
-	l := listeners.NewNet("tcp", ln)
-	if err := s.mqtt.AddListener(l); err != nil {
+	s.listener = newListener(s, "tcp", ln)
+	if err := s.mqtt.AddListener(s.listener); err != nil {
 		return fmt.Errorf("mqtt listener: %w", err)
 	}
 	if err := s.mqtt.Serve(); err != nil {
 		return fmt.Errorf("mqtt serve: %w", err)
 	}
-	s.opts.Logger.Info("mqtt listening", "addr", s.addr.String(), "dev", s.opts.Dev)
+	s.opts.Logger.Info("mqtt listening", "addr", s.addr.String(), "dev", s.opts.Dev,
+		"max_connections", s.opts.MaxConnections, "connect_timeout", s.opts.ConnectTimeout)
 	return nil
 }
 
@@ -168,10 +186,14 @@ func (s *Server) Start() error {
 func (s *Server) MQTTAddr() net.Addr { return s.addr }
 
 // Close disconnects clients and stops the broker. Publishes already
-// handed to the producer complete or fail with the producer.
+// handed to the producer complete or fail with the producer. Calls after
+// the first do nothing.
 func (s *Server) Close() error {
-	err := s.mqtt.Close()
-	s.cancel()
+	var err error
+	s.closeOnce.Do(func() {
+		err = s.mqtt.Close()
+		s.cancel()
+	})
 	return err
 }
 
