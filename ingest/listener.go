@@ -21,7 +21,8 @@ import (
 // send its CONNECT, and beyond MaxConnections open connections a new one
 // is closed at once (existing clients are not affected). An Accept error
 // (EMFILE when descriptors run out) is retried after a pause instead of
-// ending the listener.
+// ending the listener. It also tells the takeover when mochi is done with
+// a connection.
 type listener struct {
 	s    *Server
 	ln   net.Listener
@@ -96,6 +97,7 @@ func (l *listener) handle(c net.Conn, establish listeners.EstablishFn) {
 		_ = c.SetReadDeadline(time.Now().Add(t))
 	}
 	err := establish(l.id, c)
+	l.s.takeover.connEnded(c)
 	l.mu.Lock()
 	connected := l.conns[c]
 	delete(l.conns, c)

@@ -116,8 +116,11 @@ type Server struct {
 	// promiseUnrouted completes QoS 0 records that skip the FIFO.
 	promiseUnrouted func(*kgo.Record, error)
 	subGen          atomic.Uint64 // bumped on every subscribe/unsubscribe
-	listener        *listener     // the MQTT listener (after Start)
-	closeOnce       sync.Once
+	// takeover gives a client id one connection at a time; listener is
+	// the MQTT listener (after Start).
+	takeover  *takeover
+	listener  *listener
+	closeOnce sync.Once
 }
 
 // New returns a Server writing to producer.
@@ -137,6 +140,7 @@ func New(producer Producer, opts Options) (*Server, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{opts: opts, producer: producer, mqtt: ms, metrics: newMetrics(), ctx: ctx, cancel: cancel}
 	s.waiters.m = map[string]chan schemas.Outbound{}
+	s.takeover = newTakeover(s)
 	s.promise = s.produced
 	s.promiseUnrouted = s.producedUnrouted
 	if opts.Dev {
@@ -154,6 +158,10 @@ func New(producer Producer, opts Options) (*Server, error) {
 		}
 	}
 	if err := ms.AddHook(&publishHook{s: s}, nil); err != nil {
+		return nil, err
+	}
+	// After the publish hook: see sessionHook.
+	if err := ms.AddHook(&sessionHook{t: s.takeover}, nil); err != nil {
 		return nil, err
 	}
 	if err := ms.AddHook(&connectHook{s: s}, nil); err != nil {
