@@ -11,7 +11,7 @@ import (
 )
 
 // counterValue reads a counter.
-func counterValue(c prometheus.Counter) float64 {
+func counterValue(c prometheus.Metric) float64 {
 	var m dto.Metric
 	if err := c.Write(&m); err != nil {
 		panic(err)

@@ -121,6 +121,7 @@ type Server struct {
 	takeover  *takeover
 	listener  *listener
 	closeOnce sync.Once
+	drops     *dropMetrics
 }
 
 // New returns a Server writing to producer.
@@ -128,7 +129,7 @@ func New(producer Producer, opts Options) (*Server, error) {
 	opts.defaults()
 	ms := mqtt.New(&mqtt.Options{
 		InlineClient: true,
-		Logger:       opts.Logger.With("component", "mqtt"),
+		Logger:       newQuietLogger(opts.Logger.With("component", "mqtt"), 10*time.Second),
 		Capabilities: func() *mqtt.Capabilities {
 			c := mqtt.NewDefaultServerCapabilities()
 			// Fixed header + topic + properties fit in the slack.
@@ -141,6 +142,7 @@ func New(producer Producer, opts Options) (*Server, error) {
 	s := &Server{opts: opts, producer: producer, mqtt: ms, metrics: newMetrics(), ctx: ctx, cancel: cancel}
 	s.waiters.m = map[string]chan schemas.Outbound{}
 	s.takeover = newTakeover(s)
+	s.drops = newDropMetrics(ms.Info)
 	s.promise = s.produced
 	s.promiseUnrouted = s.producedUnrouted
 	if opts.Dev {
