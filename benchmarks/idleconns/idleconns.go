@@ -89,7 +89,9 @@ type Fleet struct{ conns []net.Conn }
 // Close closes every connection.
 func (f *Fleet) Close() {
 	for _, c := range f.conns {
-		c.Close()
+		if c != nil { // offline clients closed theirs
+			c.Close()
+		}
 	}
 }
 
