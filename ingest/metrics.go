@@ -43,5 +43,5 @@ func newMetrics() *metrics {
 func (s *Server) Collectors() []prometheus.Collector {
 	m := s.metrics
 	return append([]prometheus.Collector{m.logged, m.produceErrors, m.produceLatency, m.refused, m.lifecycle, m.delivered, m.httpPublished},
-		s.drops.collectors()...)
+		s.connCollectors()...)
 }

@@ -149,6 +149,7 @@ func (c *conn) writer() {
 		}
 		if len(ready) > 0 {
 			c.answer(ready, &buf)
+			clear(ready) // an idle connection keeps no publish (nor its payload) alive
 		}
 		if empty && c.gone.Load() {
 			return

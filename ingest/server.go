@@ -20,7 +20,6 @@ import (
 	"github.com/iotpipe/iotpipe/schemas"
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
-	sessionstore "github.com/mochi-mqtt/server/v2/hooks/storage/pebble"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -56,6 +55,22 @@ type Options struct {
 	// Pebble store there, so a device's session and the commands queued
 	// for it survive a restart. Empty keeps them in memory.
 	SessionDir string
+	// MaxSessionExpiry is how long a persistent session outlives its
+	// connection: MQTT 3.1.1 sessions (clean session off) for exactly
+	// this long, MQTT 5 sessions for the interval they ask for, at most
+	// this long (default 1h, AWS IoT's default; at most 7 days).
+	MaxSessionExpiry time.Duration
+	// ClientWriteQueue is how many packets may wait to be written to one
+	// client (default 128). Every connection and every offline session
+	// allocates it in full (8 bytes a slot); beyond it messages to that
+	// client are dropped and counted (iotpipe_ingest_dropped_total
+	// {reason="queue_full"}). A subscriber taking a high-rate stream over
+	// MQTT needs more; the log is the better place to read a firehose.
+	ClientWriteQueue int
+	// MaxQueuedMessages bounds the QoS 1/2 messages one session may hold
+	// unacknowledged or queued while offline (default 1024; beyond it
+	// they are dropped and counted as reason="inflight_full").
+	MaxQueuedMessages int
 	// ConnectTimeout is how long a new MQTT connection may take to send
 	// its CONNECT before it is closed (default 10s).
 	ConnectTimeout time.Duration
@@ -88,6 +103,15 @@ func (o *Options) defaults() {
 	}
 	if o.Node == "" {
 		o.Node = "local"
+	}
+	if o.MaxSessionExpiry <= 0 {
+		o.MaxSessionExpiry = time.Hour
+	}
+	if o.ClientWriteQueue <= 0 {
+		o.ClientWriteQueue = 128
+	}
+	if o.MaxQueuedMessages <= 0 {
+		o.MaxQueuedMessages = 1024
 	}
 	if o.ConnectTimeout <= 0 {
 		o.ConnectTimeout = 10 * time.Second
@@ -122,11 +146,21 @@ type Server struct {
 	listener  *listener
 	closeOnce sync.Once
 	drops     *dropMetrics
+	// store keeps sessions (with SessionDir); expiry removes offline
+	// sessions past their expiry.
+	store  *sessionStore
+	expiry *expiry
 }
 
 // New returns a Server writing to producer.
 func New(producer Producer, opts Options) (*Server, error) {
 	opts.defaults()
+	if err := checkSessionExpiry(opts.MaxSessionExpiry); err != nil {
+		return nil, err
+	}
+	if opts.MaxQueuedMessages > 65535 {
+		return nil, fmt.Errorf("mqtt max queued messages %d: at most 65535 (MQTT packet ids)", opts.MaxQueuedMessages)
+	}
 	ms := mqtt.New(&mqtt.Options{
 		InlineClient: true,
 		Logger:       newQuietLogger(opts.Logger.With("component", "mqtt"), 10*time.Second),
@@ -134,7 +168,9 @@ func New(producer Producer, opts Options) (*Server, error) {
 			c := mqtt.NewDefaultServerCapabilities()
 			// Fixed header + topic + properties fit in the slack.
 			c.MaximumPacketSize = uint32(opts.MaxPayload) + 64<<10
-			c.MaximumClientWritesPending = 8192
+			c.MaximumClientWritesPending = int32(opts.ClientWriteQueue)
+			c.MaximumInflight = uint16(opts.MaxQueuedMessages)
+			c.MaximumSessionExpiryInterval = uint32(opts.MaxSessionExpiry / time.Second)
 			return c
 		}(),
 	})
@@ -142,6 +178,7 @@ func New(producer Producer, opts Options) (*Server, error) {
 	s := &Server{opts: opts, producer: producer, mqtt: ms, metrics: newMetrics(), ctx: ctx, cancel: cancel}
 	s.waiters.m = map[string]chan schemas.Outbound{}
 	s.takeover = newTakeover(s)
+	s.expiry = newExpiry(s)
 	s.drops = newDropMetrics(ms.Info)
 	s.promise = s.produced
 	s.promiseUnrouted = s.producedUnrouted
@@ -155,15 +192,24 @@ func New(producer Producer, opts Options) (*Server, error) {
 		}
 	}
 	if opts.SessionDir != "" {
-		if err := ms.AddHook(new(sessionstore.Hook), &sessionstore.Options{Path: opts.SessionDir}); err != nil {
-			return nil, fmt.Errorf("mqtt session store %s: %w", opts.SessionDir, err)
+		st, err := openSessionStore(opts.SessionDir, opts.Logger, s.storedExpiry)
+		if err != nil {
+			return nil, err
 		}
+		if err := ms.AddHook(st, nil); err != nil {
+			st.Stop()
+			return nil, err
+		}
+		s.store = st
 	}
 	if err := ms.AddHook(&publishHook{s: s}, nil); err != nil {
 		return nil, err
 	}
 	// After the publish hook: see sessionHook.
 	if err := ms.AddHook(&sessionHook{t: s.takeover}, nil); err != nil {
+		return nil, err
+	}
+	if err := ms.AddHook(&expiryHook{e: s.expiry}, nil); err != nil {
 		return nil, err
 	}
 	if err := ms.AddHook(&connectHook{s: s}, nil); err != nil {
@@ -180,13 +226,19 @@ func (s *Server) Start() error {
 		return fmt.Errorf("mqtt listen %s: %w", s.opts.MQTTAddr, err)
 	}
 	s.addr = ln.Addr()
-	s.listener = newListener(s, "tcp", ln)
-	if err := s.mqtt.AddListener(s.listener); err != nil {
-		return fmt.Errorf("mqtt listener: %w", err)
-	}
+	// Serve loads the stored sessions; the listener is served only after
+	// the loaded sessions' expiry is set.
 	if err := s.mqtt.Serve(); err != nil {
+		ln.Close()
 		return fmt.Errorf("mqtt serve: %w", err)
 	}
+	s.expiry.scheduleLoaded()
+	s.listener = newListener(s, "tcp", ln)
+	if err := s.mqtt.AddListener(s.listener); err != nil {
+		ln.Close()
+		return fmt.Errorf("mqtt listener: %w", err)
+	}
+	s.mqtt.Listeners.Serve(s.listener.ID(), s.mqtt.EstablishConnection)
 	s.opts.Logger.Info("mqtt listening", "addr", s.addr.String(), "dev", s.opts.Dev,
 		"max_connections", s.opts.MaxConnections, "connect_timeout", s.opts.ConnectTimeout)
 	return nil
@@ -201,6 +253,8 @@ func (s *Server) MQTTAddr() net.Addr { return s.addr }
 func (s *Server) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
+		s.takeover.close()
+		s.expiry.stop()
 		err = s.mqtt.Close()
 		s.cancel()
 	})

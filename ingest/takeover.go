@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"errors"
 	"net"
 	"sync"
 	"time"
@@ -28,12 +29,16 @@ type takeover struct {
 	s    *Server
 	mu   sync.Mutex
 	ids  map[string]*idLock
-	held map[net.Conn]*idLock // the lock each connection holds
+	held map[any]*idLock      // the lock each holder holds (a net.Conn, or an expiry's key)
 	live map[string]*liveConn // the established connection of each id
+	// closing is closed when the server closes: waiters give up (a
+	// connection waiting for an id must not hold up the shutdown).
+	closing   chan struct{}
+	closeOnce sync.Once
 }
 
 type idLock struct {
-	sync.Mutex
+	ch   chan struct{} // holds one token while locked
 	id   string
 	refs int // holders and waiters
 }
@@ -46,44 +51,67 @@ type liveConn struct {
 }
 
 func newTakeover(s *Server) *takeover {
-	return &takeover{s: s, ids: map[string]*idLock{}, held: map[net.Conn]*idLock{}, live: map[string]*liveConn{}}
+	return &takeover{s: s, ids: map[string]*idLock{}, held: map[any]*idLock{}, live: map[string]*liveConn{}, closing: make(chan struct{})}
 }
 
-// lock takes id's lock for conn until unlock(conn).
-func (t *takeover) lock(conn net.Conn, id string) {
+// lock takes id's lock for holder until unlock(holder). It returns false,
+// without the lock, once the server is closing.
+func (t *takeover) lock(holder any, id string) bool {
 	t.mu.Lock()
 	l := t.ids[id]
 	if l == nil {
-		l = &idLock{id: id}
+		l = &idLock{ch: make(chan struct{}, 1), id: id}
 		t.ids[id] = l
 	}
 	l.refs++
 	t.mu.Unlock()
-	l.Lock()
+	select {
+	case l.ch <- struct{}{}:
+	case <-t.closing:
+		t.mu.Lock()
+		t.release(l)
+		t.mu.Unlock()
+		return false
+	}
 	t.mu.Lock()
-	t.held[conn] = l
+	t.held[holder] = l
 	t.mu.Unlock()
+	return true
 }
 
-// unlock releases the lock conn holds, if any.
-func (t *takeover) unlock(conn net.Conn) {
+// unlock releases the lock holder holds, if any.
+func (t *takeover) unlock(holder any) {
 	t.mu.Lock()
-	l := t.held[conn]
+	l := t.held[holder]
 	if l == nil {
 		t.mu.Unlock()
 		return
 	}
-	delete(t.held, conn)
+	delete(t.held, holder)
+	t.release(l)
+	t.mu.Unlock()
+	<-l.ch
+}
+
+// release drops a reference to l (t.mu held).
+func (t *takeover) release(l *idLock) {
 	if l.refs--; l.refs == 0 {
 		delete(t.ids, l.id)
 	}
-	t.mu.Unlock()
-	l.Unlock()
 }
+
+// close makes every wait for a lock give up.
+func (t *takeover) close() { t.closeOnce.Do(func() { close(t.closing) }) }
 
 // connEnded is called by the listener once mochi is done with conn (its
 // session refused, failed or torn down).
 func (t *takeover) connEnded(conn net.Conn) { t.unlock(conn) }
+
+// isTakeover reports whether cl was disconnected for a newer connection
+// with its client id.
+func isTakeover(cl *mqtt.Client) bool {
+	return errors.Is(cl.StopCause(), packets.ErrSessionTakenOver)
+}
 
 // sessionHook is the takeover's side of mochi's hooks. It is added after
 // the publish hook, so an arriving connection's lock is released after its
@@ -113,7 +141,9 @@ func (h *sessionHook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 		return
 	}
 	t := h.t
-	t.lock(cl.Net.Conn, cl.ID)
+	if !t.lock(cl.Net.Conn, cl.ID) {
+		return
+	}
 	t.mu.Lock()
 	prev := t.live[cl.ID]
 	t.mu.Unlock()
@@ -141,8 +171,9 @@ func (h *sessionHook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 		return
 	}
 	t := h.t
+	lc := &liveConn{cl: cl, left: make(chan struct{})}
 	t.mu.Lock()
-	t.live[cl.ID] = &liveConn{cl: cl, left: make(chan struct{})}
+	t.live[cl.ID] = lc
 	t.mu.Unlock()
 	t.unlock(cl.Net.Conn)
 }
@@ -156,10 +187,14 @@ func (h *sessionHook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	}
 	t := h.t
 	t.mu.Lock()
-	if lc := t.live[cl.ID]; lc != nil && lc.cl == cl {
+	lc := t.live[cl.ID]
+	mine := lc != nil && lc.cl == cl
+	if mine {
 		delete(t.live, cl.ID)
-		close(lc.left)
 	}
 	t.mu.Unlock()
+	if mine {
+		close(lc.left)
+	}
 	t.lock(cl.Net.Conn, cl.ID)
 }
