@@ -233,6 +233,7 @@ func (s *Server) Start() error {
 		return fmt.Errorf("mqtt serve: %w", err)
 	}
 	s.expiry.scheduleLoaded()
+	s.disconnectCrashed()
 	s.listener = newListener(s, "tcp", ln)
 	if err := s.mqtt.AddListener(s.listener); err != nil {
 		ln.Close()

@@ -14,6 +14,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/storage"
 	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/segmentio/encoding/json"
 )
 
 // sessionStore keeps MQTT sessions in Pebble (Options.SessionDir) as a
@@ -26,7 +27,9 @@ import (
 //     that expired while the node was down are deleted at start instead of
 //     loaded;
 //   - every key of a session goes with it (mochi's hook left its
-//     subscriptions and in-flight messages behind, and loaded them again).
+//     subscriptions and in-flight messages behind, and loaded them again);
+//   - which connections are live ("IOT_LIVE_<id>"), so a start after a
+//     crash can write the disconnected events the crash never wrote.
 type sessionStore struct {
 	mqtt.HookBase
 	db  *pebble.DB
@@ -48,7 +51,10 @@ type sessionStore struct {
 	loaded map[string]time.Time
 }
 
-const offlinePrefix = "IOT_OFF_"
+const (
+	offlinePrefix = "IOT_OFF_"
+	livePrefix    = "IOT_LIVE_"
+)
 
 func clientKey(id string) []byte { return []byte(storage.ClientKey + "_" + id) }
 func subscriptionKey(id, filter string) []byte {
@@ -429,6 +435,57 @@ func load[T any, PT interface {
 func (h *sessionStore) isLoaded(id string) bool {
 	_, ok := h.loaded[id]
 	return ok
+}
+
+// liveSession is a connection the store knows to be live: what its
+// disconnected event needs if the node stops without writing one.
+type liveSession struct {
+	ClientID  string `json:"clientId"`
+	Session   string `json:"session"`
+	Principal string `json:"principal"`
+	IP        string `json:"ip,omitempty"`
+	Since     int64  `json:"since"` // unix ms
+}
+
+// setLive records a live connection, synced: a crash right after must
+// still find it.
+func (h *sessionStore) setLive(ls liveSession) {
+	val, err := json.Marshal(ls)
+	if err != nil {
+		return
+	}
+	b := h.db.NewBatch()
+	_ = b.Set([]byte(livePrefix+ls.ClientID), val, nil)
+	h.commit("live session", b, pebble.Sync)
+}
+
+// deleteLive forgets live connections: synced when sync is set (the
+// disconnected events written for them at start), else within syncEvery
+// (a crash sooner writes a second disconnected event for a connection
+// that had ended).
+func (h *sessionStore) deleteLive(sync bool, ids ...string) {
+	b := h.db.NewBatch()
+	for _, id := range ids {
+		_ = b.Delete([]byte(livePrefix+id), nil)
+	}
+	opts := pebble.NoSync
+	if sync {
+		opts = pebble.Sync
+	}
+	h.commit("live session", b, opts)
+}
+
+// live returns the connections recorded live (at start: those a crash
+// left).
+func (h *sessionStore) live() []liveSession {
+	var out []liveSession
+	h.scan(livePrefix, func(k, v []byte) {
+		var ls liveSession
+		if err := json.Unmarshal(v, &ls); err == nil && ls.ClientID != "" {
+			out = append(out, ls)
+		}
+	})
+	return out
 }
 
 // pebbleLogger sends Pebble's messages to slog.

@@ -124,16 +124,16 @@ func TestSessionStoreDropsWhatDoesNotLoad(t *testing.T) {
 // Whatever the records hold, loading neither panics nor loads a record
 // under another client's id.
 func FuzzSessionStoreRecords(f *testing.F) {
-	f.Add([]byte(`{"id":"a","protocolVersion":4}`), []byte(`{"client":"a","filter":"x"}`), []byte{0, 0, 0, 0, 0, 0, 0, 1})
-	f.Add([]byte(`{"id":"b"}`), []byte(`{"client":"a"}`), []byte{1})
-	f.Add([]byte{}, []byte{0xff}, []byte{})
-	f.Fuzz(func(t *testing.T, client, sub, offline []byte) {
+	f.Add([]byte(`{"id":"a","protocolVersion":4}`), []byte(`{"client":"a","filter":"x"}`), []byte{0, 0, 0, 0, 0, 0, 0, 1}, []byte(`{"clientId":"a"}`))
+	f.Add([]byte(`{"id":"b"}`), []byte(`{"client":"a"}`), []byte{1}, []byte(`[]`))
+	f.Add([]byte{}, []byte{0xff}, []byte{}, []byte(`{"clientId":""}`))
+	f.Fuzz(func(t *testing.T, client, sub, offline, live []byte) {
 		dir := t.TempDir()
 		db, err := pebble.Open(dir, &pebble.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		for k, v := range map[string][]byte{"CL_a": client, "SUB_a:x": sub, "IFM_a:1": sub, offlinePrefix + "a": offline} {
+		for k, v := range map[string][]byte{"CL_a": client, "SUB_a:x": sub, "IFM_a:1": sub, offlinePrefix + "a": offline, livePrefix + "a": live} {
 			_ = db.Set([]byte(k), v, pebble.NoSync)
 		}
 		db.Close()
@@ -143,6 +143,7 @@ func FuzzSessionStoreRecords(f *testing.F) {
 		}
 		defer st.Stop()
 		clients, subs, msgs := loadAll(st)
+		st.live()
 		for _, s := range subs {
 			if _, ok := st.loaded[s.Client]; !ok {
 				t.Fatalf("subscription of %q loaded without its client (%v)", s.Client, clients)

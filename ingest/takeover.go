@@ -164,23 +164,26 @@ func (h *sessionHook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	}
 }
 
-// OnSessionEstablished records cl as its id's live connection and
-// releases the id's lock.
+// OnSessionEstablished records cl as its id's live connection (in the
+// session store too, see disconnectCrashed) and releases the id's lock.
 func (h *sessionHook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 	if cl.Net.Inline || cl.Net.Conn == nil {
 		return
 	}
 	t := h.t
 	lc := &liveConn{cl: cl, left: make(chan struct{})}
+	if v, ok := t.s.conns.Load(cl); ok && t.s.store != nil {
+		t.s.store.setLive(liveRecord(v.(*conn)))
+	}
 	t.mu.Lock()
 	t.live[cl.ID] = lc
 	t.mu.Unlock()
 	t.unlock(cl.Net.Conn)
 }
 
-// OnDisconnect marks cl gone (its disconnected event was produced by the
-// publish hook before) and takes the id's lock until mochi's teardown of
-// cl is over.
+// OnDisconnect marks cl gone, in the session store too (its
+// disconnected event was produced by the publish hook before), and takes
+// the id's lock until mochi's teardown of cl is over.
 func (h *sessionHook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	if cl.Net.Inline || cl.Net.Conn == nil {
 		return // a stored session loaded at start: no connection
@@ -194,6 +197,9 @@ func (h *sessionHook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	}
 	t.mu.Unlock()
 	if mine {
+		if t.s.store != nil {
+			t.s.store.deleteLive(false, cl.ID)
+		}
 		close(lc.left)
 	}
 	t.lock(cl.Net.Conn, cl.ID)
