@@ -239,7 +239,7 @@ func (e *expiry) scheduleLoaded() {
 // checkSessionExpiry validates Options.MaxSessionExpiry.
 func checkSessionExpiry(d time.Duration) error {
 	if d < time.Second || d > maxSessionExpiryLimit {
-		return fmt.Errorf("mqtt session expiry %v: must be between 1s and %v (AWS IoT allows 1h by default, up to 7 days)", d, maxSessionExpiryLimit)
+		return fmt.Errorf("mqtt session expiry %v (--mqtt-session-expiry): must be between 1s and 168h (7 days, AWS IoT's most; its default is 1h)", d)
 	}
 	return nil
 }
@@ -248,6 +248,9 @@ func checkSessionExpiry(d time.Duration) error {
 // the refusals in iotpipe_ingest_refused_total).
 func (s *Server) connCollectors() []prometheus.Collector {
 	cs := append(s.drops.collectors(), s.expiry.expired)
+	if s.store != nil {
+		cs = append(cs, s.store.w.dropped)
+	}
 	return append(cs, s.sessionGauges()...)
 }
 

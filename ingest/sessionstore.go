@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble"
@@ -38,14 +37,11 @@ type sessionStore struct {
 	expiry func(c storage.Client) time.Duration
 	now    func() time.Time
 
-	// mu guards closed: writes and reads take it shared (so commits,
-	// and their syncs, proceed together), Stop exclusively.
+	// w writes; mu guards closed against the reads (Stop takes it
+	// exclusively).
+	w      *storeWriter
 	mu     sync.RWMutex
 	closed bool
-	// dirty is set by unsynced writes; syncLoop syncs them every
-	// syncEvery (see write).
-	dirty atomic.Bool
-	done  chan struct{}
 	// loaded are the clients StoredClients handed to mochi, with when
 	// each expires (filled at start, read by the server after Serve).
 	loaded map[string]time.Time
@@ -66,14 +62,23 @@ func inflightKey(id string, packetID uint16) []byte {
 func retainedKey(topic string) []byte { return []byte(storage.RetainedKey + "_" + topic) }
 
 // openSessionStore opens (or creates) the store in dir.
-func openSessionStore(dir string, log *slog.Logger, expiry func(storage.Client) time.Duration) (*sessionStore, error) {
-	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{log}})
+func openSessionStore(dir string, log *slog.Logger, expiry func(storage.Client) time.Duration) (st *sessionStore, err error) {
+	pl := &pebbleLogger{log: log}
+	defer func() { // Pebble fails an Open on a bad directory through Fatalf
+		if r := recover(); r != nil {
+			f, ok := r.(pebbleFatal)
+			if !ok {
+				panic(r)
+			}
+			err = fmt.Errorf("open mqtt session store %s: %w", dir, f)
+		}
+	}()
+	db, err := pebble.Open(dir, &pebble.Options{Logger: pl})
 	if err != nil {
 		return nil, fmt.Errorf("open mqtt session store %s: %w", dir, err)
 	}
-	h := &sessionStore{db: db, log: log, expiry: expiry, now: time.Now, loaded: map[string]time.Time{}, done: make(chan struct{})}
-	go h.syncLoop()
-	return h, nil
+	pl.w = newStoreWriter(db, dir, log)
+	return &sessionStore{db: db, log: log, expiry: expiry, now: time.Now, loaded: map[string]time.Time{}, w: pl.w}, nil
 }
 
 func (h *sessionStore) ID() string { return "iotpipe-session-store" }
@@ -89,63 +94,24 @@ func (h *sessionStore) Provides(b byte) bool {
 	return false
 }
 
-// Stop closes the store; later writes are dropped.
+// Stop writes what is queued and closes the store; later writes are
+// dropped. A failed store is left open (Pebble may hold its locks).
 func (h *sessionStore) Stop() error {
+	h.w.stop()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
 		return nil
 	}
 	h.closed = true
-	close(h.done)
+	if h.w.failed.Load() {
+		return nil
+	}
 	return h.db.Close()
 }
 
-// syncEvery bounds what a kill -9 loses of the store's unsynced writes:
-// Pebble writes a partly filled WAL block to its file only when it syncs.
-const syncEvery = time.Second
-
-// syncLoop syncs the WAL every syncEvery while there were writes.
-func (h *sessionStore) syncLoop() {
-	t := time.NewTicker(syncEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-h.done:
-			return
-		case <-t.C:
-		}
-		if h.dirty.Swap(false) {
-			h.mu.RLock()
-			if !h.closed {
-				if err := h.db.LogData(nil, pebble.Sync); err != nil {
-					h.log.Error("mqtt session store: sync failed", "err", err)
-				}
-			}
-			h.mu.RUnlock()
-		}
-	}
-}
-
-// write applies b unless the store is closed.
-func (h *sessionStore) write(what string, b *pebble.Batch) { h.commit(what, b, pebble.NoSync) }
-
-// commit applies b with opts unless the store is closed.
-func (h *sessionStore) commit(what string, b *pebble.Batch, opts *pebble.WriteOptions) {
-	defer b.Close()
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	if h.closed {
-		return
-	}
-	if err := b.Commit(opts); err != nil {
-		h.log.Error("mqtt session store: write failed", "what", what, "err", err)
-		return
-	}
-	if !opts.Sync {
-		h.dirty.Store(true)
-	}
-}
+// write queues b.
+func (h *sessionStore) write(what string, b *pebble.Batch) { _ = h.w.submit(what, b, false, false) }
 
 func (h *sessionStore) set(what string, key []byte, v encoding.BinaryMarshaler) {
 	val, err := v.MarshalBinary()
@@ -288,12 +254,7 @@ func (h *sessionStore) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
 
 // deleteClient deletes every key of client id's session.
 func (h *sessionStore) deleteClient(id string) {
-	h.mu.RLock()
-	closed := h.closed
-	h.mu.RUnlock()
-	if closed {
-		return
-	}
+	_ = h.w.flush() // the session's latest keys are visible to the scans
 	b := h.db.NewBatch()
 	_ = b.Delete(clientKey(id), nil)
 	_ = b.Delete([]byte(offlinePrefix+id), nil)
@@ -317,7 +278,7 @@ func (h *sessionStore) deleteClient(id string) {
 func (h *sessionStore) scan(prefix string, fn func(k, v []byte)) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	if h.closed {
+	if h.closed || h.w.failed.Load() {
 		return
 	}
 	it, err := h.db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefix), UpperBound: upperBound([]byte(prefix))})
@@ -456,7 +417,9 @@ func (h *sessionStore) setLive(ls liveSession) {
 	}
 	b := h.db.NewBatch()
 	_ = b.Set([]byte(livePrefix+ls.ClientID), val, nil)
-	h.commit("live session", b, pebble.Sync)
+	if err := h.w.submit("live session", b, true, true); err != nil {
+		h.log.Debug("mqtt session store: live connection not recorded", "client", ls.ClientID, "err", err)
+	}
 }
 
 // deleteLive forgets live connections: synced when sync is set (the
@@ -468,11 +431,7 @@ func (h *sessionStore) deleteLive(sync bool, ids ...string) {
 	for _, id := range ids {
 		_ = b.Delete([]byte(livePrefix+id), nil)
 	}
-	opts := pebble.NoSync
-	if sync {
-		opts = pebble.Sync
-	}
-	h.commit("live session", b, opts)
+	_ = h.w.submit("live session", b, sync, sync)
 }
 
 // live returns the connections recorded live (at start: those a crash
@@ -486,20 +445,4 @@ func (h *sessionStore) live() []liveSession {
 		}
 	})
 	return out
-}
-
-// pebbleLogger sends Pebble's messages to slog.
-type pebbleLogger struct{ log *slog.Logger }
-
-func (l pebbleLogger) Infof(format string, args ...any) {
-	l.log.Debug("mqtt session store: " + fmt.Sprintf(format, args...))
-}
-
-func (l pebbleLogger) Errorf(format string, args ...any) {
-	l.log.Error("mqtt session store: " + fmt.Sprintf(format, args...))
-}
-
-func (l pebbleLogger) Fatalf(format string, args ...any) {
-	l.log.Error("mqtt session store: " + fmt.Sprintf(format, args...))
-	panic(fmt.Sprintf(format, args...))
 }

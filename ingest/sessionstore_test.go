@@ -1,13 +1,16 @@
 package ingest
 
 import (
+	"crypto/rand"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble"
+	"github.com/iotpipe/iotpipe/internal/tmpfstest"
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/storage"
 	mochipebble "github.com/mochi-mqtt/server/v2/hooks/storage/pebble"
@@ -89,6 +92,9 @@ func TestSessionStoreDropsWhatDoesNotLoad(t *testing.T) {
 	b := st.db.NewBatch()
 	_ = b.Set(clientKey("garbage"), []byte("{not json"), nil)
 	st.write("garbage", b)
+	if err := st.w.flush(); err != nil {
+		t.Fatal(err)
+	}
 
 	clients, subs, msgs := loadAll(st)
 	got := map[string]int{}
@@ -155,4 +161,42 @@ func FuzzSessionStoreRecords(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A write Pebble cannot make (its disk full past the store's own guard)
+// fails the store, not the process: later writes are dropped and
+// counted, and Stop returns.
+func TestSessionStoreSurvivesPebbleFailure(t *testing.T) {
+	dir := tmpfstest.Mount(t, 8)
+	st, err := openSessionStore(dir, quiet, hourExpiry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.w.space.Min = 0 // no guard: let Pebble meet the full disk
+	val := make([]byte, 64<<10)
+	for i := 0; i < 1000 && !st.w.failed.Load(); i++ {
+		rand.Read(val)
+		b := st.db.NewBatch()
+		_ = b.Set([]byte(fmt.Sprint("k", i)), val, nil)
+		_ = st.w.submit("test", b, true, true)
+	}
+	if !st.w.failed.Load() {
+		t.Fatal("64 MiB written to an 8 MiB disk without a failure")
+	}
+	before := counterValue(st.w.dropped.WithLabelValues("failed"))
+	st.OnSubscribed(mqtt.New(&mqtt.Options{Logger: quiet}).NewClient(nil, "tcp", "c", false),
+		packets.Packet{Filters: packets.Subscriptions{{Filter: "x", Qos: 1}}}, []byte{1})
+	if err := st.w.flush(); err != errStoreFailed {
+		t.Fatalf("flush after the failure: %v", err)
+	}
+	if after := counterValue(st.w.dropped.WithLabelValues("failed")); after < before+1 {
+		t.Errorf("dropped writes %v -> %v", before, after)
+	}
+	done := make(chan error)
+	go func() { done <- st.Stop() }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Stop hangs after a failure")
+	}
 }
