@@ -162,28 +162,35 @@ func (c *conn) writer() {
 func (c *conn) answer(ready []*pending, buf *[]byte) {
 	b := (*buf)[:0]
 	var failure bool
+	var refused int
+	var why refusal
 	for _, p := range ready {
 		if !p.ack {
 			continue
+		}
+		if p.state.Load() != logged {
+			if refused == 0 {
+				why = c.s.logRefusal()
+			}
+			refused++
 		}
 		switch {
 		case p.state.Load() == logged:
 			b = append(b, packets.Puback<<4, 2, byte(p.pk.PacketID>>8), byte(p.pk.PacketID))
 		case c.v5:
 			// MQTT 5: a PUBACK with a failure reason code.
-			b = append(b, packets.Puback<<4, 3, byte(p.pk.PacketID>>8), byte(p.pk.PacketID), packets.ErrUnspecifiedError.Code)
+			b = append(b, packets.Puback<<4, 3, byte(p.pk.PacketID>>8), byte(p.pk.PacketID), why.code)
 		default:
 			failure = true
 		}
 	}
 	*buf = b
-	if failure && !c.gone.Load() {
+	if refused > 0 && !c.gone.Load() {
 		// MQTT 3.1.1 has no negative PUBACK and forbids a server
 		// DISCONNECT: close the network connection so the client
 		// retries the unacknowledged publishes. Acks of earlier
 		// publishes are still written first.
-		c.s.metrics.refused.WithLabelValues("log_unavailable").Inc()
-		c.s.opts.Logger.Warn("closing client: the log did not acknowledge its publish", "client", c.cl.ID)
+		c.s.publishesRefused(c.cl.ID, refused, why, failure)
 	}
 	if len(b) > 0 && !c.gone.Load() {
 		c.write(b)

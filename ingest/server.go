@@ -78,6 +78,10 @@ type Options struct {
 	// beyond it new connections are closed at once (default: the
 	// open-files limit less a tenth of it, at least 512; -1: no cap).
 	MaxConnections int
+	// LogWriteError, when set, says why the log refuses writes when it
+	// knows (eventlog.Log.WriteError: the embedded log's disk is full);
+	// a refused publish then carries that reason.
+	LogWriteError func() error
 	// Node names this ingest node; its outbound consumer group is
 	// "iotpipe-outbound-<Node>" (default the host name).
 	Node string
@@ -146,6 +150,7 @@ type Server struct {
 	listener  *listener
 	closeOnce sync.Once
 	drops     *dropMetrics
+	refusals  *rateLog // publishesRefused's log lines
 	// store keeps sessions (with SessionDir); expiry removes offline
 	// sessions past their expiry.
 	store  *sessionStore
@@ -179,6 +184,7 @@ func New(producer Producer, opts Options) (*Server, error) {
 	s.waiters.m = map[string]chan schemas.Outbound{}
 	s.takeover = newTakeover(s)
 	s.expiry = newExpiry(s)
+	s.refusals = newRateLog(10 * time.Second)
 	s.drops = newDropMetrics(ms.Info)
 	s.promise = s.produced
 	s.promiseUnrouted = s.producedUnrouted

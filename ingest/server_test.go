@@ -24,7 +24,14 @@ type rig struct {
 
 func newRig(t *testing.T, opts Options) *rig {
 	t.Helper()
-	l, err := eventlog.Open(context.Background(), eventlog.Options{DataDir: t.TempDir(), Port: -1, Partitions: 4})
+	return newRigAt(t, t.TempDir(), opts)
+}
+
+// newRigAt is newRig with the log's data in dataDir; the server learns
+// from the log why it refuses writes (Options.LogWriteError).
+func newRigAt(t *testing.T, dataDir string, opts Options) *rig {
+	t.Helper()
+	l, err := eventlog.Open(context.Background(), eventlog.Options{DataDir: dataDir, Port: -1, Partitions: 4})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,6 +45,9 @@ func newRig(t *testing.T, opts Options) *rig {
 		opts.MQTTAddr = "127.0.0.1:0"
 	}
 	opts.Dev = true
+	if opts.LogWriteError == nil {
+		opts.LogWriteError = l.WriteError
+	}
 	srv, err := New(prod, opts)
 	if err != nil {
 		t.Fatal(err)
