@@ -7,7 +7,18 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
+
+// gaugeValue reads a gauge.
+func gaugeValue(c prometheus.Collector) float64 {
+	var m dto.Metric
+	if err := c.(prometheus.Metric).Write(&m); err != nil {
+		panic(err)
+	}
+	return m.GetGauge().GetValue()
+}
 
 // startServer starts another ingest server on r's log with opts.
 func (r *rig) startServer(t *testing.T, opts Options) *Server {
@@ -126,10 +137,20 @@ func TestSessionExpiry(t *testing.T) {
 	rc.send(0xe0, []byte{0x00, 5, 0x11, 0xff, 0xff, 0xff, 0xff})
 	rc.read()
 
+	gauges := r.srv.sessionGauges() // the disconnects finish just after the closes seen
+	for deadline := time.Now().Add(10 * time.Second); gaugeValue(gauges[0]) != 0 || gaugeValue(gauges[1]) != 2; {
+		if time.Now().After(deadline) {
+			t.Fatalf("sessions gauge: connected %v, offline %v; want 0 and 2", gaugeValue(gauges[0]), gaugeValue(gauges[1]))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	waitGone(t, r.srv, "p3", 30*time.Second)
 	waitGone(t, r.srv, "p5", 30*time.Second)
 	if _, ack, err := connectRaw(t, r.addr, "p3", connectOpts{}); err != nil || ack[0] != 0 {
 		t.Fatalf("reconnect after expiry: session present %v, err %v", ack, err)
+	}
+	if n := counterValue(r.srv.expiry.expired); n != 2 {
+		t.Errorf("expired sessions counted %v, want 2", n)
 	}
 	r.srv.Close()
 	for _, id := range []string{"p5", "cmd/p3"} {

@@ -408,8 +408,11 @@ type liveSession struct {
 	Since     int64  `json:"since"` // unix ms
 }
 
-// setLive records a live connection, synced: a crash right after must
-// still find it.
+// setLive records a live connection, synced before it returns: the
+// connection's packets are read only after (mochi starts its read loop
+// once the session hooks ran), so anything it got into the log has a live
+// record a crash leaves behind. The cost is one sync per connect, shared
+// by the connects that arrive together.
 func (h *sessionStore) setLive(ls liveSession) {
 	val, err := json.Marshal(ls)
 	if err != nil {
