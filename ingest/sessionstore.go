@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble"
+	"github.com/cockroachdb/pebble/vfs"
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/storage"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -62,7 +63,12 @@ func inflightKey(id string, packetID uint16) []byte {
 func retainedKey(topic string) []byte { return []byte(storage.RetainedKey + "_" + topic) }
 
 // openSessionStore opens (or creates) the store in dir.
-func openSessionStore(dir string, log *slog.Logger, expiry func(storage.Client) time.Duration) (st *sessionStore, err error) {
+func openSessionStore(dir string, log *slog.Logger, expiry func(storage.Client) time.Duration) (*sessionStore, error) {
+	return openSessionStoreFS(dir, nil, log, expiry)
+}
+
+// openSessionStoreFS is openSessionStore on fs (nil: the disk).
+func openSessionStoreFS(dir string, fs vfs.FS, log *slog.Logger, expiry func(storage.Client) time.Duration) (st *sessionStore, err error) {
 	pl := &pebbleLogger{log: log}
 	defer func() { // Pebble fails an Open on a bad directory through Fatalf
 		if r := recover(); r != nil {
@@ -73,7 +79,7 @@ func openSessionStore(dir string, log *slog.Logger, expiry func(storage.Client) 
 			err = fmt.Errorf("open mqtt session store %s: %w", dir, f)
 		}
 	}()
-	db, err := pebble.Open(dir, &pebble.Options{Logger: pl})
+	db, err := pebble.Open(dir, &pebble.Options{Logger: pl, FS: fs})
 	if err != nil {
 		return nil, fmt.Errorf("open mqtt session store %s: %w", dir, err)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble"
+	"github.com/cockroachdb/pebble/vfs"
 	"github.com/iotpipe/iotpipe/internal/tmpfstest"
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/storage"
@@ -134,8 +135,8 @@ func FuzzSessionStoreRecords(f *testing.F) {
 	f.Add([]byte(`{"id":"b"}`), []byte(`{"client":"a"}`), []byte{1}, []byte(`[]`))
 	f.Add([]byte{}, []byte{0xff}, []byte{}, []byte(`{"clientId":""}`))
 	f.Fuzz(func(t *testing.T, client, sub, offline, live []byte) {
-		dir := t.TempDir()
-		db, err := pebble.Open(dir, &pebble.Options{})
+		mem := vfs.NewMem()
+		db, err := pebble.Open("s", &pebble.Options{FS: mem})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -143,7 +144,7 @@ func FuzzSessionStoreRecords(f *testing.F) {
 			_ = db.Set([]byte(k), v, pebble.NoSync)
 		}
 		db.Close()
-		st, err := openSessionStore(dir, quiet, hourExpiry)
+		st, err := openSessionStoreFS("s", mem, quiet, hourExpiry)
 		if err != nil {
 			t.Fatal(err)
 		}
