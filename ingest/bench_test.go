@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/iotpipe/iotpipe/benchmarks/mqttload"
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 )
 
 // BenchmarkPublish measures the hot path end to end: mqttload's 200-byte
@@ -46,11 +44,3 @@ func BenchmarkPublish(b *testing.B) {
 	}
 }
 
-// counterValue reads a Prometheus counter.
-func counterValue(c prometheus.Counter) float64 {
-	var m dto.Metric
-	if err := c.Write(&m); err != nil {
-		panic(err)
-	}
-	return m.GetCounter().GetValue()
-}

@@ -50,5 +50,6 @@ func newMetrics() *metrics {
 // Collectors returns the server's Prometheus collectors for registration.
 func (s *Server) Collectors() []prometheus.Collector {
 	m := s.metrics
-	return []prometheus.Collector{m.logged, m.produceErrors, m.produceLatency, m.ackTimeouts, m.expired, m.refused, m.lifecycle, m.delivered, m.httpPublished}
+	return append([]prometheus.Collector{m.logged, m.produceErrors, m.produceLatency, m.ackTimeouts, m.expired, m.refused, m.lifecycle, m.delivered, m.httpPublished},
+		s.connCollectors()...)
 }

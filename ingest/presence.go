@@ -57,10 +57,12 @@ func newSessionID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// disconnectReason maps mochi's stop cause to AWS's disconnectReason.
+// disconnectReason maps why cl ended to AWS's disconnectReason: the
+// cause the server stopped it with (a takeover, a refusal, shutdown)
+// when there is one, else cause (what ended its read loop).
 func disconnectReason(cl *mqtt.Client, cause error) (string, bool) {
-	if cause == nil {
-		cause = cl.StopCause()
+	if sc := cl.StopCause(); sc != nil {
+		cause = sc
 	}
 	switch {
 	case cause == nil, errors.Is(cause, packets.CodeDisconnect), errors.Is(cause, packets.CodeSuccess):

@@ -197,6 +197,7 @@ func (c *conn) writer() {
 		}
 		if len(ready) > 0 {
 			c.answer(ready, &buf)
+			clear(ready) // an idle connection keeps no publish (nor its payload) alive
 		}
 		if empty && c.gone.Load() {
 			return
@@ -215,6 +216,11 @@ func (c *conn) answer(ready []*pending, buf *[]byte) {
 	b := (*buf)[:0]
 	var failure bool
 	split := 0 // ready[:split] is routed before the write
+	// unlogged counts the publishes the log did not take (refused ones,
+	// answered with their own code, are counted where refused); why
+	// says why, for the MQTT 5 code and the log line.
+	var unlogged int
+	var why refusal
 	for i, p := range ready {
 		state := p.state.Load()
 		if state == logged && p.pk.FixedHeader.Retain {
@@ -223,12 +229,18 @@ func (c *conn) answer(ready []*pending, buf *[]byte) {
 		if !p.ack || c.failedV3 {
 			continue
 		}
+		if state != logged && state != refused {
+			if unlogged == 0 {
+				why = c.s.logRefusal()
+			}
+			unlogged++
+		}
 		switch {
 		case state == logged:
 			b = append(b, packets.Puback<<4, 2, byte(p.pk.PacketID>>8), byte(p.pk.PacketID))
 		case c.v5:
 			// MQTT 5: a PUBACK with a failure reason code.
-			code := packets.ErrUnspecifiedError.Code
+			code := why.code
 			if state == refused {
 				code = p.code
 			}
@@ -241,12 +253,11 @@ func (c *conn) answer(ready []*pending, buf *[]byte) {
 	}
 	*buf = b
 	c.settle(ready[:split])
-	if failure && !c.gone.Load() {
+	if unlogged > 0 && !c.gone.Load() {
 		// MQTT 3.1.1 has no negative PUBACK and forbids a server
-		// DISCONNECT: close the network connection so the client
-		// retries the unacknowledged publishes.
-		c.s.metrics.refused.WithLabelValues("log_unavailable").Inc()
-		c.s.opts.Logger.Warn("closing client: the log did not acknowledge its publish", "client", c.cl.ID)
+		// DISCONNECT: close the network connection (below) so the
+		// client retries the unacknowledged publishes.
+		c.s.publishesRefused(c.cl.ID, unlogged, why, failure)
 	}
 	if len(b) > 0 && !c.gone.Load() {
 		c.write(b)

@@ -17,8 +17,6 @@ import (
 	"github.com/iotpipe/iotpipe/schemas"
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
-	sessionstore "github.com/mochi-mqtt/server/v2/hooks/storage/pebble"
-	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -56,6 +54,33 @@ type Options struct {
 	// Pebble store there, so a device's session and the commands queued
 	// for it survive a restart. Empty keeps them in memory.
 	SessionDir string
+	// MaxSessionExpiry is how long a persistent session outlives its
+	// connection: MQTT 3.1.1 sessions (clean session off) for exactly
+	// this long, MQTT 5 sessions for the interval they ask for, at most
+	// this long (default 1h, AWS IoT's default; at most 7 days).
+	MaxSessionExpiry time.Duration
+	// ClientWriteQueue is how many packets may wait to be written to one
+	// client (default 128). Every connection and every offline session
+	// allocates it in full (8 bytes a slot); beyond it messages to that
+	// client are dropped and counted (iotpipe_ingest_dropped_total
+	// {reason="queue_full"}). A subscriber taking a high-rate stream over
+	// MQTT needs more; the log is the better place to read a firehose.
+	ClientWriteQueue int
+	// MaxQueuedMessages bounds the QoS 1/2 messages one session may hold
+	// unacknowledged or queued while offline (default 1024; beyond it
+	// they are dropped and counted as reason="inflight_full").
+	MaxQueuedMessages int
+	// ConnectTimeout is how long a new MQTT connection may take to send
+	// its CONNECT before it is closed (default 10s).
+	ConnectTimeout time.Duration
+	// MaxConnections caps open MQTT connections, authenticated or not;
+	// beyond it new connections are closed at once (default: the
+	// open-files limit less a tenth of it, at least 512; -1: no cap).
+	MaxConnections int
+	// LogWriteError, when set, says why the log refuses writes when it
+	// knows (eventlog.Log.WriteError: the embedded log's disk is full);
+	// a refused publish then carries that reason.
+	LogWriteError func() error
 	// Node names this ingest node; its outbound consumer group is
 	// "iotpipe-outbound-<Node>" (default the host name).
 	Node string
@@ -82,6 +107,21 @@ func (o *Options) defaults() {
 	if o.Node == "" {
 		o.Node = "local"
 	}
+	if o.MaxSessionExpiry <= 0 {
+		o.MaxSessionExpiry = time.Hour
+	}
+	if o.ClientWriteQueue <= 0 {
+		o.ClientWriteQueue = 128
+	}
+	if o.MaxQueuedMessages <= 0 {
+		o.MaxQueuedMessages = 1024
+	}
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = 10 * time.Second
+	}
+	if o.MaxConnections == 0 {
+		o.MaxConnections = defaultMaxConnections()
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -103,31 +143,51 @@ type Server struct {
 	// promiseUnrouted completes QoS 0 records that skip the FIFO.
 	promiseUnrouted func(*kgo.Record, error)
 	subGen          atomic.Uint64 // bumped on every subscribe/unsubscribe
-	// store is the session store (nil without SessionDir).
-	store *sessionstore.Hook
 	// closing is closed when Close starts: readers waiting for an
 	// in-flight slot give up.
-	closing   chan struct{}
+	closing chan struct{}
+	// takeover gives a client id one connection at a time; listener is
+	// the MQTT listener (after Start).
+	takeover  *takeover
+	listener  *listener
 	closeOnce sync.Once
+	drops     *dropMetrics
+	refusals  *rateLog // publishesRefused's log lines
+	// store keeps sessions (with SessionDir); expiry removes offline
+	// sessions past their expiry.
+	store  *sessionStore
+	expiry *expiry
 }
 
 // New returns a Server writing to producer.
 func New(producer Producer, opts Options) (*Server, error) {
 	opts.defaults()
+	if err := checkSessionExpiry(opts.MaxSessionExpiry); err != nil {
+		return nil, err
+	}
+	if opts.MaxQueuedMessages > 65535 {
+		return nil, fmt.Errorf("mqtt max queued messages %d: at most 65535 (MQTT packet ids)", opts.MaxQueuedMessages)
+	}
 	ms := mqtt.New(&mqtt.Options{
 		InlineClient: true,
-		Logger:       opts.Logger.With("component", "mqtt"),
+		Logger:       newQuietLogger(opts.Logger.With("component", "mqtt"), 10*time.Second),
 		Capabilities: func() *mqtt.Capabilities {
 			c := mqtt.NewDefaultServerCapabilities()
 			// Fixed header + topic + properties fit in the slack.
 			c.MaximumPacketSize = uint32(opts.MaxPayload) + 64<<10
-			c.MaximumClientWritesPending = 8192
+			c.MaximumClientWritesPending = int32(opts.ClientWriteQueue)
+			c.MaximumInflight = uint16(opts.MaxQueuedMessages)
+			c.MaximumSessionExpiryInterval = uint32(opts.MaxSessionExpiry / time.Second)
 			return c
 		}(),
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{opts: opts, producer: producer, mqtt: ms, metrics: newMetrics(), ctx: ctx, cancel: cancel, closing: make(chan struct{})}
 	s.waiters.m = map[string]chan schemas.Outbound{}
+	s.takeover = newTakeover(s)
+	s.expiry = newExpiry(s)
+	s.refusals = newRateLog(10 * time.Second)
+	s.drops = newDropMetrics(ms.Info)
 	s.promise = s.produced
 	s.promiseUnrouted = s.producedUnrouted
 	if opts.Dev {
@@ -140,12 +200,27 @@ func New(producer Producer, opts Options) (*Server, error) {
 		}
 	}
 	if opts.SessionDir != "" {
-		s.store = new(sessionstore.Hook)
-		if err := ms.AddHook(s.store, &sessionstore.Options{Path: opts.SessionDir}); err != nil {
-			return nil, fmt.Errorf("mqtt session store %s: %w", opts.SessionDir, err)
+		st, err := openSessionStore(opts.SessionDir, opts.Logger, s.storedExpiry)
+		if err != nil {
+			return nil, err
 		}
+		if err := ms.AddHook(st, nil); err != nil {
+			st.Stop()
+			return nil, err
+		}
+		s.store = st
 	}
 	if err := ms.AddHook(&publishHook{s: s}, nil); err != nil {
+		return nil, err
+	}
+	// After the publish hook: see sessionHook.
+	if err := ms.AddHook(&sessionHook{t: s.takeover}, nil); err != nil {
+		return nil, err
+	}
+	if err := ms.AddHook(&expiryHook{e: s.expiry}, nil); err != nil {
+		return nil, err
+	}
+	if err := ms.AddHook(&connectHook{s: s}, nil); err != nil {
 		return nil, err
 	}
 	s.router = ms.NewClient(nil, "local", "iotpipe-router", true)
@@ -160,15 +235,23 @@ func (s *Server) Start() error {
 		return fmt.Errorf("mqtt listen %s: %w", s.opts.MQTTAddr, err)
 	}
 	s.addr = ln.Addr()
-	l := listeners.NewNet("tcp", watchListener{ln})
-	if err := s.mqtt.AddListener(l); err != nil {
-		return fmt.Errorf("mqtt listener: %w", err)
-	}
+	// Serve loads the stored sessions; the listener is served only after
+	// the loaded sessions' expiry is set.
 	if err := s.mqtt.Serve(); err != nil {
+		ln.Close()
 		return fmt.Errorf("mqtt serve: %w", err)
 	}
 	s.restoreStored()
-	s.opts.Logger.Info("mqtt listening", "addr", s.addr.String(), "dev", s.opts.Dev)
+	s.expiry.scheduleLoaded()
+	s.disconnectCrashed()
+	s.listener = newListener(s, "tcp", watchListener{ln})
+	if err := s.mqtt.AddListener(s.listener); err != nil {
+		ln.Close()
+		return fmt.Errorf("mqtt listener: %w", err)
+	}
+	s.mqtt.Listeners.Serve(s.listener.ID(), s.mqtt.EstablishConnection)
+	s.opts.Logger.Info("mqtt listening", "addr", s.addr.String(), "dev", s.opts.Dev,
+		"max_connections", s.opts.MaxConnections, "connect_timeout", s.opts.ConnectTimeout)
 	return nil
 }
 
@@ -176,11 +259,17 @@ func (s *Server) Start() error {
 func (s *Server) MQTTAddr() net.Addr { return s.addr }
 
 // Close disconnects clients and stops the broker. Publishes already
-// handed to the producer complete or fail with the producer.
+// handed to the producer complete or fail with the producer. Calls after
+// the first do nothing.
 func (s *Server) Close() error {
-	s.closeOnce.Do(func() { close(s.closing) })
-	err := s.mqtt.Close()
-	s.cancel()
+	var err error
+	s.closeOnce.Do(func() {
+		close(s.closing)
+		s.takeover.close()
+		s.expiry.stop()
+		err = s.mqtt.Close()
+		s.cancel()
+	})
 	return err
 }
 

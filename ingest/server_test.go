@@ -30,11 +30,21 @@ func newRig(t testing.TB, opts Options) *rig {
 // newRigProducer is newRig with a producer of ProducerOpts plus extra.
 func newRigProducer(t testing.TB, opts Options, extra ...kgo.Opt) *rig {
 	t.Helper()
-	l, err := eventlog.Open(context.Background(), eventlog.Options{DataDir: t.TempDir(), Port: -1, Partitions: 4})
+	return newRigAt(t, t.TempDir(), opts, extra...)
+}
+
+// newRigAt is newRig with the log's data in dataDir; the server learns
+// from the log why it refuses writes (Options.LogWriteError).
+func newRigAt(t testing.TB, dataDir string, opts Options, extra ...kgo.Opt) *rig {
+	t.Helper()
+	l, err := eventlog.Open(context.Background(), eventlog.Options{DataDir: dataDir, Port: -1, Partitions: 4})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(l.Close)
+	if opts.LogWriteError == nil {
+		opts.LogWriteError = l.WriteError
+	}
 	prod, err := l.Client(append(ProducerOpts(), extra...)...)
 	if err != nil {
 		t.Fatal(err)

@@ -33,6 +33,11 @@ type config struct {
 	RetentionBytes int64         `yaml:"retention_bytes" flag:"retention-bytes" help:"bytes kept per partition of the event topics"`
 	MaxInFlight    int           `yaml:"max_inflight" flag:"max-inflight" help:"publishes one MQTT connection may have on their way to the log"`
 	MaxPayload     int           `yaml:"max_payload" flag:"max-payload" help:"largest accepted payload in bytes"`
+	MQTTConnect    time.Duration `yaml:"mqtt_connect_timeout" flag:"mqtt-connect-timeout" help:"time a new MQTT connection has to send its CONNECT"`
+	MQTTMaxConns   int           `yaml:"mqtt_max_connections" flag:"mqtt-max-connections" help:"open MQTT connections allowed, more are refused (0: the open-files limit less a tenth; -1: no cap)"`
+	MQTTSession    time.Duration `yaml:"mqtt_session_expiry" flag:"mqtt-session-expiry" help:"how long a persistent MQTT session outlives its connection (3.1.1; the most an MQTT 5 client gets; 1s to 168h)"`
+	MQTTQueue      int           `yaml:"mqtt_client_queue" flag:"mqtt-client-queue" help:"packets that may wait to be written to one MQTT client, more are dropped"`
+	MQTTMaxQueued  int           `yaml:"mqtt_max_queued" flag:"mqtt-max-queued" help:"QoS 1/2 messages one MQTT session may hold unacknowledged or queued while offline"`
 	Node           string        `yaml:"node" flag:"node" help:"name of this ingest node (its outbound consumer group)"`
 	ClickHouse     string        `yaml:"clickhouse" flag:"clickhouse" help:"ClickHouse DSN clickhouse://host:9000/db (empty: the embedded server; \"off\": no ClickHouse sink)"`
 	CHQueryDSN     string        `yaml:"clickhouse_query_dsn" flag:"clickhouse-query-dsn" help:"DSN of a read-only ClickHouse user for POST /api/sql on the --clickhouse server (empty: iotpipe creates one with the --clickhouse user, or /api/sql is disabled)"`
@@ -66,6 +71,10 @@ func defaultConfig() config {
 		RetentionBytes: 256 << 20,
 		MaxInFlight:    256,
 		MaxPayload:     128 << 10,
+		MQTTConnect:    10 * time.Second,
+		MQTTSession:    time.Hour,
+		MQTTQueue:      128,
+		MQTTMaxQueued:  1024,
 		Node:           host,
 		RulesDir:       "rules",
 		CHTCPPort:      9000,

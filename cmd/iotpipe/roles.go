@@ -216,6 +216,8 @@ func (n *node) startIngest() error {
 	srv, err := ingest.New(prod, ingest.Options{
 		MQTTAddr: cfg.MQTTAddr, Dev: cfg.Dev, Topics: lg.Topics(), MaxInFlight: cfg.MaxInFlight,
 		MaxPayload: cfg.MaxPayload, Node: cfg.Node, Logger: n.log, SessionDir: cfg.path("mqtt"),
+		ConnectTimeout: cfg.MQTTConnect, MaxConnections: cfg.MQTTMaxConns, MaxSessionExpiry: cfg.MQTTSession,
+		ClientWriteQueue: cfg.MQTTQueue, MaxQueuedMessages: cfg.MQTTMaxQueued, LogWriteError: lg.WriteError,
 	})
 	if err != nil {
 		return err

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/iotpipe/iotpipe/internal/diskspace"
 	"github.com/iotpipe/iotpipe/schemas"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -84,6 +85,27 @@ type Log struct {
 	opts    Options
 	cluster *kfake.Cluster
 	brokers []string
+	space   *diskspace.Watch // the embedded log's data dir
+}
+
+// diskFullBelow is the free space under which the embedded log's disk
+// counts as full: a produce batch is up to 1 MiB, and a segment roll
+// writes more.
+const diskFullBelow = 16 << 20
+
+// WriteError says why the log refuses writes, when it knows: for the
+// embedded log, an error wrapping diskspace.ErrFull while the filesystem
+// of its data directory has less than 16 MiB free (it accepts writes
+// again by itself once there is room). It returns nil otherwise, and
+// always for an external cluster, which reports its own errors.
+func (l *Log) WriteError() error {
+	if l.space == nil {
+		return nil
+	}
+	if err := l.space.Check(); err != nil {
+		return fmt.Errorf("embedded log: %w", err)
+	}
+	return nil
 }
 
 // Open starts the embedded broker (or checks the external one) and
@@ -136,6 +158,9 @@ func (l *Log) startEmbedded() error {
 	debug.FreeOSMemory()
 	l.cluster = c
 	l.brokers = c.ListenAddrs()
+	// Asked when a write failed: read afresh (a failure right after a
+	// reading must not be put down to something else).
+	l.space = &diskspace.Watch{Dir: o.DataDir, Min: diskFullBelow, Every: 10 * time.Millisecond}
 	o.Logger.Info("embedded log started", "addr", l.brokers[0], "data_dir", o.DataDir,
 		"sync_writes", o.SyncWrites, "load_time", time.Since(start).Round(time.Millisecond))
 	return nil
