@@ -176,7 +176,7 @@ func (c *condition) eval(r *resolver) (holds bool, missing string, ok bool) {
 	got := r.values(c.key)
 	if c.op.family == famNull {
 		for _, p := range pol {
-			if want, _ := parseBool(text(p)); want == (len(got) == 0) {
+			if absent, ok := parseBool(text(p)); ok && absent == (len(got) == 0) {
 				return true, "", true
 			}
 		}

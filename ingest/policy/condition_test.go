@@ -84,6 +84,7 @@ func TestConditions(t *testing.T) {
 		{"Null true on a present key", `{"Null":{"iot:Connection.Thing.ThingName":"true"}}`, connection(), false},
 		{"Null false on a present key", `{"Null":{"iot:Certificate.SerialNumber":"false","iot:Certificate.Subject.CommonName":"false"}}`, connection(), true},
 		{"Null false without a certificate", `{"Null":{"iot:Certificate.SerialNumber":"false"}}`, noCertificate(), false},
+		{"Null with a value that is not a boolean once resolved", `{"Null":{"iot:Connection.Thing.ThingName":"${iot:ClientId}"}}`, connection(), false},
 
 		{"Bool attached", `{"Bool":{"iot:Connection.Thing.IsAttached":["true"]}}`, connection(), true},
 		{"Bool not attached", `{"Bool":{"iot:Connection.Thing.IsAttached":"true"}}`, detached(), false},
