@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -29,5 +30,27 @@ func TestCacheBounded(t *testing.T) {
 		if n := len(d.slots[slotReceive].cache); n != 0 {
 			t.Errorf("size %d: Receive cached %d entries without being asked", size, n)
 		}
+	}
+}
+
+// TestLongNamesNotCached: a resource name over 256 bytes is decided but not
+// remembered.
+func TestLongNamesNotCached(t *testing.T) {
+	p, err := Parse("p", []byte(`{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"iot:Publish","Resource":"topic/a/*"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := Compile([]*Policy{p}, Context{ClientID: "c"})
+	long := "a/" + strings.Repeat("x", maxCachedName)
+	for range 2 {
+		if !d.AllowPublish(long, false) || d.AllowPublish("b"+long, false) {
+			t.Fatal("wrong answer for a long topic")
+		}
+	}
+	if n := len(d.slots[slotPublish].cache); n != 0 {
+		t.Errorf("%d long names cached", n)
+	}
+	if !d.AllowPublish("a/"+strings.Repeat("x", maxCachedName-2), false) || len(d.slots[slotPublish].cache) != 1 {
+		t.Errorf("a 256-byte name is not cached")
 	}
 }

@@ -90,6 +90,11 @@ func coversAction(actions []*glob, not bool, lower string) bool {
 // unless CacheSize says otherwise.
 const DefaultCacheSize = 64
 
+// maxCachedName bounds what a cache entry holds: a resource name longer
+// than AWS's 256-byte topic limit is decided without the cache, so a client
+// cannot pin large strings in its Decider.
+const maxCachedName = 256
+
 // Option changes how Compile builds a Decider.
 type Option func(*options)
 
@@ -100,7 +105,8 @@ type options struct {
 // CacheSize sets how many decisions a Decider remembers per action
 // (default DefaultCacheSize). When full, a remembered decision picked at
 // random makes room. Zero or less disables the cache: every decision is a
-// match over the compiled patterns.
+// match over the compiled patterns. Resource names over 256 bytes are never
+// cached.
 func CacheSize(n int) Option {
 	return func(o *options) { o.cacheSize = max(n, 0) }
 }
@@ -249,7 +255,8 @@ func (d *Decider) decide(k slot, name string) bool {
 	if len(st.allow) == 0 {
 		return false
 	}
-	if d.cacheSize > 0 {
+	cached := d.cacheSize > 0 && len(name) <= maxCachedName
+	if cached {
 		st.mu.RLock()
 		allowed, hit := st.cache[name]
 		st.mu.RUnlock()
@@ -258,7 +265,7 @@ func (d *Decider) decide(k slot, name string) bool {
 		}
 	}
 	allowed := evaluate(st.deny, st.allow, slotInfo[k].prefix+name).Allowed
-	if d.cacheSize > 0 {
+	if cached {
 		st.mu.Lock()
 		if st.cache == nil {
 			st.cache = make(map[string]bool, min(d.cacheSize, 16))
