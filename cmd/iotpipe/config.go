@@ -14,6 +14,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/iotpipe/iotpipe/processors/rules"
 	"github.com/iotpipe/iotpipe/processors/shadow/document"
 )
 
@@ -48,6 +49,7 @@ type config struct {
 	ShadowMaxDepth int           `yaml:"shadow_max_depth" flag:"shadow-max-depth" help:"deepest nesting of a shadow's desired or reported state (400 deeper)"`
 	ShadowRate     int           `yaml:"shadow_rate_limit" flag:"shadow-rate-limit" help:"most shadow requests per second per thing, more get 429 (0: no limit; AWS allows 20)"`
 	RulesDir       string        `yaml:"rules_dir" flag:"rules" help:"directory of .sql rule files, hot-reloaded"`
+	MaxEventSkew   time.Duration `yaml:"max_event_skew" flag:"max-event-skew" help:"how far past its receive time a rule's EVENT TIME may be; further goes to the DLQ (negative: no bound)"`
 	WebhookSecret  string        `yaml:"webhook_secret" flag:"webhook-secret" help:"HMAC-SHA256 key signing webhook actions (X-Iotpipe-Signature)"`
 	Pprof          bool          `yaml:"pprof" flag:"pprof" help:"serve Go profiles at /debug/pprof/ on the HTTP port"`
 	HTTPTimeout    time.Duration `yaml:"http_read_timeout" flag:"http-read-timeout" help:"longest an HTTP client may take to send a request, headers and body (headers alone: at most 10s); its connection is closed after"`
@@ -80,6 +82,7 @@ func defaultConfig() config {
 		CHTCPPort:      9000,
 		ShadowMaxSize:  document.DefaultMaxSize,
 		ShadowMaxDepth: document.DefaultMaxDepth,
+		MaxEventSkew:   rules.DefaultMaxEventSkew,
 		CHHTTPPort:     8123,
 		HTTPTimeout:    30 * time.Second,
 		DrainTimeout:   30 * time.Second,

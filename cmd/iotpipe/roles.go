@@ -258,7 +258,7 @@ func (n *node) startProcessors() error {
 	// its transaction; the others from a view of the shadows topic.
 	view := shadow.NewTopicView(lg, lg.Topics().Shadows, n.log)
 	n.lc.run(processPhase, "shadow view", view.Run)
-	rp := rules.New(rules.Options{Topics: lg.Topics(), Shadow: shadow.NewReader(view), LastGoodDir: cfg.path("rules-last-good"), Logger: n.log})
+	rp := rules.New(rules.Options{Topics: lg.Topics(), Shadow: shadow.NewReader(view), LastGoodDir: cfg.path("rules-last-good"), MaxEventSkew: cfg.MaxEventSkew, Logger: n.log})
 	if err := rp.Reload(cfg.RulesDir); err != nil {
 		n.log.Warn("rules: some files did not load; their previous versions (if any) keep running", "dir", cfg.RulesDir, "err", err)
 	}

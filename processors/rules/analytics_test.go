@@ -216,3 +216,32 @@ GROUP BY HOP(INTERVAL 10 SECONDS, INTERVAL 5 SECONDS) EVENT TIME ts ALLOWED LATE
 		t.Errorf("bad event time: %v", out)
 	}
 }
+
+// One device whose clock says 2100 does not poison its partition: its
+// event (past the receive time by more than the allowed skew) goes to
+// the DLQ with the reason, and the other devices' events keep being
+// aggregated, not dropped as late (issue 21 item 10).
+func TestFutureEventTimeGoesToDLQ(t *testing.T) {
+	src := `CREATE RULE per_minute AS
+SELECT clientid() AS device, count(*) AS n FROM 'f/+'
+GROUP BY TUMBLE(INTERVAL 1 MINUTE), clientid() EVENT TIME ts`
+	g := newRig(t, src, Options{})
+	now := g.h.Now.UnixMilli()
+	send := func(thing string, ts int64) []*kgo.Record {
+		return g.publish(thing, "f/"+thing, fmt.Sprintf(`{"ts": %d}`, ts))
+	}
+	out := send("broken-clock", time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli())
+	dlq := only(out, topics.DLQ)
+	if len(dlq) != 1 || !strings.Contains(header(dlq[0], "dlq.reason"), "past the receive time") {
+		t.Fatalf("an event time in 2100: %d DLQ records (%v), want 1 naming the skew", len(dlq), out)
+	}
+	for i := range 5 {
+		if dlq := only(send("good", now+int64(i)), topics.DLQ); len(dlq) != 0 {
+			t.Fatalf("a good device's event %d went to the DLQ: %s", i, header(dlq[0], "dlq.reason"))
+		}
+	}
+	// Within the skew (MaxEventSkew, 15 minutes by default): taken.
+	if dlq := only(send("fast-clock", now+10*60*1000), topics.DLQ); len(dlq) != 0 {
+		t.Fatalf("an event time 10 minutes ahead went to the DLQ: %s", header(dlq[0], "dlq.reason"))
+	}
+}

@@ -27,6 +27,12 @@ type Options struct {
 	// compile at start runs its last good version rather than nothing.
 	// Default "": a restart forgets them.
 	LastGoodDir string
+	// MaxEventSkew bounds how far past its receive time an event's
+	// EVENT TIME may be: an event further in the future goes to the DLQ
+	// instead of moving its partition's windows on (one device with its
+	// clock in the year 2100 would make every other device's events
+	// late). Default DefaultMaxEventSkew; negative: no bound.
+	MaxEventSkew time.Duration
 	// LastOutputs is how many recent outputs Status keeps per rule.
 	// Default 5.
 	LastOutputs int
@@ -48,6 +54,9 @@ func (o Options) withDefaults() Options {
 	set(&o.Topics.Events, def.Events)
 	set(&o.Topics.Outbound, def.Outbound)
 	set(&o.Topics.Shadows, def.Shadows)
+	if o.MaxEventSkew == 0 {
+		o.MaxEventSkew = DefaultMaxEventSkew
+	}
 	if o.LastOutputs <= 0 {
 		o.LastOutputs = 5
 	}
@@ -56,6 +65,9 @@ func (o Options) withDefaults() Options {
 	}
 	return o
 }
+
+// DefaultMaxEventSkew is the default of Options.MaxEventSkew.
+const DefaultMaxEventSkew = 15 * time.Minute
 
 // ShadowReader answers get_thing_shadow() inside the transaction of the
 // event being processed: a shadow as the batch sees it, at the event's

@@ -134,6 +134,17 @@ func (p *Processor) windowEvent(tx *processors.Tx, ps *partState, ri *ruleInfo, 
 		default:
 			return p.ruleError(tx, ri, ev, in, base, fmt.Errorf("event time is %s (%s), want a number of milliseconds since the epoch", value.Text(v), value.KindOf(v)))
 		}
+		// A device clock far ahead would move the partition's watermark
+		// and make every other device's events late: an event time past
+		// the receive time by more than MaxEventSkew goes to the DLQ.
+		if skew := p.opts.MaxEventSkew; skew > 0 && at > in.Timestamp+skew.Milliseconds() {
+			if !tx.DryRun() {
+				p.metrics.late.WithLabelValues(r.Name).Inc()
+			}
+			p.dlqEvent(tx, ev, r.Name, fmt.Errorf("event time %d is %s past the receive time %d, more than the allowed skew (%s): a device clock ahead?",
+				at, time.Duration(at-in.Timestamp)*time.Millisecond, in.Timestamp, skew))
+			return nil
+		}
 	}
 	var key string
 	if len(r.Keys) > 0 {
