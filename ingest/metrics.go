@@ -11,6 +11,7 @@ type metrics struct {
 	refused        *prometheus.CounterVec
 	lifecycle      *prometheus.CounterVec
 	delivered      prometheus.Counter
+	commands       *prometheus.CounterVec
 	httpPublished  prometheus.Counter
 }
 
@@ -41,6 +42,9 @@ func newMetrics() *metrics {
 		delivered: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "iotpipe_ingest_outbound_delivered_total", Help: "Outbound messages handed to MQTT routing.",
 		}),
+		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "iotpipe_ingest_commands_total", Help: "Commands of the outbound topic routed by this node, by outcome (delivered, queued, no_subscriber).",
+		}, []string{"outcome"}),
 		httpPublished: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "iotpipe_ingest_http_published_total", Help: "HTTP publishes acknowledged by the log.",
 		}),
@@ -50,6 +54,6 @@ func newMetrics() *metrics {
 // Collectors returns the server's Prometheus collectors for registration.
 func (s *Server) Collectors() []prometheus.Collector {
 	m := s.metrics
-	return append([]prometheus.Collector{m.logged, m.produceErrors, m.produceLatency, m.ackTimeouts, m.expired, m.refused, m.lifecycle, m.delivered, m.httpPublished},
+	return append([]prometheus.Collector{m.logged, m.produceErrors, m.produceLatency, m.ackTimeouts, m.expired, m.refused, m.lifecycle, m.delivered, m.commands, m.httpPublished},
 		s.connCollectors()...)
 }

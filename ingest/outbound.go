@@ -37,6 +37,9 @@ func (s *Server) DeliverOutbound(ctx context.Context, cl Consumer) error {
 			if o.Topic == "" {
 				return
 			}
+			// Before routing: a QoS 0 message routed to an offline
+			// session is gone, the outcome is what the sessions were.
+			s.reportDelivery(r, &o)
 			s.route(packets.Packet{
 				FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: o.QoS, Retain: o.Retain},
 				TopicName:   o.Topic, Payload: o.Payload,

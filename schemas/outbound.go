@@ -1,10 +1,56 @@
 package schemas
 
 import (
+	"encoding/json"
+	"fmt"
 	"strconv"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
+
+// HeaderCommand carries, on an outbound record that is a command, the
+// command's id (its action's idempotency key).
+const HeaderCommand = "iot.command"
+
+// Delivery outcomes: what an ingest node did with a command.
+const (
+	// Delivered: handed to a connected subscriber.
+	Delivered = "delivered"
+	// Queued: kept for an offline persistent session, sent when it
+	// reconnects.
+	Queued = "queued"
+	// NoSubscriber: no session on the node subscribes to its topic.
+	NoSubscriber = "no_subscriber"
+)
+
+// Delivery is one ingest node's report of what it did with a command, a
+// record of the deliveries topic keyed by the command id.
+type Delivery struct {
+	Command string `json:"command"`
+	Topic   string `json:"topic"`
+	Node    string `json:"node"`
+	Outcome string `json:"outcome"`
+	// At is when the node routed it, Unix ms.
+	At int64 `json:"at"`
+}
+
+// Record encodes d as a record of the deliveries topic named topic.
+func (d *Delivery) Record(topic string) *kgo.Record {
+	b, _ := json.Marshal(d) // only strings and a number: cannot fail
+	return &kgo.Record{Topic: topic, Key: []byte(d.Command), Value: b}
+}
+
+// DecodeDelivery reads a delivery report.
+func DecodeDelivery(r *kgo.Record) (Delivery, error) {
+	var d Delivery
+	if err := json.Unmarshal(r.Value, &d); err != nil {
+		return d, fmt.Errorf("decode delivery report: %w", err)
+	}
+	if d.Command == "" || (d.Outcome != Delivered && d.Outcome != Queued && d.Outcome != NoSubscriber) {
+		return d, fmt.Errorf("decode delivery report: no command or an unknown outcome %q", d.Outcome)
+	}
+	return d, nil
+}
 
 // Outbound is a message for ingest to deliver to MQTT subscribers. On the
 // outbound topic the record key is the thing (or client) it concerns, the

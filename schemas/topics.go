@@ -19,6 +19,11 @@ type Topics struct {
 	Aggregates string
 	// DLQ holds what could not be processed, with the reason.
 	DLQ string
+	// Deliveries holds what ingest nodes did with each command of the
+	// outbound topic (schemas.Delivery: delivered to a connected
+	// subscriber, queued for an offline persistent session, or no
+	// subscriber), for the command status.
+	Deliveries string
 	// Changelog is the compacted changelog of the processors' state,
 	// partitioned like Events: every state write of a partition task,
 	// and the next offset it reflects, so a partition's state can be
@@ -45,6 +50,7 @@ func DefaultTopics() Topics {
 		Anomalies:  "iotpipe.anomalies",
 		Aggregates: "iotpipe.aggregates",
 		DLQ:        "iotpipe.dlq",
+		Deliveries: "iotpipe.deliveries",
 		Changelog:  "iotpipe.changelog",
 		Executed:   "iotpipe.executed",
 
@@ -54,7 +60,7 @@ func DefaultTopics() Topics {
 
 // All returns every topic name, events first.
 func (t Topics) All() []string {
-	return []string{t.Events, t.Outbound, t.Actions, t.Shadows, t.Anomalies, t.Aggregates, t.DLQ, t.Changelog, t.Executed, t.ActionsChangelog}
+	return []string{t.Events, t.Outbound, t.Actions, t.Shadows, t.Anomalies, t.Aggregates, t.DLQ, t.Changelog, t.Executed, t.ActionsChangelog, t.Deliveries}
 }
 
 // Compacted reports whether topic keeps only the latest record per key.

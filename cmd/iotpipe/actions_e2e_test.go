@@ -524,9 +524,9 @@ THEN webhook(url => '`+rx.url("/hook")+`');`)
 // An offline device with a persistent session gets its command on
 // reconnect: it subscribes QoS 1 with CleanSession=false, disconnects, a
 // rule fires command(...) for it, and when it reconnects with the same
-// client id the command arrives; GET /api/commands/{id} says delivered,
-// then acknowledged with the reply the device published to
-// cmd/{thing}/{id}/reply.
+// client id the command arrives; GET /api/commands/{id} says queued
+// (kept for the offline session), then acknowledged with the reply the
+// device published to cmd/{thing}/{id}/reply.
 func TestCommandKeptForOfflineDevice(t *testing.T) {
 	in := newInstance(t)
 	writeRule(t, in, "valve.sql", `CREATE RULE open_valve AS SELECT * FROM 'ctl/+/open'
@@ -596,7 +596,7 @@ THEN command(thing => '${topic(2)}', payload => '{"open": true}');`)
 			}
 		}
 	}
-	st := status("delivered")
+	st := status("queued")
 	if st["thing"] != thing || st["rule"] != "open_valve" || st["topic"] != "cmd/"+thing+"/"+id {
 		t.Errorf("command status %v", st)
 	}
@@ -753,4 +753,67 @@ func (in *instance) stop() {
 	in.cmd = nil
 	in.logf.Close()
 	in.checkLog()
+}
+
+// A command's status says what happened to it: delivered to a connected
+// subscriber, or no_subscriber when no session subscribes to its topic
+// (before, both said delivered; queued for an offline persistent
+// session is TestCommandKeptForOfflineDevice).
+func TestCommandStatusSaysWhatHappened(t *testing.T) {
+	in := newInstance(t)
+	writeRule(t, in, "cmd.sql", `CREATE RULE ping AS SELECT * FROM 'ping/+'
+THEN command(thing => '${topic(2)}', payload => '{"ping": 1}');`)
+	in.start()
+	online := paho.NewClient(paho.NewClientOptions().AddBroker(fmt.Sprintf("tcp://127.0.0.1:%d", in.mqtt)).SetClientID("dev-on"))
+	if tok := online.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	defer online.Disconnect(100)
+	got := make(chan string, 4)
+	if tok := online.Subscribe("cmd/dev-on/#", 1, func(_ paho.Client, m paho.Message) { got <- m.Topic() }); !tok.WaitTimeout(10 * time.Second) {
+		t.Fatal("subscribe")
+	}
+	mosquittoPub(t, in, "op", "ping/dev-on", `{}`)
+	mosquittoPub(t, in, "op", "ping/dev-none", `{}`)
+	ids := map[string]string{}
+	for deadline := time.Now().Add(30 * time.Second); len(ids) < 2; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("commands on iotpipe.actions: %v", ids)
+		}
+		for _, r := range in.readTopic(schemas.DefaultTopics().Actions) {
+			var a schemas.Action
+			if json.Unmarshal(r.Value, &a) == nil && a.Type == "command" {
+				thing, _ := a.Params["thing"].(string)
+				ids[thing] = a.Key
+			}
+		}
+	}
+	for thing, want := range map[string]string{"dev-on": "delivered", "dev-none": "no_subscriber"} {
+		var m map[string]any
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			resp, err := http.Get(in.url("/api/commands/" + ids[thing]))
+			if err == nil {
+				m = nil
+				json.NewDecoder(resp.Body).Decode(&m)
+				resp.Body.Close()
+				if m["state"] == want {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("command to %s: %v, want state %s", thing, m, want)
+			}
+		}
+		if nodes, _ := m["nodes"].(map[string]any); len(nodes) != 1 {
+			t.Errorf("command to %s: nodes %v, want the one ingest node's report", thing, m["nodes"])
+		}
+	}
+	select {
+	case topic := <-got:
+		if !strings.HasPrefix(topic, "cmd/dev-on/") {
+			t.Errorf("the online device got %s", topic)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("the online device did not get its command")
+	}
 }

@@ -18,7 +18,7 @@ const (
 	// the record (duplicates after a crash share it).
 	HeaderAction = "iot.action"
 	// HeaderCommand carries the command id of a command's record.
-	HeaderCommand = "iot.command"
+	HeaderCommand = schemas.HeaderCommand
 )
 
 // Action types this executor handles.

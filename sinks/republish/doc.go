@@ -44,16 +44,19 @@
 // GET /api/commands/{id} (Executor.Handler) returns
 //
 //	{"id": "0/17/shade/0", "thing": "gh-1", "rule": "shade", "topic": "greenhouse/gh-1/shade",
-//	 "state": "acknowledged", "fired_at": ..., "delivered_at": ..., "acknowledged_at": ...,
-//	 "reply": {...}}
+//	 "state": "acknowledged", "fired_at": ..., "sent_at": ..., "delivered_at": ...,
+//	 "acknowledged_at": ..., "nodes": {"node-a": "delivered"}, "reply": {...}}
 //
-// with state pending (the firing is on the actions log), delivered (its
-// outbound record is on the log: handed to the MQTT front, which
-// delivers it QoS 1 now or when the device reconnects) or acknowledged
-// (the device replied). The status is kept in memory and rebuilt from
-// the log by Run: a group-less consumer reads the actions,
-// outbound and events topics from Options.StatusWindow ago (default
-// 24h) and keeps reading them, so any instance answers for any command
-// of that window, and a restart loses nothing the log still holds.
-// Entries older than the window are dropped.
+// with state pending (the firing is on the actions log), sent (its
+// outbound record is on the log, for the ingest nodes), then what the
+// ingest nodes did with it (the best of their reports on the deliveries
+// topic): no_subscriber (no session subscribed to its topic), queued
+// (kept for an offline persistent session, sent when it reconnects) or
+// delivered (handed to a connected subscriber), and acknowledged (the
+// device replied). The status is kept in memory and rebuilt from the
+// log by Run: a group-less consumer reads the actions, outbound, events
+// and deliveries topics from Options.StatusWindow ago (default 24h) and
+// keeps reading them, so any instance answers for any command of that
+// window, and a restart loses nothing the log still holds. Entries
+// older than the window are dropped.
 package republish

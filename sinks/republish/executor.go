@@ -65,7 +65,7 @@ func (e *Executor) Run(ctx context.Context) error {
 	o := e.opts
 	from := time.Now().Add(-o.StatusWindow).UnixMilli()
 	tr, err := o.Clients.Client(
-		kgo.ConsumeTopics(o.Topics.Actions, o.Topics.Outbound, o.Topics.Events),
+		kgo.ConsumeTopics(o.Topics.Actions, o.Topics.Outbound, o.Topics.Events, o.Topics.Deliveries),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AfterMilli(from)),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 	)
@@ -139,8 +139,12 @@ func (e *Executor) track(ctx context.Context, tr *kgo.Client) {
 			case o.Topics.Outbound:
 				for _, h := range r.Headers {
 					if h.Key == HeaderCommand {
-						e.status.delivered(string(h.Value), r.Timestamp)
+						e.status.sent(string(h.Value), r.Timestamp)
 					}
+				}
+			case o.Topics.Deliveries:
+				if d, err := schemas.DecodeDelivery(r); err == nil {
+					e.status.reported(d)
 				}
 			case o.Topics.Events:
 				env, err := schemas.DecodeEnvelope(r.Headers)

@@ -52,6 +52,7 @@ func (o Options) withDefaults() (Options, error) {
 	set(&o.Topics.Outbound, def.Outbound)
 	set(&o.Topics.Events, def.Events)
 	set(&o.Topics.DLQ, def.DLQ)
+	set(&o.Topics.Deliveries, def.Deliveries)
 	set(&o.CommandTopic, DefaultCommandTopic)
 	if o.StatusWindow <= 0 {
 		o.StatusWindow = 24 * time.Hour

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/iotpipe/iotpipe/schemas"
 )
 
 // State is where a command is.
@@ -13,8 +15,20 @@ type State string
 
 // Command states, in order: a command never goes back.
 const (
-	Pending      State = "pending"
-	Delivered    State = "delivered"
+	// Pending: the rule fired (the command is on the actions log).
+	Pending State = "pending"
+	// Sent: its outbound record is on the log, for the ingest nodes.
+	Sent State = "sent"
+	// NoSubscriber: no ingest node had a session subscribed to its
+	// topic (nothing will deliver it).
+	NoSubscriber State = schemas.NoSubscriber
+	// Queued: kept for an offline persistent session, delivered when
+	// the device reconnects.
+	Queued State = schemas.Queued
+	// Delivered: handed to a connected subscriber (QoS 1: sent, the
+	// device's PUBACK not tracked).
+	Delivered State = schemas.Delivered
+	// Acknowledged: the device replied on the command's reply topic.
 	Acknowledged State = "acknowledged"
 )
 
@@ -22,10 +36,16 @@ func (s State) rank() int {
 	switch s {
 	case Pending:
 		return 1
-	case Delivered:
+	case Sent:
 		return 2
-	case Acknowledged:
+	case NoSubscriber:
 		return 3
+	case Queued:
+		return 4
+	case Delivered:
+		return 5
+	case Acknowledged:
+		return 6
 	}
 	return 0
 }
@@ -37,12 +57,17 @@ type CommandStatus struct {
 	Rule  string `json:"rule,omitempty"`
 	Topic string `json:"topic,omitempty"`
 	State State  `json:"state"`
-	// FiredAt is when the rule fired (Unix ms); DeliveredAt when the
-	// outbound record was on the log; AcknowledgedAt when the reply
-	// was received. Zero when not yet.
+	// FiredAt is when the rule fired (Unix ms); SentAt when the outbound
+	// record was on the log; DeliveredAt when an ingest node handed it
+	// to a connected subscriber (or queued it: see State);
+	// AcknowledgedAt when the reply was received. Zero when not yet.
 	FiredAt        int64 `json:"fired_at,omitempty"`
+	SentAt         int64 `json:"sent_at,omitempty"`
 	DeliveredAt    int64 `json:"delivered_at,omitempty"`
 	AcknowledgedAt int64 `json:"acknowledged_at,omitempty"`
+	// Nodes are the ingest nodes that reported on it, with what each
+	// did (delivered, queued, no_subscriber).
+	Nodes map[string]string `json:"nodes,omitempty"`
 	// Reply is the device's reply payload: JSON as sent, or a JSON
 	// string when the reply is not JSON.
 	Reply json.RawMessage `json:"reply,omitempty"`
@@ -84,12 +109,28 @@ func (s *statuses) pending(cmd *command) {
 	})
 }
 
-func (s *statuses) delivered(id string, at time.Time) {
+func (s *statuses) sent(id string, at time.Time) {
 	s.update(id, func(c *CommandStatus) {
-		if c.DeliveredAt == 0 {
-			c.DeliveredAt = at.UnixMilli()
+		if c.SentAt == 0 {
+			c.SentAt = at.UnixMilli()
 		}
-		s.advance(c, Delivered)
+		s.advance(c, Sent)
+	})
+}
+
+// reported merges an ingest node's delivery report: the command's state
+// is the best any node reached.
+func (s *statuses) reported(d schemas.Delivery) {
+	s.update(d.Command, func(c *CommandStatus) {
+		if c.Nodes == nil {
+			c.Nodes = map[string]string{}
+		}
+		c.Nodes[d.Node] = d.Outcome
+		st := State(d.Outcome)
+		if (st == Delivered || st == Queued) && c.DeliveredAt == 0 {
+			c.DeliveredAt = d.At
+		}
+		s.advance(c, st)
 	})
 }
 
