@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble"
@@ -125,7 +126,14 @@ type Runner struct {
 	workers map[int32]*worker
 	// consumer is the group client (set when partitions are assigned).
 	consumer *kgo.Client
+	// assigned is set once the group's first assignment is in place
+	// (every assigned partition started, or none assigned).
+	assigned atomic.Bool
 }
+
+// Ready reports whether the runner has joined its group and started the
+// partitions it was assigned (a node that is ready answers for them).
+func (r *Runner) Ready() bool { return r.assigned.Load() }
 
 // NewRunner opens the state store; Run starts consuming.
 func NewRunner(factory ClientFactory, procs []Processor, opts RunnerOptions) (*Runner, error) {
@@ -192,10 +200,13 @@ func (r *Runner) Run(ctx context.Context) error {
 		kgo.DisableAutoCommit(),
 		kgo.FetchMaxWait(100*time.Millisecond),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.OnPartitionsAssigned(func(_ context.Context, cl *kgo.Client, _ map[string][]int32) {
+		kgo.OnPartitionsAssigned(func(_ context.Context, cl *kgo.Client, m map[string][]int32) {
 			r.mu.Lock()
 			r.consumer = cl
 			r.mu.Unlock()
+			if len(m[o.Input]) == 0 {
+				r.assigned.Store(true) // nothing to start
+			}
 		}),
 		kgo.AdjustFetchOffsetsFn(func(actx context.Context, m map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
 			return r.assign(ctx, actx, m)
@@ -350,6 +361,7 @@ func (r *Runner) assign(runCtx, actx context.Context, m map[string]map[int32]kgo
 			go w.work(runCtx)
 		}
 	}
+	r.assigned.Store(true)
 	return m, nil
 }
 

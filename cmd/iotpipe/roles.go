@@ -106,7 +106,19 @@ type node struct {
 	lc  *lifecycle
 	// httpAddr is the HTTP listener's address once taken.
 	httpAddr string
+	// waits are what must hold, besides having started, for /readyz to
+	// say ready: a part's consumer group joined, say.
+	waits []readyWait
 }
+
+// readyWait is a condition /readyz waits for.
+type readyWait struct {
+	what string
+	ok   func() bool
+}
+
+// waitReady adds a condition /readyz waits for.
+func (n *node) waitReady(what string, ok func() bool) { n.waits = append(n.waits, readyWait{what, ok}) }
 
 // run starts the node, serves until ctx ends or a part fails, and stops
 // it; it logs every error once and returns them. Start-up goes from the
@@ -223,11 +235,16 @@ func (n *node) startIngest() error {
 		return err
 	}
 	n.reg.MustRegister(srv.Collectors()...)
+	// Ready once the outbound consumer has its partitions: answers to
+	// HTTP shadow requests come through it.
+	var outAssigned atomic.Bool
 	out, err := lg.Client(kgo.ConsumeTopics(lg.Topics().Outbound), kgo.ConsumerGroup(srv.OutboundGroup()), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()), kgo.FetchMaxWait(50*time.Millisecond))
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()), kgo.FetchMaxWait(50*time.Millisecond),
+		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { outAssigned.Store(true) }))
 	if err != nil {
 		return err
 	}
+	n.waitReady("the outbound consumer is not assigned yet", outAssigned.Load)
 	n.lc.onStop(acceptPhase, "outbound consumer", func(context.Context) error { out.Close(); return nil })
 	if err := srv.Start(); err != nil {
 		if op := (*net.OpError)(nil); errors.As(err, &op) && op.Op == "listen" {
@@ -284,6 +301,7 @@ func (n *node) startProcessors() error {
 	n.reg.MustRegister(runner.Collectors()...)
 	n.mux.Handle("GET /api/things/{name}", lastseen.Handler(runner))
 	n.lc.run(processPhase, "processors", runner.Run)
+	n.waitReady("the processors' partitions are not assigned yet", runner.Ready)
 	n.lc.run(processPhase, "rules watcher", func(ctx context.Context) error { return rp.Watch(ctx, cfg.RulesDir, time.Second) })
 	return nil
 }
@@ -427,6 +445,7 @@ func (n *node) startSinks(ctx context.Context) error {
 	}
 	n.lc.onStop(sinkPhase, "executors' state store", func(context.Context) error { return ex.Close() })
 	n.lc.run(sinkPhase, "action executors", ex.Run)
+	n.waitReady("the action executors' partitions are not assigned yet", ex.Ready)
 
 	wh, err := webhook.New(webhook.Options{Clients: lg, Topics: lg.Topics(), Secret: []byte(n.cfg.WebhookSecret), Logger: n.log})
 	if err != nil {
@@ -445,6 +464,12 @@ func (n *node) serveHTTP(ln net.Listener) {
 		if !n.ready.Load() {
 			http.Error(w, "starting", http.StatusServiceUnavailable)
 			return
+		}
+		for _, c := range n.waits {
+			if !c.ok() {
+				http.Error(w, "starting: "+c.what, http.StatusServiceUnavailable)
+				return
+			}
 		}
 		fmt.Fprintln(w, "ready")
 	})

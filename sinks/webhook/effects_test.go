@@ -136,6 +136,9 @@ func TestExecutorDropsDuplicateRecords(t *testing.T) {
 	waitFor(t, "the record repeating a delivered key skipped", func() bool {
 		return counterValue(e.metrics.skipped.WithLabelValues("executed")) == 1
 	})
+	// Under load the held request may still be on its way: wait for it,
+	// then it must stay the only one.
+	waitFor(t, "the key in flight at the target", func() bool { return hs.arrived(held.Key) >= 1 })
 	if got := hs.arrived(held.Key); got != 1 {
 		t.Errorf("the key in flight reached the target %d times, want 1", got)
 	}
