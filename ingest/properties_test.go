@@ -240,6 +240,16 @@ func TestRetainedPropertiesSurviveRestart(t *testing.T) {
 	pub.publish("queue/expires", "x", false, packets.Properties{MessageExpiryInterval: 2})
 	pub.publish("queue/stays", "q", false, props)
 	pub.disconnect()
+	// A publish is routed once its PUBACK is written: wait until both
+	// are queued for the offline session before stopping.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if cl, ok := srv.mqtt.Clients.Get("keep-q"); ok && cl.State.Inflight.Len() == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the two messages were never queued for the offline session")
+		}
+	}
 	srv.Close()
 	time.Sleep(4 * time.Second) // past keep/expires' expiry while iotpipe is down
 	srv = start()

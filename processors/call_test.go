@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"maps"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -244,15 +246,18 @@ type timed struct{}
 func (timed) Name() string                               { return "timed" }
 func (timed) Process(context.Context, *Tx, *Event) error { return nil }
 func (timed) Tick(_ context.Context, tx *Tx, now time.Time) error {
-	tx.At(time.UnixMilli(1_700_000_000_000))
+	tx.At(time.UnixMilli(1_700_000_000_000), "timer a")
 	tx.Emit(&kgo.Record{Topic: "out", Value: []byte("due")})
 	tx.Emit(&kgo.Record{Topic: "out", Value: []byte("due too")})
+	tx.At(time.UnixMilli(1_700_000_000_000), "timer b") // due at the same time
+	tx.Emit(&kgo.Record{Topic: "out", Value: []byte("due b")})
 	return nil
 }
 
-// The ids of a timer's outputs come from its deadline and the
-// processor's name, not from when the tick ran: a tick run again later
-// gives the same ids. Event outputs carry partition, offset and name.
+// The ids of a timer's outputs come from its deadline, what it is for
+// and the processor's name, not from when the tick ran: a tick run again
+// later gives the same ids, and two timers due at the same time get
+// different ones. Event outputs carry partition, offset and name.
 func TestOutputIDs(t *testing.T) {
 	ctx := context.Background()
 	h, err := NewHarness(timed{}, counter{"c1", "out"})
@@ -278,10 +283,17 @@ func TestOutputIDs(t *testing.T) {
 		t.Fatal(err)
 	}
 	ids = append(ids, string(schemas.HeaderValue(out[0].Headers, schemas.HeaderSource)))
-	want := "[3/t1700000000000/timed/0 3/t1700000000000/timed/1 3/t1700000000000/timed/0 3/t1700000000000/timed/1 3/41/c1/0]"
+	a, b := "3/t1700000000000."+hash36("timer a")+"/timed/", "3/t1700000000000."+hash36("timer b")+"/timed/"
+	want := fmt.Sprint([]string{a + "0", a + "1", b + "0", a + "0", a + "1", b + "0", "3/41/c1/0"})
 	if got := fmt.Sprint(ids); got != want {
 		t.Fatalf("ids %s\nwant %s", got, want)
 	}
+}
+
+func hash36(s string) string {
+	h := fnv.New64a()
+	h.Write([]byte(s))
+	return strconv.FormatUint(h.Sum64(), 36)
 }
 
 // The changelog holds the partition's state: restored into an empty

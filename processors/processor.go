@@ -24,6 +24,7 @@ package processors
 import (
 	"context"
 	"errors"
+	"hash/fnv"
 	"strconv"
 	"strings"
 	"time"
@@ -247,14 +248,21 @@ func (tx *Tx) Lookup(processor string, key []byte) ([]byte, bool, error) {
 func (tx *Tx) PartitionOf(key []byte) int32 { return tx.t.partitionOf(key) }
 
 // At sets the id base of what the call emits from now on to the timer
-// deadline at: "<partition>/t<unix ms>/<processor>/<seq>", seq starting
-// again from 0. Tick calls it before emitting a timer's outputs, so a
-// tick run again (after a crash) gives them the same ids.
-func (tx *Tx) At(at time.Time) {
-	src := make([]byte, 0, 24)
+// of key (what the timer is for: a rule and a thing, a window) due at
+// at: "<partition>/t<unix ms>.<hash of key>/<processor>/<seq>", seq
+// starting again from 0. Tick calls it before emitting a timer's
+// outputs, so a tick run again (after a crash) gives them the same ids,
+// and two timers due at the same time, in one tick or in two, never
+// share one.
+func (tx *Tx) At(at time.Time, key string) {
+	h := fnv.New64a()
+	h.Write([]byte(key))
+	src := make([]byte, 0, 48)
 	src = strconv.AppendInt(src, int64(tx.partition), 10)
 	src = append(src, '/', 't')
-	tx.source = strconv.AppendInt(src, at.UnixMilli(), 10)
+	src = strconv.AppendInt(src, at.UnixMilli(), 10)
+	src = append(src, '.')
+	tx.source = strconv.AppendUint(src, h.Sum64(), 36)
 	tx.seq = 0
 }
 
@@ -275,7 +283,7 @@ func (tx *Tx) Emit(r *kgo.Record) {
 // Source returns the events partition and offset a record emitted by a
 // processor comes from, read from its iot.src header (see Tx.Emit);
 // ok is false for a record without one, and for a timer's output
-// ("<partition>/t<deadline>/...").
+// ("<partition>/t<deadline>.<key hash>/...").
 func Source(r *kgo.Record) (partition int32, offset int64, ok bool) {
 	src := string(schemas.HeaderValue(r.Headers, schemas.HeaderSource))
 	ps, rest, found := strings.Cut(src, "/")

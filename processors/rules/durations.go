@@ -196,7 +196,7 @@ func (p *Processor) durationTick(tx *processors.Tx, ps *partState, ri *ruleInfo,
 		}
 		// The outputs' ids come from the timer's deadline, not from
 		// when the tick ran.
-		tx.At(e.At)
+		tx.At(e.At, ri.rule.Name+"\x00"+e.Key)
 		if err := p.durationFire(tx, ri, ep, e.At.UnixMilli()); err != nil {
 			return err
 		}

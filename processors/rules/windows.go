@@ -346,7 +346,7 @@ func (p *Processor) windowResults(tx *processors.Tx, ri *ruleInfo, w *windowRun,
 		if cur == nil {
 			// Closed by a tick: ids from the window's end, not from
 			// when the tick ran.
-			tx.At(time.UnixMilli(j.end))
+			tx.At(time.UnixMilli(j.end), windowBase(tx.Partition(), id)+"/"+r.Name)
 		}
 		tx.Emit(&kgo.Record{Topic: p.opts.Topics.Aggregates, Key: []byte(k), Value: b,
 			Headers: []kgo.RecordHeader{{Key: HeaderRule, Value: []byte(r.Name)}}})
