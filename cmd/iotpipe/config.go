@@ -14,6 +14,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/iotpipe/iotpipe/internal/eventlog"
 	"github.com/iotpipe/iotpipe/processors/rules"
 	"github.com/iotpipe/iotpipe/processors/shadow/document"
 )
@@ -27,6 +28,7 @@ type config struct {
 	MQTTAddr       string        `yaml:"mqtt_addr" flag:"mqtt-addr" help:"MQTT TCP listen address"`
 	HTTPAddr       string        `yaml:"http_addr" flag:"http-addr" help:"HTTP API, /metrics and dashboard listen address"`
 	Kafka          string        `yaml:"kafka" flag:"kafka" help:"external Kafka/Redpanda seed brokers host:port,... (empty: the embedded log)"`
+	KafkaCreds     string        `yaml:"kafka_credentials" flag:"kafka-credentials" help:"JSON file {\"mechanism\",\"user\",\"password\"} iotpipe authenticates to --kafka with (default: <data-dir>/kafka/credentials.json when it exists: the embedded log's own)"`
 	KafkaPort      int           `yaml:"kafka_port" flag:"kafka-port" help:"TCP port of the embedded log on 127.0.0.1 (kcat -b 127.0.0.1:PORT)"`
 	SyncWrites     bool          `yaml:"sync_writes" flag:"sync-writes" help:"embedded log: fsync every batch before acknowledging (survives OS crashes, slower)"`
 	Partitions     int           `yaml:"partitions" flag:"partitions" help:"partitions of topics iotpipe creates"`
@@ -193,6 +195,24 @@ func setFromString(f reflect.Value, s string) error {
 		*p = d
 	}
 	return nil
+}
+
+// kafkaCredentials returns what iotpipe authenticates to --kafka with:
+// --kafka-credentials, else the embedded log's credentials file under
+// --data-dir when there is one (roles sharing a data dir with `iotpipe
+// ingest` find them), else none.
+func (c *config) kafkaCredentials() (*eventlog.Credentials, error) {
+	if c.Kafka == "" {
+		return nil, nil // the embedded log has its own
+	}
+	if c.KafkaCreds != "" {
+		return eventlog.ReadCredentials(c.KafkaCreds)
+	}
+	path := c.path("kafka", eventlog.CredentialsFile)
+	if _, err := os.Stat(path); err != nil {
+		return nil, nil
+	}
+	return eventlog.ReadCredentials(path)
 }
 
 func (c *config) brokers() []string {

@@ -186,7 +186,7 @@ func (in *instance) readEvents() []*kgo.Record {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var out []*kgo.Record
-	err := eventlog.ReadToEnd(ctx, brokers(fmt.Sprintf("127.0.0.1:%d", in.kafka)).Client, schemas.DefaultTopics().Events,
+	err := eventlog.ReadToEnd(ctx, in.logClients().Client, schemas.DefaultTopics().Events,
 		func(r *kgo.Record) error { out = append(out, r); return nil })
 	if err != nil {
 		in.t.Fatal(err)

@@ -175,8 +175,12 @@ func (n *node) start(ctx context.Context) error {
 	}
 	n.httpAddr = ln.Addr().String()
 	n.lc.onStop(acceptPhase, "http listener", func(context.Context) error { ln.Close(); return nil })
+	creds, err := cfg.kafkaCredentials()
+	if err != nil {
+		return fmt.Errorf("%w (pass --kafka-credentials with the log's credentials file, e.g. the ingest node's <data-dir>/kafka/%s)", err, eventlog.CredentialsFile)
+	}
 	lg, err := eventlog.Open(ctx, eventlog.Options{
-		Brokers: cfg.brokers(), DataDir: cfg.path("kafka"), Port: cfg.KafkaPort, SyncWrites: cfg.SyncWrites,
+		Brokers: cfg.brokers(), Credentials: creds, DataDir: cfg.path("kafka"), Port: cfg.KafkaPort, SyncWrites: cfg.SyncWrites,
 		Partitions: int32(cfg.Partitions), RetentionTime: cfg.Retention, RetentionBytes: cfg.RetentionBytes, Logger: n.log,
 	})
 	if err != nil {
