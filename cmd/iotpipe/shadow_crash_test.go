@@ -19,7 +19,6 @@ import (
 	"github.com/iotpipe/iotpipe/processors/shadow"
 	"github.com/iotpipe/iotpipe/schemas"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sasl/scram"
 )
 
 // logClients is a processors.ClientFactory for an instance's embedded
@@ -32,7 +31,11 @@ type logClients struct {
 func (c logClients) Client(opts ...kgo.Opt) (*kgo.Client, error) {
 	all := []kgo.Opt{kgo.SeedBrokers(c.addr)}
 	if c.creds != nil {
-		all = append(all, kgo.SASL(scram.Auth{User: c.creds.User, Pass: c.creds.Password}.AsSha256Mechanism()))
+		auth, err := c.creds.Opt()
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, auth)
 	}
 	return kgo.NewClient(append(all, opts...)...)
 }

@@ -27,8 +27,8 @@ type Credentials struct {
 	Password  string `json:"password"`
 }
 
-// opt is the franz-go option that authenticates with c.
-func (c *Credentials) opt() (kgo.Opt, error) {
+// Opt is the franz-go option that authenticates with c.
+func (c *Credentials) Opt() (kgo.Opt, error) {
 	switch c.Mechanism {
 	case "", "SCRAM-SHA-256":
 		return kgo.SASL(scram.Auth{User: c.User, Pass: c.Password}.AsSha256Mechanism()), nil
@@ -58,7 +58,7 @@ func ReadCredentials(path string) (*Credentials, error) {
 	if c.User == "" || c.Password == "" {
 		return nil, fmt.Errorf("kafka credentials %s: no user or password", path)
 	}
-	if _, err := c.opt(); err != nil {
+	if _, err := c.Opt(); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return &c, nil

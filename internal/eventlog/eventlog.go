@@ -229,7 +229,7 @@ func IsEmbeddedCluster(ctx context.Context, brokers []string, creds *Credentials
 func withAdmin(ctx context.Context, brokers []string, creds *Credentials, fn func(ctx context.Context, adm *kadm.Client) error) error {
 	opts := []kgo.Opt{kgo.SeedBrokers(brokers...), kgo.RequestRetries(2)}
 	if creds != nil {
-		o, err := creds.opt()
+		o, err := creds.Opt()
 		if err != nil {
 			return err
 		}
@@ -260,7 +260,7 @@ func (l *Log) Credentials() *Credentials { return l.opts.Credentials }
 func (l *Log) Client(opts ...kgo.Opt) (*kgo.Client, error) {
 	all := []kgo.Opt{kgo.SeedBrokers(l.brokers...)}
 	if c := l.opts.Credentials; c != nil {
-		o, err := c.opt()
+		o, err := c.Opt()
 		if err != nil {
 			return nil, err
 		}

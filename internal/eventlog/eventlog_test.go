@@ -135,7 +135,7 @@ func TestIotpipeEmbedded(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	remote, err := Open(ctx, Options{Brokers: l.Brokers(), Partitions: 1})
+	remote, err := Open(ctx, Options{Brokers: l.Brokers(), Credentials: l.Credentials(), Partitions: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

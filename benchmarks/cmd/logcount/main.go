@@ -17,7 +17,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/iotpipe/iotpipe/internal/eventlog"
 )
@@ -44,7 +43,12 @@ func run(ctx context.Context) int {
 			fmt.Fprintf(os.Stderr, "logcount: %v\n", err)
 			return 2
 		}
-		opts = append(opts, kgo.SASL(scram.Auth{User: c.User, Pass: c.Password}.AsSha256Mechanism()))
+		auth, err := c.Opt()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "logcount: %v\n", err)
+			return 2
+		}
+		opts = append(opts, auth)
 	}
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
