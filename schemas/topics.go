@@ -33,6 +33,10 @@ type Topics struct {
 	// executed, so an effect is never repeated after a restart or a
 	// move of the executor.
 	Executed string
+	// Registry is the compacted log of the identity registry (things,
+	// certificates, CA certificates, policies, tokens and their
+	// attachments), keyed by entity; every ingest node materializes it.
+	Registry string
 }
 
 // DefaultTopics returns the default topic names (prefix "iotpipe.").
@@ -47,6 +51,7 @@ func DefaultTopics() Topics {
 		DLQ:        "iotpipe.dlq",
 		Changelog:  "iotpipe.changelog",
 		Executed:   "iotpipe.executed",
+		Registry:   "iotpipe.registry",
 
 		ActionsChangelog: "iotpipe.changelog.actions",
 	}
@@ -54,10 +59,10 @@ func DefaultTopics() Topics {
 
 // All returns every topic name, events first.
 func (t Topics) All() []string {
-	return []string{t.Events, t.Outbound, t.Actions, t.Shadows, t.Anomalies, t.Aggregates, t.DLQ, t.Changelog, t.Executed, t.ActionsChangelog}
+	return []string{t.Events, t.Outbound, t.Actions, t.Shadows, t.Anomalies, t.Aggregates, t.DLQ, t.Changelog, t.Executed, t.ActionsChangelog, t.Registry}
 }
 
 // Compacted reports whether topic keeps only the latest record per key.
 func (t Topics) Compacted(topic string) bool {
-	return topic == t.Shadows || topic == t.Changelog || topic == t.Executed || topic == t.ActionsChangelog
+	return topic == t.Shadows || topic == t.Changelog || topic == t.Executed || topic == t.ActionsChangelog || topic == t.Registry
 }
