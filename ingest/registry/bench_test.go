@@ -96,3 +96,33 @@ func BenchmarkConnectLookups(b *testing.B) {
 		return err
 	})
 }
+
+// BenchmarkWrites measures CreateThing through the log one at a time,
+// and with 64 callers at once (they share transactions: group commit).
+func BenchmarkWrites(b *testing.B) {
+	n := newNode(b, logtest.Open(b, 1))
+	ctx := testCtx(b)
+	seq := 0
+	b.Run("sequential", func(b *testing.B) {
+		for b.Loop() {
+			seq++
+			must[*Thing](b)(n.CreateThing(ctx, Thing{Name: fmt.Sprint("s", seq)}))
+		}
+	})
+	b.Run("concurrent-64", func(b *testing.B) {
+		var mu sync.Mutex
+		b.SetParallelism(32) // 64 goroutines on 2 cores
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				mu.Lock()
+				seq++
+				name := fmt.Sprint("s", seq)
+				mu.Unlock()
+				if _, err := n.CreateThing(ctx, Thing{Name: name}); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+}
