@@ -158,6 +158,7 @@ func (r *Registry) followFrom(ctx context.Context) error {
 		if fp.Err != nil {
 			return fmt.Errorf("fetch %s/%d at %d: %w", r.topic, partition, pos, fp.Err)
 		}
+		r.checkedOnce.Do(func() { close(r.checked) })
 		if next > pos {
 			if h := r.hooks.beforeApply; h != nil {
 				h()

@@ -88,9 +88,14 @@ type Registry struct {
 	progress *progress
 
 	running chan struct{} // closed when Run starts
-	ready   chan struct{} // closed once the view caught up at start
-	stopped chan struct{} // closed when Run ends
-	ops     chan *op
+	// checked is closed once the view's position was checked against
+	// the log (same topic, within its range): a view made from another
+	// log is reset before anything waits on its position.
+	checked     chan struct{}
+	checkedOnce sync.Once
+	ready       chan struct{} // closed once the view caught up at start
+	stopped     chan struct{} // closed when Run ends
+	ops         chan *op
 
 	watchMu  sync.Mutex
 	watchers map[int]func(Change)
@@ -139,7 +144,7 @@ func New(factory ClientFactory, opts Options) (*Registry, error) {
 	return &Registry{
 		opts: opts, factory: factory, topic: opts.Topic, log: opts.Logger, metrics: newMetrics(),
 		db: db, cl: cl, progress: newProgress(next),
-		running: make(chan struct{}), ready: make(chan struct{}), stopped: make(chan struct{}),
+		running: make(chan struct{}), checked: make(chan struct{}), ready: make(chan struct{}), stopped: make(chan struct{}),
 		ops: make(chan *op, maxBatch), watchers: map[int]func(Change){},
 	}, nil
 }
@@ -173,10 +178,15 @@ func (r *Registry) Run(ctx context.Context) error {
 	return err
 }
 
-// catchUp closes ready once the view reaches the log's committed end
-// as it is at start.
+// catchUp closes ready once the view, checked against the log, reaches
+// the log's committed end as it is at start.
 func (r *Registry) catchUp(ctx context.Context) {
 	start := time.Now()
+	select {
+	case <-r.checked:
+	case <-ctx.Done():
+		return
+	}
 	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
 		end, err := r.committedEnd(ctx)
 		if err == nil {
