@@ -87,8 +87,10 @@ func (s CertificateStatus) known() bool {
 
 // Validity is a certificate's validity period.
 type Validity struct {
+	// NotBefore is the start of the period.
 	NotBefore time.Time `json:"notBefore"`
-	NotAfter  time.Time `json:"notAfter"`
+	// NotAfter is its end.
+	NotAfter time.Time `json:"notAfter"`
 }
 
 // Certificate is a device certificate in the registry.
@@ -157,11 +159,12 @@ type CACertificate struct {
 	CommonName string `json:"commonName,omitempty"`
 	// Validity is the CA certificate's validity period.
 	Validity Validity `json:"validity"`
-	// SubjectHash is the SHA-256 of the raw subject, hex, and KeyID the
-	// subject key identifier, hex: how a device certificate's issuer
-	// finds it.
+	// SubjectHash is the SHA-256 of the raw subject, hex: how a device
+	// certificate's issuer name finds it.
 	SubjectHash string `json:"subjectHash"`
-	KeyID       string `json:"subjectKeyId,omitempty"`
+	// KeyID is the subject key identifier, hex: how a device
+	// certificate's authority key identifier finds it.
+	KeyID string `json:"subjectKeyId,omitempty"`
 	Meta
 }
 

@@ -41,12 +41,20 @@ type JITResult struct {
 // RegisteredEvent is the payload AWS IoT publishes when it registers a
 // certificate just in time.
 type RegisteredEvent struct {
-	CertificateID                    string            `json:"certificateId"`
-	CACertificateID                  string            `json:"caCertificateId"`
-	Timestamp                        int64             `json:"timestamp"`
-	CertificateStatus                CertificateStatus `json:"certificateStatus"`
-	AWSAccountID                     string            `json:"awsAccountId"`
-	CertificateRegistrationTimestamp int64             `json:"certificateRegistrationTimestamp"`
+	// CertificateID is the registered certificate's id.
+	CertificateID string `json:"certificateId"`
+	// CACertificateID is the id of the CA it chains to.
+	CACertificateID string `json:"caCertificateId"`
+	// Timestamp is when the event was made (Unix milliseconds).
+	Timestamp int64 `json:"timestamp"`
+	// CertificateStatus is PENDING_ACTIVATION, or ACTIVE under a CA
+	// that auto-activates.
+	CertificateStatus CertificateStatus `json:"certificateStatus"`
+	// AWSAccountID is Options.AccountID.
+	AWSAccountID string `json:"awsAccountId"`
+	// CertificateRegistrationTimestamp is when it was registered (Unix
+	// milliseconds).
+	CertificateRegistrationTimestamp int64 `json:"certificateRegistrationTimestamp"`
 }
 
 // Payload returns the event as JSON.
