@@ -69,4 +69,3 @@ func TestExplainStateful(t *testing.T) {
 		t.Errorf("states differ: %v vs %v", a, b)
 	}
 }
-
