@@ -103,8 +103,17 @@ func (p Plan) Records() int64 {
 // ingest's producer partitions them (franz-go's default partitioner:
 // murmur2 of the key, schemas.EventKey).
 func PartitionOf(thing string, partitions int32) int32 {
-	return int32(kgo.StickyKeyPartitioner(nil).ForTopic("").Partition(&kgo.Record{Key: []byte(thing)}, int(partitions)))
+	keyPartitioner.Lock()
+	defer keyPartitioner.Unlock()
+	return int32(keyPartitioner.p.Partition(&kgo.Record{Key: []byte(thing)}, int(partitions)))
 }
+
+// keyPartitioner is franz-go's default partitioner, made once (making
+// one seeds a random source).
+var keyPartitioner = struct {
+	sync.Mutex
+	p kgo.TopicPartitioner
+}{p: kgo.StickyKeyPartitioner(nil).ForTopic("")}
 
 // PlanRead finds the offsets sel covers: the thing's partition only, or
 // every partition; From and To located with ListOffsets by time (never
