@@ -14,7 +14,6 @@ import (
 func TestDiffThreshold(t *testing.T) {
 	h := newHistory(t, 4)
 	h.produce(scenario()...)
-	ctx := context.Background()
 	const oldRules = `CREATE RULE hot AS SELECT temp FROM 'farm/+/temp' WHERE temp > 30;
 CREATE RULE cold AS SELECT temp FROM 'farm/+/temp' WHERE temp < 20.5;
 CREATE RULE door AS SELECT open FROM 'door/+/state' WHERE open = true FOR 10 SECONDS;
@@ -37,22 +36,13 @@ CREATE RULE fresh AS SELECT temp FROM 'farm/s2/temp' WHERE temp > 70`
 		}
 		return n
 	}
-	plan, err := PlanRead(ctx, h.log, sel)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var each []Change
-	d, err := NewDiffer(oldSet, newSet, Options{Partitions: plan.Partitions}, func(c Change) error { each = append(each, c); return nil })
+	d, err := NewDiffer(oldSet, newSet, Options{Partitions: h.l.Partitions()}, func(c Change) error { each = append(each, c); return nil })
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := Read(ctx, h.log, sel, plan, nil, func(e *Event) error { return d.Add(ctx, e) }); err != nil {
-		t.Fatal(err)
-	}
-	diffs, err := d.Close(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	var diffs []RuleDiff
+	h.each(sel, d.Add, func(ctx context.Context) (err error) { diffs, err = d.Close(ctx); return err })
 	by := map[string]RuleDiff{}
 	for _, r := range diffs {
 		by[r.Rule] = r
@@ -91,17 +81,11 @@ CREATE RULE fresh AS SELECT temp FROM 'farm/s2/temp' WHERE temp > 70`
 	}
 
 	// The same rules on both sides: no change at all.
-	d, err = NewDiffer(oldSet, oldSet, Options{Partitions: plan.Partitions}, nil)
+	d, err = NewDiffer(oldSet, oldSet, Options{Partitions: h.l.Partitions()}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := Read(ctx, h.log, sel, plan, nil, func(e *Event) error { return d.Add(ctx, e) }); err != nil {
-		t.Fatal(err)
-	}
-	diffs, err = d.Close(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h.each(sel, d.Add, func(ctx context.Context) (err error) { diffs, err = d.Close(ctx); return err })
 	for _, r := range diffs {
 		if r.Differs() || r.Old != r.New {
 			t.Errorf("same rules differ: %+v", r)

@@ -84,25 +84,15 @@ func compileRules(t testing.TB, src string) *rulesql.Set {
 // summary.
 func (h *history) replayLines(set *rulesql.Set, sel Selection) ([]string, Summary) {
 	h.t.Helper()
-	ctx := context.Background()
-	plan, err := PlanRead(ctx, h.log, sel)
-	if err != nil {
-		h.t.Fatal(err)
-	}
 	var lines []string
-	eng, err := NewEngine(set, Options{Topics: h.l.Topics(), Partitions: plan.Partitions}, func(o Output) error {
+	eng, err := NewEngine(set, Options{Topics: h.l.Topics(), Partitions: h.l.Partitions()}, func(o Output) error {
 		lines = append(lines, string(o.Line))
 		return nil
 	})
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	if err := Read(ctx, h.log, sel, plan, nil, func(e *Event) error { return eng.Add(ctx, e) }); err != nil {
-		h.t.Fatal(err)
-	}
-	if err := eng.Close(ctx); err != nil {
-		h.t.Fatal(err)
-	}
+	h.each(sel, eng.Add, eng.Close)
 	return lines, eng.Summary()
 }
 

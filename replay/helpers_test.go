@@ -76,3 +76,20 @@ func (h *history) read(sel Selection) ([]*Event, int64) {
 	}
 	return out, n.Load()
 }
+
+// each reads sel and passes every event to add, then calls done.
+func (h *history) each(sel Selection, add func(context.Context, *Event) error, done func(context.Context) error) Plan {
+	h.t.Helper()
+	ctx := context.Background()
+	plan, err := PlanRead(ctx, h.log, sel)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if err := Read(ctx, h.log, sel, plan, nil, func(e *Event) error { return add(ctx, e) }); err != nil {
+		h.t.Fatal(err)
+	}
+	if err := done(ctx); err != nil {
+		h.t.Fatal(err)
+	}
+	return plan
+}
