@@ -109,7 +109,6 @@ func BenchmarkHarnessBaseline(b *testing.B) {
 	reportRate(b, len(evs)*b.N, cpu)
 }
 
-
 func recordsOf(evs []*Event) []*kgo.Record {
 	out := make([]*kgo.Record, len(evs))
 	for i, e := range evs {

@@ -53,6 +53,9 @@ type Output struct {
 	// Source is where it comes from: "<partition>/<offset>" of an event,
 	// or "<partition>/t<ms>" of a timer or window a tick closed.
 	Source string
+	// Thing is the thing of the event the output renders against (for
+	// a tick's output, the thing of the timer or the window's last event).
+	Thing string
 	// Event is the event it comes from (nil for a tick's output).
 	Event *Event
 	// At is the event's receive time, or the deadline or window end of a
@@ -245,7 +248,6 @@ func (e *Engine) flush(ctx context.Context) error {
 func (e *Engine) tick(ctx context.Context, t int64) error {
 	e.h.Now = time.UnixMilli(t)
 	var outs []Output
-	var things []string
 	for _, p := range e.seen {
 		recs, err := e.h.Tick(ctx, p)
 		if err != nil {
@@ -254,26 +256,20 @@ func (e *Engine) tick(ctx context.Context, t int64) error {
 		for _, r := range recs {
 			if o, ok := e.output(r); ok {
 				outs = append(outs, o)
-				things = append(things, string(schemas.HeaderValue(r.Headers, rules.HeaderThing)))
 			}
 		}
 	}
-	order := make([]int, len(outs))
-	for i := range order {
-		order[i] = i
-	}
-	slices.SortStableFunc(order, func(a, b int) int {
-		oa, ob := outs[a], outs[b]
-		if d := e.index[oa.Rule] - e.index[ob.Rule]; d != 0 {
+	slices.SortStableFunc(outs, func(a, b Output) int {
+		if d := e.index[a.Rule] - e.index[b.Rule]; d != 0 {
 			return d
 		}
-		if c := oa.At.Compare(ob.At); c != 0 {
+		if c := a.At.Compare(b.At); c != 0 {
 			return c
 		}
-		return strings.Compare(things[a], things[b])
+		return strings.Compare(a.Thing, b.Thing)
 	})
-	for _, i := range order {
-		if err := e.emit(outs[i]); err != nil {
+	for _, o := range outs {
+		if err := e.emit(o); err != nil {
 			return err
 		}
 	}
@@ -295,7 +291,7 @@ func (e *Engine) output(r *kgo.Record) (Output, bool) {
 	switch {
 	case r.Topic == outputsTopic && known:
 		e.sum.Rules[i].Fired++
-		o := Output{Rule: rule, Line: r.Value, Source: sourceOf(r)}
+		o := Output{Rule: rule, Line: r.Value, Source: sourceOf(r), Thing: string(schemas.HeaderValue(r.Headers, rules.HeaderThing))}
 		if _, at, ok := strings.Cut(o.Source, "/t"); ok {
 			ms, _ := strconv.ParseInt(at, 10, 64)
 			o.At = time.UnixMilli(ms)

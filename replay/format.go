@@ -109,4 +109,3 @@ func AppendText(dst []byte, ev *Event) []byte {
 	}
 	return append(dst, '\n')
 }
-
