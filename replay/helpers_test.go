@@ -2,9 +2,12 @@ package replay
 
 import (
 	"context"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/iotpipe/iotpipe/internal/eventlog"
@@ -92,4 +95,27 @@ func (h *history) each(sel Selection, add func(context.Context, *Event) error, d
 		h.t.Fatal(err)
 	}
 	return plan
+}
+
+func removeAll(dir string) error { return os.RemoveAll(dir) }
+
+func containsAll(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
+}
+
+// deleteRecords deletes the records of partition p of topic before
+// offset (as retention would).
+func deleteRecords(cl *kgo.Client, topic string, p int32, offset int64) error {
+	offs := kadm.Offsets{}
+	offs.Add(kadm.Offset{Topic: topic, Partition: p, At: offset})
+	resp, err := kadm.NewClient(cl).DeleteRecords(context.Background(), offs)
+	if err == nil {
+		err = resp.Error()
+	}
+	return err
 }
