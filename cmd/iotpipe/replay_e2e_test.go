@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -252,5 +254,58 @@ func TestReplayAcceptance(t *testing.T) {
 	}
 	if n := rx.requests.Load(); n != requests {
 		t.Errorf("the webhook receiver got %d requests during the replays", n-requests)
+	}
+}
+
+// TestEventsFollowStopsOnInterrupt: iotpipe events --follow prints new
+// events as they come, and Ctrl-C (SIGINT) stops it cleanly: whole lines
+// only, "interrupted" on stderr, exit status 130.
+func TestEventsFollowStopsOnInterrupt(t *testing.T) {
+	in := newInstance(t)
+	in.start()
+	mosquittoPub(t, in, "f1", "follow/f1", `{"n":1}`)
+	cmd := exec.Command(iotpipeBin, "events", "--follow", "--json", "--kafka", fmt.Sprintf("127.0.0.1:%d", in.kafka), "--topic", "follow/#")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	lines := make(chan string, 10)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	next := func() string {
+		t.Helper()
+		select {
+		case l := <-lines:
+			return l
+		case <-time.After(30 * time.Second):
+			t.Fatal("no event printed")
+		}
+		return ""
+	}
+	if l := next(); !strings.Contains(l, `"payload":{"n":1}`) {
+		t.Fatalf("first line %q", l)
+	}
+	mosquittoPub(t, in, "f1", "follow/f1", `{"n":2}`)
+	if l := next(); !strings.Contains(l, `"payload":{"n":2}`) {
+		t.Fatalf("followed line %q", l)
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	err = cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != exitInterrupted || !strings.Contains(stderr.String(), "iotpipe events: interrupted") {
+		t.Errorf("after SIGINT: %v, stderr %q", err, stderr.String())
+	}
+	for l := range lines {
+		t.Errorf("more output after SIGINT: %q", l)
 	}
 }
