@@ -92,6 +92,13 @@ func (p *Processor) durationEvent(tx *processors.Tx, ps *partState, ri *ruleInfo
 	if err != nil {
 		return err
 	}
+	if !holds {
+		// No episode in progress: nothing to end, fire or resolve, and no
+		// episode record (one exists only during an episode).
+		if in, err := d.tm.InEpisode(newSubStore(tx, d.timerNS), in.Thing); err != nil || !in {
+			return err
+		}
+	}
 	es := newSubStore(tx, d.epNS)
 	ep, err := d.episode(es, in.Thing)
 	if err != nil {
