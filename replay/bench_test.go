@@ -131,3 +131,105 @@ func reportRate(b *testing.B, n int, cpu time.Duration) {
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "events/s")
 	b.ReportMetric(float64(n)/(cpuTime()-cpu).Seconds(), "events/cpu-s")
 }
+
+// benchLog returns an embedded log holding n events of 1,000 devices,
+// 1 ms apart (receive times and record timestamps), over 8 partitions.
+func benchLog(b *testing.B, n int) *history {
+	b.Helper()
+	h := newHistory(b, 8)
+	cl, err := h.l.Client(kgo.ProducerLinger(5*time.Millisecond), kgo.MaxBufferedRecords(1<<20))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	const batch = 20_000
+	for i := 0; i < n; i += batch {
+		recs := make([]*kgo.Record, 0, batch)
+		for j := i; j < min(i+batch, n); j++ {
+			thing := fmt.Sprintf("dev-%04d", j%1000)
+			rx := t0.Add(time.Duration(j) * time.Millisecond)
+			env := schemas.Envelope{Type: schemas.EventPublish, Topic: "fleet/" + thing + "/telemetry", ClientID: thing, Principal: "anonymous", QoS: 1, ReceivedAt: rx.UnixNano()}
+			recs = append(recs, &kgo.Record{Topic: h.log.Topic, Key: []byte(thing), Headers: env.Headers(), Timestamp: rx,
+				Value: fmt.Appendf(nil, `{"temp":%d,"hum":%d,"status":"ok"}`, 20+j%7, 40+j%11)})
+		}
+		if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return h
+}
+
+// BenchmarkSeekByTime measures planning a read of the last minute of a
+// log of 1M events (8 partitions): ListOffsets by time for --from and
+// --to plus the start and end offsets. Compare with
+// BenchmarkSeekByTimeSmall (100k events): the cost does not grow with
+// the log.
+func BenchmarkSeekByTime(b *testing.B)      { benchSeek(b, 1_000_000) }
+func BenchmarkSeekByTimeSmall(b *testing.B) { benchSeek(b, 100_000) }
+
+func benchSeek(b *testing.B, n int) {
+	h := benchLog(b, n)
+	ctx := context.Background()
+	end := t0.Add(time.Duration(n) * time.Millisecond)
+	sel := Selection{From: end.Add(-time.Minute), To: end}
+	b.ResetTimer()
+	var plan Plan
+	for b.Loop() {
+		var err error
+		if plan, err = PlanRead(ctx, h.log, sel); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	// The plan covers the minute plus SeekSlack before it, not the log.
+	if r := plan.Records(); r > 2*60_000+100 {
+		b.Fatalf("the plan covers %d records of %d", r, n)
+	}
+}
+
+// BenchmarkReadLog measures reading and decoding events from the
+// embedded log over TCP (200k events, 8 partitions merged by receive
+// time): iotpipe events without printing.
+func BenchmarkReadLog(b *testing.B) {
+	benchFromLog(b, func(Plan) (func(context.Context, *Event) error, func(context.Context) error) {
+		return func(context.Context, *Event) error { return nil }, func(context.Context) error { return nil }
+	})
+}
+
+// BenchmarkReplayFromLog is BenchmarkReplay reading the events from the
+// embedded log: iotpipe replay end to end, without printing.
+func BenchmarkReplayFromLog(b *testing.B) {
+	set := compileRules(b, benchRules)
+	benchFromLog(b, func(plan Plan) (func(context.Context, *Event) error, func(context.Context) error) {
+		eng, err := NewEngine(set, Options{Partitions: plan.Partitions}, func(Output) error { return nil })
+		if err != nil {
+			b.Fatal(err)
+		}
+		return eng.Add, eng.Close
+	})
+}
+
+// benchFromLog reads a 200k-event log over and over, passing every event
+// to what start returns.
+func benchFromLog(b *testing.B, start func(Plan) (add func(context.Context, *Event) error, done func(context.Context) error)) {
+	h := benchLog(b, 200_000)
+	ctx := context.Background()
+	b.ResetTimer()
+	cpu := cpuTime()
+	n := 0
+	for b.Loop() {
+		plan, err := PlanRead(ctx, h.log, Selection{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		add, done := start(plan)
+		if err := Read(ctx, h.log, Selection{}, plan, nil, func(e *Event) error { n++; return add(ctx, e) }); err != nil {
+			b.Fatal(err)
+		}
+		if err := done(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportRate(b, n, cpu)
+}
