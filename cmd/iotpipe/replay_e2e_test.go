@@ -146,7 +146,7 @@ func TestReplayAcceptance(t *testing.T) {
 	rulesDir := filepath.Join(in.dataDir, "rules")
 	dir := t.TempDir()
 
-	code, events, stderr := runIotpipe(t, append([]string{"events", "--json"}, window...)...)
+	code, events, stderr := runIotpipe(t, append([]string{"events", "--json", "--export", filepath.Join(dir, "events.parquet")}, window...)...)
 	if code != 0 {
 		t.Fatalf("events: %d %s", code, stderr)
 	}
@@ -186,8 +186,10 @@ func TestReplayAcceptance(t *testing.T) {
 	if !strings.Contains(summary, "replay: ") || !strings.Contains(summary, "hot ") {
 		t.Errorf("summary on stderr: %s", summary)
 	}
-	if b, err := os.ReadFile(parquet); err != nil || !bytes.HasPrefix(b, []byte("PAR1")) || !bytes.HasSuffix(b, []byte("PAR1")) {
-		t.Errorf("--export wrote no Parquet file: %v", err)
+	for _, f := range []string{parquet, filepath.Join(dir, "events.parquet")} {
+		if b, err := os.ReadFile(f); err != nil || !bytes.HasPrefix(b, []byte("PAR1")) || !bytes.HasSuffix(b, []byte("PAR1")) {
+			t.Errorf("--export wrote no Parquet file %s: %v", f, err)
+		}
 	}
 
 	// --diff: the threshold lowered to 15 adds exactly the readings
