@@ -63,7 +63,7 @@ func AppendJSON(dst []byte, ev *Event) ([]byte, error) {
 // A payload that is not UTF-8 cannot be a JSON string: its exact bytes
 // come in base64 beside it.
 func payloadJSON(p []byte) (json.RawMessage, string) {
-	if len(p) > 0 && p[0] != '"' && len(bytes.TrimSpace(p)) == len(p) && bytes.IndexAny(p, "\r\n") < 0 && json.Valid(p) {
+	if len(p) > 0 && p[0] != '"' && len(bytes.TrimSpace(p)) == len(p) && !bytes.ContainsAny(p, "\r\n") && json.Valid(p) {
 		return json.RawMessage(p), ""
 	}
 	b, _ := json.Marshal(string(p)) // a string always encodes
