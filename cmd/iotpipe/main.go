@@ -37,6 +37,9 @@ func commands() map[string]command {
 		"rules":   {run: rulesMain, help: "check and test rule files (rules check|test)"},
 		"bench":   {run: benchMain, help: "load generators and benchmarks (iotpipe bench mqtt --help)"},
 		"sql":     {run: sqlMain, help: "run a query against ClickHouse (iotpipe sql \"SELECT ...\")"},
+		"events":  {run: eventsMain, help: "print the log's events by thing, topic, type and time (--json: rules test input)"},
+		"rebuild": {run: rebuildMain, help: "rebuild a stopped node's processor state from the changelog or the events"},
+		"replay":  {run: replayMain, help: "run rules over history with effects off (--diff two versions, --trace why a rule fired)"},
 		"clickhouse": {run: clickhouseMain, hidden: true,
 			help: "the embedded ClickHouse server's child process (clickhouse serve)"},
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/iotpipe/iotpipe/processors/rules"
 	"github.com/iotpipe/iotpipe/processors/shadow"
 	"github.com/iotpipe/iotpipe/processors/shadow/document"
+	"github.com/iotpipe/iotpipe/replay"
 	ddl "github.com/iotpipe/iotpipe/schemas/clickhouse"
 	"github.com/iotpipe/iotpipe/sinks/clickhouse"
 	"github.com/iotpipe/iotpipe/sinks/clickhouse/embedded"
@@ -188,6 +189,11 @@ func (n *node) start(ctx context.Context) error {
 	}
 	n.lg = lg
 	n.lc.onStop(storePhase, "embedded log", func(context.Context) error { lg.Close(); return nil })
+	// Reading the log's history (the dashboard's events and replay
+	// views) works on any node: it only reads.
+	hist := replay.HTTPOptions{Log: replay.Log{Client: lg.Client, Topic: lg.Topics().Events}, Logger: n.log}
+	n.mux.Handle("GET /api/events", replay.EventsHandler(hist))
+	n.mux.Handle("POST /api/replay", replay.ReplayHandler(hist))
 	if n.roles.sink {
 		if err := n.startSinks(ctx); err != nil {
 			return err
