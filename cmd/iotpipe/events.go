@@ -54,7 +54,7 @@ Exit status: 0, 1 on a failure, 2 on bad usage, 130 when interrupted.
 type logSelection struct {
 	kafka, creds, dataDir, topic, thing, topicFilter, types, from, to string
 	follow                                                            bool
-	limit                                             int
+	limit                                                             int
 }
 
 func (s *logSelection) bind(fs *flag.FlagSet, follow bool) {
