@@ -29,14 +29,15 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"run":     {run: runMain, help: "run the whole pipeline (embedded log, MQTT, processors, sinks, ClickHouse, HTTP API)"},
-		"ingest":  {run: ingestMain, help: "run the MQTT/HTTP front only"},
-		"process": {run: processMain, help: "run the stream processors only (last-seen, shadows, rules)"},
-		"sink":    {run: sinkMain, help: "run the sinks only (ClickHouse, republish, command, webhook, kafka)"},
-		"version": {run: versionMain, help: "print the version"},
-		"rules":   {run: rulesMain, help: "check and test rule files (rules check|test)"},
-		"bench":   {run: benchMain, help: "load generators and benchmarks (iotpipe bench mqtt --help)"},
-		"sql":     {run: sqlMain, help: "run a query against ClickHouse (iotpipe sql \"SELECT ...\")"},
+		"run":      {run: runMain, help: "run the whole pipeline (embedded log, MQTT, processors, sinks, ClickHouse, HTTP API)"},
+		"ingest":   {run: ingestMain, help: "run the MQTT/HTTP front only"},
+		"process":  {run: processMain, help: "run the stream processors only (last-seen, shadows, rules)"},
+		"sink":     {run: sinkMain, help: "run the sinks only (ClickHouse, republish, command, webhook, kafka)"},
+		"version":  {run: versionMain, help: "print the version"},
+		"rules":    {run: rulesMain, help: "check and test rule files (rules check|test)"},
+		"bench":    {run: benchMain, help: "load generators and benchmarks (iotpipe bench mqtt --help)"},
+		"simulate": {run: simulateMain, help: "run a fleet of simulated devices against an MQTT broker (iotpipe simulate --help)"},
+		"sql":      {run: sqlMain, help: "run a query against ClickHouse (iotpipe sql \"SELECT ...\")"},
 		"clickhouse": {run: clickhouseMain, hidden: true,
 			help: "the embedded ClickHouse server's child process (clickhouse serve)"},
 	}

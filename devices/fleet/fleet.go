@@ -248,20 +248,23 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	rep := Report{Profile: f.p.Name, Devices: cfg.Devices, Seed: cfg.Seed, QoS: cfg.QoS, Target: cfg.Rate}
 
 	start := time.Now()
-	if !cfg.NoShadows && f.p.Shadow.DesiredEvery > 0 {
-		op, err := f.newOperator(ctx)
-		if err != nil {
-			return rep, err
-		}
-		f.op = op
-		defer op.close()
-	}
 	devs := make([]*device, cfg.Devices)
 	for i := range devs {
 		devs[i] = f.newDevice(cfg.FirstDevice + i)
 	}
 	if err := f.connectAll(ctx, devs); err != nil {
 		return rep, err
+	}
+	if !cfg.NoShadows && f.p.Shadow.DesiredEvery > 0 {
+		op, err := f.newOperator(ctx)
+		if err != nil {
+			for _, d := range devs {
+				d.finish()
+			}
+			return rep, err
+		}
+		f.op = op
+		defer op.close()
 	}
 	rep.ConnectTime = time.Since(start)
 
