@@ -1,10 +1,12 @@
 package e2e
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/iotpipe/iotpipe/devices/fleet"
 	"github.com/iotpipe/iotpipe/devices/profile"
+	"github.com/iotpipe/iotpipe/rulesql/pewma"
 )
 
 // Detection scores the wind_spikes rule (PEWMA with its defaults) against
@@ -32,8 +35,29 @@ type Detection struct {
 	Found          uint64 `json:"found"`
 	FalsePositives uint64 `json:"false_positives"`
 	// Missed lists a few missed spikes (device/seq).
-	Missed []string   `json:"missed,omitempty"`
-	Loss   *LossCheck `json:"loss,omitempty"`
+	Missed []string `json:"missed,omitempty"`
+	// Replays are the same acknowledged points, per device in order,
+	// through rulesql/pewma in this process: with the rule's parameters
+	// (it must flag exactly what the pipeline flagged: Differ counts the
+	// points where it does not) and with others, for comparison.
+	Replays []Replay `json:"replays"`
+	Differ  int      `json:"differ"`
+}
+
+// Replay is the detection of the acknowledged points by rulesql/pewma
+// with one set of parameters.
+type Replay struct {
+	Params         pewma.Params `json:"params"`
+	Found          uint64       `json:"found"`
+	FalsePositives uint64       `json:"false_positives"`
+}
+
+// replayParams are the parameter sets replayed: the rule's (PEWMA's
+// defaults) first.
+var replayParams = []pewma.Params{
+	pewma.DefaultParams(),
+	{Alpha0: 0.95, Beta: 0, T: 30, Threshold: 0.002},
+	{Alpha0: 0.98, Beta: 0.1, T: 30, Threshold: 0.0005},
 }
 
 // FPRate is the false positives per normal point scored.
@@ -74,8 +98,13 @@ func (h *harness) detect(ctx context.Context) (*Detection, error) {
 		dev string
 		seq uint64
 	}
+	type point struct {
+		seq   uint64
+		value float64
+	}
 	var mu sync.Mutex
 	acked := map[string]uint64{} // device -> acknowledged points
+	series := map[string][]point{}
 	spikes := map[key]bool{}
 	truth, err := os.Create(filepath.Join(cfg.OutDir, "detect-truth.jsonl"))
 	if err != nil {
@@ -92,6 +121,7 @@ func (h *harness) detect(ctx context.Context) (*Detection, error) {
 			mu.Lock()
 			defer mu.Unlock()
 			acked[o.Device]++
+			series[o.Device] = append(series[o.Device], point{o.Point.Seq, o.Point.Values[0]})
 			if o.Point.Anomaly != nil && o.Point.Seq >= pewmaTraining {
 				spikes[key{o.Device, o.Point.Seq}] = true
 			}
@@ -142,6 +172,27 @@ func (h *harness) detect(ctx context.Context) (*Detection, error) {
 		if !spikes[k] {
 			d.FalsePositives++
 		}
+	}
+	for i, pp := range replayParams {
+		rp := Replay{Params: pp}
+		for dev, pts := range series {
+			slices.SortFunc(pts, func(a, b point) int { return cmp.Compare(a.seq, b.seq) })
+			var st pewma.State
+			for _, x := range pts {
+				k := key{dev, x.seq}
+				r := st.Update(pp, x.value)
+				switch {
+				case r.Anomaly && spikes[k]:
+					rp.Found++
+				case r.Anomaly:
+					rp.FalsePositives++
+				}
+				if i == 0 && r.Anomaly != flagged[k] {
+					d.Differ++
+				}
+			}
+		}
+		d.Replays = append(d.Replays, rp)
 	}
 	fmt.Fprintf(cfg.Log, "    %d spikes injected, %d found, %d false positives among %d normal points scored\n",
 		d.Injected, d.Found, d.FalsePositives, d.Scored-d.Injected)

@@ -150,6 +150,13 @@ func formatSummary(b *strings.Builder, r *Result) {
 	if d := r.Detection; d != nil {
 		p("| wind spikes found by PEWMA | %d of %d | all |\n", d.Found, d.Injected)
 		p("| false positives per normal point | %.3f%% (%d of %d) | ≤ 1%% |\n", 100*d.FPRate(), d.FalsePositives, d.Scored-d.Injected)
+		if len(d.Replays) > 0 {
+			same := "yes"
+			if d.Differ > 0 {
+				same = fmt.Sprintf("NO: %d points differ", d.Differ)
+			}
+			p("| pipeline's detections = rulesql/pewma replay | %s | yes |\n", same)
+		}
 	}
 	lost, dup, checked := uint64(0), uint64(0), false
 	for _, c := range []*Capacity{r.NoRules, r.Rules} {
@@ -244,6 +251,24 @@ func formatDetection(b *strings.Builder, d *Detection) {
 	p("| %d | %d | %d | %d | %d | %.3f%% |\n\n", d.Scored, d.Injected, d.Found, d.Injected-d.Found, d.FalsePositives, 100*d.FPRate())
 	if len(d.Missed) > 0 {
 		p("Missed (first %d): %s.\n\n", len(d.Missed), strings.Join(d.Missed, ", "))
+	}
+	if len(d.Replays) > 0 {
+		p("The same acknowledged points replayed through `rulesql/pewma` in the harness, per device in order. ")
+		if d.Differ == 0 {
+			p("With the rule's parameters the replay flags exactly the points the pipeline flagged.\n\n")
+		} else {
+			p("**With the rule's parameters the replay and the pipeline disagree on %d points.**\n\n", d.Differ)
+		}
+		p("| alpha0 | beta | T | threshold | found | false positives | per normal point |\n|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, r := range d.Replays {
+			rate := 0.0
+			if n := d.Scored - d.Injected; n > 0 {
+				rate = float64(r.FalsePositives) / float64(n)
+			}
+			p("| %g | %g | %d | %g | %d of %d | %d | %.3f%% |\n", r.Params.Alpha0, r.Params.Beta, r.Params.T, r.Params.Threshold,
+				r.Found, d.Injected, r.FalsePositives, 100*rate)
+		}
+		p("\n")
 	}
 }
 
