@@ -14,6 +14,9 @@ const (
 	// PartIngest measures `iotpipe ingest` alone: acknowledged publishes
 	// per second, unpaced.
 	PartIngest = "ingest"
+	// PartIdle measures the memory per idle connection of `iotpipe
+	// ingest` (benchmarks/idleconns) at each of IdleConns.
+	PartIdle = "idle"
 	// PartNoRules searches the capacity of `iotpipe run` without rules.
 	PartNoRules = "norules"
 	// PartRules searches the capacity of `iotpipe run` with the 10 rules
@@ -28,7 +31,7 @@ const (
 )
 
 // Parts lists every part in its order.
-var Parts = []string{PartIngest, PartNoRules, PartRules, PartLatency, PartDetect}
+var Parts = []string{PartIngest, PartIdle, PartNoRules, PartRules, PartLatency, PartDetect}
 
 // Config describes a benchmark run. Zero values select the defaults.
 type Config struct {
@@ -86,6 +89,10 @@ type Config struct {
 	DetectSeed     uint64
 	DetectShare    float64
 
+	// IdleConns are the connection counts of the idle part (1,000 and
+	// 10,000; the harness needs that many file descriptors).
+	IdleConns []int
+
 	// Log receives progress lines. Default: none.
 	Log io.Writer
 }
@@ -141,6 +148,9 @@ func (c Config) withDefaults() Config {
 		c.DetectSeed = 1
 	}
 	defF(&c.DetectShare, 0.005)
+	if len(c.IdleConns) == 0 {
+		c.IdleConns = []int{1000, 10000}
+	}
 	if c.Log == nil {
 		c.Log = io.Discard
 	}
@@ -176,6 +186,11 @@ func (c Config) validate() error {
 	}
 	if c.Warmup < 0 || c.Measure < time.Second || c.Drain < time.Second {
 		errs = append(errs, errors.New("measure and drain must be at least 1s, warm-up not negative"))
+	}
+	for _, n := range c.IdleConns {
+		if n < 1 {
+			errs = append(errs, fmt.Errorf("idle connection count %d must be positive", n))
+		}
 	}
 	if c.Probes < 1 || c.ProbeInterval <= 0 || c.PollInterval <= 0 {
 		errs = append(errs, errors.New("at least one probe, and positive probe and poll intervals"))

@@ -13,6 +13,7 @@
 //     stamped probe points that travel with the load;
 //   - CPU seconds per million events per process (iotpipe, its chDB
 //     child, the harness) from /proc, and a CPU profile at capacity;
+//   - RSS per idle connection of ingest alone (benchmarks/idleconns);
 //   - the PEWMA rule's detection of the wind profile's injected spikes;
 //   - that every acknowledged publish is exactly one telemetry row (the
 //     run fails otherwise).

@@ -91,6 +91,9 @@ func formatReport(r *Result, plots []string) string {
 		formatLatency(&b, r)
 	}
 	formatCPU(&b, r)
+	if len(r.Idle) > 0 {
+		formatIdle(&b, r.Idle)
+	}
 	if d := r.Detection; d != nil {
 		formatDetection(&b, d)
 	}
@@ -157,6 +160,9 @@ func formatSummary(b *strings.Builder, r *Result) {
 			}
 			p("| pipeline's detections = rulesql/pewma replay | %s | yes |\n", same)
 		}
+	}
+	for _, i := range r.Idle {
+		p("| RSS per idle connection, %d connections on ingest | %.1f KB (%.0f connects/s) | ≤ 8 KB |\n", i.Conns, i.RSSPerConn/1024, i.ConnectRate)
 	}
 	lost, dup, checked := uint64(0), uint64(0), false
 	for _, c := range []*Capacity{r.NoRules, r.Rules} {
@@ -309,4 +315,15 @@ func formatMethod(b *strings.Builder, r *Result) {
 	p("- Latency probes: %d devices publish a point every %s to `bench/probe-N/telemetry` with its publish time, through the same partitions and rules as the load; even points fire `alert_hot` (webhook to the harness), odd ones `alert_cold` (republish the harness subscribes to). The raw load is not stamped.\n", c.Probes, c.ProbeInterval)
 	p("- The 10 rules (`benchmarks/e2e/rules/`): 2 filters with actions (webhook, republish), 2 PEWMA detectors, a tumbling window, a `FOR` timer, 4 rarely matching filters and transforms, all on `+/+/telemetry`.\n")
 	p("- Ratios are between figures of this run only; rerun on a quiet machine before quoting them.\n")
+}
+
+func formatIdle(b *strings.Builder, idle []Idle) {
+	p := func(format string, a ...any) { fmt.Fprintf(b, format, a...) }
+	p("## Idle connections\n\n`benchmarks/idleconns` against a fresh `iotpipe ingest --dev` per count: clients connect, publish one QoS 1 message, wait for its PUBACK and stay connected; the process's resident set (/proc) and Go heap (/metrics) before and after.\n\n")
+	p("| connections | RSS before | RSS after | RSS per connection | heap per connection | goroutines per connection | connects/s |\n|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, i := range idle {
+		p("| %d | %.1f MB | %.1f MB | %.1f KB | %.1f KB | %.2f | %.0f |\n", i.Conns, float64(i.RSSBefore)/(1<<20), float64(i.RSSAfter)/(1<<20),
+			i.RSSPerConn/1024, i.HeapPerConn/1024, i.GoroutinesPerConn, i.ConnectRate)
+	}
+	p("\n")
 }

@@ -33,6 +33,8 @@ type Result struct {
 
 	// Ingest is `iotpipe ingest` alone, unpaced.
 	Ingest *Step `json:"ingest,omitempty"`
+	// Idle is the memory per idle connection of ingest alone.
+	Idle []Idle `json:"idle,omitempty"`
 	// NoRules and Rules are `iotpipe run` without rules and with the
 	// 10 rules.
 	NoRules *Capacity `json:"norules,omitempty"`
@@ -115,6 +117,14 @@ func (h *harness) run(ctx context.Context) error {
 			return err
 		}
 		h.res.Ingest = st
+	}
+	if cfg.has(PartIdle) {
+		fmt.Fprintln(cfg.Log, "iotpipe ingest: memory per idle connection")
+		idle, err := h.idle(ctx)
+		h.res.Idle = idle
+		if err != nil {
+			return err
+		}
 	}
 	if cfg.has(PartNoRules) {
 		fmt.Fprintln(cfg.Log, "iotpipe run without rules")

@@ -29,6 +29,8 @@ simulator, and writes benchmarks/results/REPORT.md with:
   latency     at 25/50/75% of the 10-rule capacity: publish→PUBACK, and
               for probe points travelling with the load publish→ClickHouse
               row, →webhook (a receiver in the harness), →republish
+  idle        RSS per idle connection of 'iotpipe ingest' at 1,000 and
+              10,000 connections, and the connect rate (benchmarks/idleconns)
   CPU         seconds per million events of iotpipe, its ClickHouse child
               and the harness, from /proc; a CPU profile at capacity
               (cpu-rules.pprof, cpu-norules.pprof)
@@ -54,6 +56,7 @@ func benchE2EMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	var (
 		cfg          e2e.Config
 		parts, loads string
+		idle         string
 		quiet        bool
 	)
 	self, _ := os.Executable()
@@ -82,6 +85,7 @@ func benchE2EMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.Float64Var(&cfg.DetectRate, "detect-rate", 0, "points/s of the detection run (default 1000)")
 	fs.DurationVar(&cfg.DetectDuration, "detect-duration", 0, "length of the detection run (default 1m)")
 	fs.Uint64Var(&cfg.DetectSeed, "detect-seed", 1, "seed of the detection run")
+	fs.StringVar(&idle, "idle-conns", "1000,10000", "connection counts of the idle part")
 	fs.BoolVar(&quiet, "quiet", false, "no progress on stderr")
 	if _, err := parseArgs(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -102,6 +106,14 @@ func benchE2EMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			return 2
 		}
 		cfg.LatencyLoads = append(cfg.LatencyLoads, v)
+	}
+	for _, s := range strings.Split(idle, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil {
+			fmt.Fprintf(stderr, "iotpipe bench e2e: --idle-conns: %q is not a count\n", s)
+			return 2
+		}
+		cfg.IdleConns = append(cfg.IdleConns, n)
 	}
 	if !quiet {
 		cfg.Log = stderr
