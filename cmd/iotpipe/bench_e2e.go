@@ -87,7 +87,11 @@ func benchE2EMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.Uint64Var(&cfg.DetectSeed, "detect-seed", 1, "seed of the detection run")
 	fs.StringVar(&idle, "idle-conns", "1000,10000", "connection counts of the idle part")
 	fs.BoolVar(&quiet, "quiet", false, "no progress on stderr")
-	if _, err := parseArgs(fs, args); err != nil {
+	pos, err := parseArgs(fs, args)
+	if err == nil && len(pos) > 0 {
+		err = fmt.Errorf("unexpected argument %q: flags only", pos[0])
+	}
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, benchE2EUsage)
 			fs.SetOutput(stdout)

@@ -107,7 +107,11 @@ func simulateMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	fs.BoolVar(&quiet, "quiet", false, "no progress on stderr")
 	fs.BoolVar(&progress, "progress", false, "progress on stderr even when it is not a terminal")
-	if _, err := parseArgs(fs, args); err != nil {
+	pos, err := parseArgs(fs, args)
+	if err == nil && len(pos) > 0 {
+		err = fmt.Errorf("unexpected argument %q: flags only", pos[0])
+	}
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, simulateUsage)
 			fs.SetOutput(stdout)

@@ -112,6 +112,7 @@ func TestSimulateUsage(t *testing.T) {
 		{[]string{"--devices", "0", "--addr", "127.0.0.1:1"}, 1, "devices must be between"},
 		{[]string{"--addr", "127.0.0.1:1", "--devices", "1", "--duration", "1s"}, 1, "no device could connect to 127.0.0.1:1"},
 		{[]string{"--bogus"}, 2, "bogus"},
+		{[]string{"extra"}, 2, `unexpected argument "extra"`},
 	} {
 		var out, errb bytes.Buffer
 		code := dispatch(t.Context(), append([]string{"simulate"}, tc.args...), &out, &errb)
@@ -122,6 +123,28 @@ func TestSimulateUsage(t *testing.T) {
 	for in, want := range map[string]float64{"500": 500, "500/s": 500, "2.5k/s": 2500, " 10/s ": 10} {
 		if got, err := parseRate(in); err != nil || got != want {
 			t.Errorf("parseRate(%q) = %v, %v", in, got, err)
+		}
+	}
+}
+
+func TestBenchE2EUsage(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+		out  string
+	}{
+		{[]string{"--help"}, 0, "Usage: iotpipe bench e2e"},
+		{[]string{"extra"}, 2, `unexpected argument "extra"`},
+		{[]string{"--parts", "capacity"}, 2, `unknown part "capacity"`},
+		{[]string{"--parts", "latency"}, 2, "needs the rules part"},
+		{[]string{"--latency-loads", "half"}, 2, "--latency-loads"},
+		{[]string{"--idle-conns", "many"}, 2, "--idle-conns"},
+		{[]string{"--binary", "", "--parts", "ingest"}, 2, "binary"},
+	} {
+		var out, errb bytes.Buffer
+		code := dispatch(t.Context(), append([]string{"bench", "e2e"}, tc.args...), &out, &errb)
+		if code != tc.code || !strings.Contains(out.String()+errb.String(), tc.out) {
+			t.Errorf("bench e2e %v: exit %d, %s%s; want %d with %q", tc.args, code, out.String(), errb.String(), tc.code, tc.out)
 		}
 	}
 }
