@@ -144,6 +144,12 @@ func formatSummary(b *strings.Builder, r *Result) {
 	if norules > 0 && ingest > 0 {
 		p("| no rules / ingest alone | %s | ≥ 0.4 |\n", ratio(norules, ingest))
 	}
+	if r.Rules != nil && r.Rules.At != nil && r.NoRules != nil && r.NoRules.At != nil {
+		// CPU per event holds up better than rates on a shared machine.
+		cpu := func(st *Step) float64 { return st.cpuPerMillion(st.CPUMain + st.CPUClickHouse) }
+		p("| CPU s per 1M events, iotpipe + ClickHouse, at capacity: 10 rules, no rules (ratio) | %.0f, %.0f (%s) | |\n",
+			cpu(r.Rules.At), cpu(r.NoRules.At), ratio(cpu(r.Rules.At), cpu(r.NoRules.At)))
+	}
 	for _, st := range r.Latency {
 		if st.Label == "latency 50%" {
 			p("| p99 publish→PUBACK at 50%% of capacity, 10 rules | %s | ≤ 50 ms |\n", ms(st.Load.Latency.P99))
