@@ -245,13 +245,18 @@ func formatCPU(b *strings.Builder, r *Result) {
 		return
 	}
 	p("## CPU seconds per million events\n\nFrom /proc over each step's measurement window, per acknowledged publish.\n\n")
-	p("| run | events/s | iotpipe | ClickHouse (chDB child) | load generator and probes | iotpipe + ClickHouse |\n|---|---:|---:|---:|---:|---:|\n")
+	p("| run | events/s | iotpipe | ClickHouse (chDB child) | load generator and probes | iotpipe + ClickHouse | cores these three kept busy |\n|---|---:|---:|---:|---:|---:|---:|\n")
 	for _, rw := range rows {
 		st := rw.st
-		p("| %s | %s | %.1f | %.1f | %.1f | %.1f |\n", rw.name, human(st.Load.AckedPerSec), st.cpuPerMillion(st.CPUMain),
-			st.cpuPerMillion(st.CPUClickHouse), st.cpuPerMillion(st.CPUHarness), st.cpuPerMillion(st.CPUMain+st.CPUClickHouse))
+		busy := 0.0
+		if secs := st.End.Sub(st.Start).Seconds(); secs > 0 {
+			busy = (st.CPUMain + st.CPUClickHouse + st.CPUHarness) / secs
+		}
+		p("| %s | %s | %.1f | %.1f | %.1f | %.1f | %.2f of %d |\n", rw.name, human(st.Load.AckedPerSec), st.cpuPerMillion(st.CPUMain),
+			st.cpuPerMillion(st.CPUClickHouse), st.cpuPerMillion(st.CPUHarness), st.cpuPerMillion(st.CPUMain+st.CPUClickHouse),
+			busy, r.Machine.Cores)
 	}
-	p("\n")
+	p("\nWhen the three keep fewer than all the cores busy at capacity, something else on the machine took the rest: the rates are then the machine's, not iotpipe's.\n\n")
 }
 
 func formatDetection(b *strings.Builder, d *Detection) {
