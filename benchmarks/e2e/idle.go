@@ -29,7 +29,7 @@ func (h *harness) idle(ctx context.Context) ([]Idle, error) {
 		}
 		fmt.Fprintf(h.cfg.Log, "  %d idle connections\n", n)
 		res, fleet, err := idleconns.Measure(ctx, idleconns.Config{
-			Addr: in.mqttAddr(), PID: in.cmd.Process.Pid, MetricsURL: in.url("/metrics"),
+			Addr: in.mqttAddr(), PID: in.cmd.Process.Pid, MetricsURL: in.url("/metrics"), MetricsToken: in.token,
 			Conns: n, Mode: idleconns.Idle,
 		})
 		if fleet != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/iotpipe/iotpipe/ingest/registry"
 	"github.com/iotpipe/iotpipe/sinks/clickhouse/embedded"
 )
 
@@ -37,6 +38,9 @@ type instance struct {
 	exited            chan struct{}
 	chUser, chPass    string
 	hc                *http.Client
+	// token is the instance's admin API token (--bootstrap-token); hc
+	// sends it with every request.
+	token string
 }
 
 // startInstance starts `iotpipe <role> --dev` with the rules given (file
@@ -47,7 +51,12 @@ func startInstance(ctx context.Context, cfg *Config, name, role string, rules ma
 	if err != nil {
 		return nil, err
 	}
-	in := &instance{name: name, role: role, dir: dir, exited: make(chan struct{}), hc: &http.Client{Timeout: 30 * time.Second}}
+	tok, err := registry.NewTokenSecret()
+	if err != nil {
+		return nil, err
+	}
+	in := &instance{name: name, role: role, dir: dir, exited: make(chan struct{}), token: tok,
+		hc: &http.Client{Timeout: 30 * time.Second, Transport: bearer{tok, http.DefaultTransport}}}
 	ports, err := freePorts(5)
 	if err != nil {
 		return nil, err
@@ -67,7 +76,7 @@ func startInstance(ctx context.Context, cfg *Config, name, role string, rules ma
 		"--http-addr", fmt.Sprintf("127.0.0.1:%d", in.http),
 		"--kafka-port", strconv.Itoa(in.kafka),
 		"--partitions", strconv.Itoa(cfg.Partitions),
-		"--pprof", "--log-level", "warn"}
+		"--pprof", "--log-level", "warn", "--bootstrap-token", tok}
 	if role == "run" {
 		args = append(args, "--rules", rulesDir,
 			"--clickhouse-tcp-port", strconv.Itoa(in.chTCP), "--clickhouse-http-port", strconv.Itoa(in.chHTTP))
@@ -89,6 +98,18 @@ func startInstance(ctx context.Context, cfg *Config, name, role string, rules ma
 		return nil, fmt.Errorf("iotpipe %s (%s) did not get ready: %w; its log: %s", role, name, err, in.tail())
 	}
 	return in, nil
+}
+
+// bearer adds an API token to every request.
+type bearer struct {
+	token string
+	base  http.RoundTripper
+}
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	return b.base.RoundTrip(r)
 }
 
 // childEnv is this process's environment without IOTPIPE_ settings

@@ -14,6 +14,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/iotpipe/iotpipe/ingest/registry"
 	"github.com/iotpipe/iotpipe/internal/eventlog"
 	"github.com/iotpipe/iotpipe/processors/rules"
 	"github.com/iotpipe/iotpipe/processors/shadow/document"
@@ -26,7 +27,9 @@ type config struct {
 	DataDir        string        `yaml:"data_dir" flag:"data-dir" help:"directory for the embedded log, state and ClickHouse data"`
 	Dev            bool          `yaml:"dev" flag:"dev" help:"allow anonymous devices (development only: anyone can connect and publish)"`
 	MQTTAddr       string        `yaml:"mqtt_addr" flag:"mqtt-addr" help:"MQTT TCP listen address"`
-	HTTPAddr       string        `yaml:"http_addr" flag:"http-addr" help:"HTTP API, /metrics and dashboard listen address"`
+	HTTPAddr       string        `yaml:"http_addr" flag:"http-addr" help:"HTTP API, /metrics and dashboard listen address (every request but /healthz and /readyz needs a bearer token; :8080 for every interface)"`
+	HTTPTLS        bool          `yaml:"http_tls" flag:"http-tls" help:"serve the HTTP API over TLS with iotpipe's server certificate (<data-dir>/pki/server.pem, signed by its CA)"`
+	BootstrapToken string        `yaml:"bootstrap_token" flag:"bootstrap-token" help:"on the first start, the admin API token's secret (iotp_ and 43 base64url characters) instead of a random one: for automated deployments"`
 	Kafka          string        `yaml:"kafka" flag:"kafka" help:"external Kafka/Redpanda seed brokers host:port,... (empty: the embedded log)"`
 	KafkaCreds     string        `yaml:"kafka_credentials" flag:"kafka-credentials" help:"JSON file {\"mechanism\",\"user\",\"password\"} iotpipe authenticates to --kafka with (default: <data-dir>/kafka/credentials.json when it exists: the embedded log's own)"`
 	KafkaPort      int           `yaml:"kafka_port" flag:"kafka-port" help:"TCP port of the embedded log on 127.0.0.1 (kcat -b 127.0.0.1:PORT)"`
@@ -68,7 +71,7 @@ func defaultConfig() config {
 	return config{
 		DataDir:        "data",
 		MQTTAddr:       ":1883",
-		HTTPAddr:       ":8080",
+		HTTPAddr:       "127.0.0.1:8080",
 		KafkaPort:      9092,
 		Partitions:     8,
 		Retention:      72 * time.Hour,
@@ -251,6 +254,11 @@ func (c *config) validate() error {
 	}{{"clickhouse-tcp-port", c.CHTCPPort}, {"clickhouse-http-port", c.CHHTTPPort}} {
 		if p.v < 1 || p.v > 65535 {
 			bad(p.flag, p.v, "a TCP port from 1 to 65535")
+		}
+	}
+	if c.BootstrapToken != "" {
+		if err := registry.CheckTokenSecret(c.BootstrapToken); err != nil {
+			bad("bootstrap-token", "(hidden)", "iotp_ and 43 base64url characters (256 bits), e.g. from `iotpipe tokens secret`")
 		}
 	}
 	for _, d := range []struct {
