@@ -116,6 +116,7 @@ export function mount(main, name) {
 
   load();
   const refresh = setInterval(async () => {
+    loadSeriesSoon(); // ClickHouse catches up with the log: read the charts again
     try { const v = await api(`/api/dashboard/things/${enc}`, { signal: ctl.signal }); showInfo(v.thing, v.known); } catch { /* shown on next load */ }
   }, 5000);
   live('/api/dashboard/live?thing=' + enc, (ev, data) => {
