@@ -28,17 +28,20 @@ type ThingView struct {
 	// Shadows are its shadows' names ("" is the classic shadow).
 	Shadows  []string     `json:"shadows"`
 	Commands []CommandRef `json:"commands"`
-	// Recent are its newest publishes, newest first.
-	Recent []RecentPublish `json:"recent"`
+	// Recent are its newest events (publishes and connections), newest
+	// first.
+	Recent []RecentEvent `json:"recent"`
 	// Errors says what could not be read (ClickHouse down, say).
 	Errors []string `json:"errors,omitempty"`
 }
 
-// RecentPublish is one of a thing's newest publishes.
-type RecentPublish struct {
+// RecentEvent is one of a thing's newest events, as ClickHouse's
+// telemetry and presence tables hold them.
+type RecentEvent struct {
 	Received int64  `json:"received"` // Unix ms
-	Topic    string `json:"topic"`
-	Payload  string `json:"payload"`
+	Type     string `json:"type"`
+	Topic    string `json:"topic,omitempty"`
+	Payload  string `json:"payload,omitempty"`
 }
 
 func (d *Dashboard) serveThing(w http.ResponseWriter, r *http.Request) {
@@ -47,7 +50,7 @@ func (d *Dashboard) serveThing(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("thing: want 1 to %d bytes", maxNameLen))
 		return
 	}
-	v := ThingView{Fields: []string{}, Shadows: []string{""}, Commands: d.commands.of(name), Recent: []RecentPublish{}}
+	v := ThingView{Fields: []string{}, Shadows: []string{""}, Commands: d.commands.of(name), Recent: []RecentEvent{}}
 	v.Thing, v.Known = d.fleet.thing(name, time.Now().UnixMilli())
 	if !v.Known {
 		v.Thing.Name = name
@@ -64,9 +67,13 @@ func (d *Dashboard) serveThing(w http.ResponseWriter, r *http.Request) {
 			func(r []any) { v.Fields = append(v.Fields, cellString(r[0])) }},
 		{"shadows", fmt.Sprintf("SELECT shadow FROM shadows_current WHERE thing = %s AND shadow != '' ORDER BY shadow LIMIT 100", t),
 			func(r []any) { v.Shadows = append(v.Shadows, cellString(r[0])) }},
-		{"recent publishes", fmt.Sprintf("SELECT toUnixTimestamp64Milli(received_at), topic, substring(payload, 1, %d) FROM telemetry WHERE thing = %s ORDER BY received_at DESC LIMIT %d", maxShown, t, recentEvents),
+		{"recent events", fmt.Sprintf(`SELECT * FROM (
+(SELECT toUnixTimestamp64Milli(received_at) AS at, 'publish' AS type, topic, substring(payload, 1, %d) AS payload FROM telemetry WHERE thing = %s ORDER BY received_at DESC LIMIT %d)
+UNION ALL
+(SELECT toUnixTimestamp64Milli(received_at) AS at, toString(event) AS type, '' AS topic, '' AS payload FROM presence WHERE thing = %s ORDER BY received_at DESC LIMIT %d)
+) ORDER BY at DESC LIMIT %d`, maxShown, t, recentEvents, t, recentEvents, recentEvents),
 			func(r []any) {
-				v.Recent = append(v.Recent, RecentPublish{Received: cellInt(r[0]), Topic: cellString(r[1]), Payload: cellString(r[2])})
+				v.Recent = append(v.Recent, RecentEvent{Received: cellInt(r[0]), Type: cellString(r[1]), Topic: cellString(r[2]), Payload: cellString(r[3])})
 			}},
 	}
 	for _, q := range reads {

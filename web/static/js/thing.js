@@ -107,7 +107,7 @@ export function mount(main, name) {
     shadowNames = v.shadows;
     loadShadows();
     events.replaceChildren();
-    for (const r of [...v.recent].reverse()) addEvent({ received: r.received, type: 'publish', topic: r.topic, payload: r.payload });
+    for (const r of [...v.recent].reverse()) addEvent(r);
     commands.replaceChildren();
     for (const c of [...v.commands].reverse()) addCommand(c);
     ensureCharts(v.fields);
