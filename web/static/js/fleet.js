@@ -71,7 +71,7 @@ export function mount(main) {
     next.disabled = last >= page.matched;
     performance.mark('fleet-rendered');
     window.__fleetRendered = { things: page.things.length, total: page.total, ms: performance.now() - t0 };
-    main.dispatchEvent(new CustomEvent('fleet-rendered'));
+    main.dispatchEvent(new CustomEvent('fleet-rendered', { detail: { q: q.q } }));
   }
 
   // Live rows: update the rows shown; a new thing or a status change
