@@ -102,8 +102,8 @@ func (o *overlay) set(k, v []byte, del bool) {
 }
 
 // apply writes the call's writes to the batch, in the order they were
-// first made.
-func (o *overlay) apply(bt *batch) error {
+// first made, and to cache.
+func (o *overlay) apply(bt *batch, cache *stateCache) error {
 	for i := range o.ents {
 		e := &o.ents[i]
 		var err error
@@ -115,6 +115,7 @@ func (o *overlay) apply(bt *batch) error {
 		if err != nil {
 			return err
 		}
+		cache.put(o.key(e), o.value(e), e.del)
 	}
 	return nil
 }

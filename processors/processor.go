@@ -149,6 +149,7 @@ type Tx struct {
 	source []byte
 	seq    int
 	memo   *Memo
+	cache  *stateCache
 	// failed is the first state-store failure of the call: fatal to the
 	// batch whatever the processor returns.
 	failed error
@@ -196,8 +197,18 @@ func (tx *Tx) Get(key []byte) ([]byte, bool, error) {
 		}
 		return append([]byte(nil), v...), true, nil
 	}
+	if v, absent, ok := tx.cache.get(k); ok {
+		if absent {
+			return nil, false, nil
+		}
+		return append([]byte(nil), v...), true, nil
+	}
 	v, ok, err := tx.bt.get(k)
-	return v, ok, tx.fail(err)
+	if err != nil {
+		return nil, false, tx.fail(err)
+	}
+	tx.cache.put(k, v, !ok)
+	return v, ok, nil
 }
 
 // Set writes a key of this processor's state in this partition.

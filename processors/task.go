@@ -34,8 +34,10 @@ type task struct {
 	// PartitionOf); hash partitions keys as ingest's producer does.
 	partitions int
 	hash       kgo.TopicPartitioner
-	// memos holds each processor's memo of this partition.
-	memos []*Memo
+	// memos holds each processor's memo of this partition, caches its
+	// state keys' values (see stateCache).
+	memos  []*Memo
+	caches []*stateCache
 	// next is the offset of the next event to apply (the state's), -1
 	// before the first.
 	next int64
@@ -53,6 +55,7 @@ func newTask(db *pebble.DB, partition int32, procs []Processor, clock func() tim
 		t.names = append(t.names, p.Name())
 		t.prefixes = append(t.prefixes, processorPrefix(partition, p.Name()))
 		t.memos = append(t.memos, newMemo(DefaultMemoSize))
+		t.caches = append(t.caches, newStateCache(DefaultStateCacheSize))
 	}
 	return t
 }
@@ -143,6 +146,9 @@ func (t *task) resetMemos() {
 	for _, m := range t.memos {
 		m.reset()
 	}
+	for _, c := range t.caches {
+		c.reset()
+	}
 }
 
 // txFor returns the task's Tx set up for processor i over bt, its id
@@ -160,6 +166,7 @@ func (t *task) txFor(bt *batch, i int, source []byte) *Tx {
 		dryRun:    t.dryRun,
 		source:    source,
 		memo:      t.memos[i],
+		cache:     t.caches[i],
 		kbuf:      t.tx.kbuf,
 	}
 	return &t.tx
@@ -177,7 +184,7 @@ func (t *task) call(ctx context.Context, bt *batch, i int, source []byte, fn fun
 		err, fatal = tx.failed, true
 	}
 	if err == nil {
-		if aerr := t.ov.apply(bt); aerr != nil {
+		if aerr := t.ov.apply(bt, t.caches[i]); aerr != nil {
 			return Fatal(fmt.Errorf("state write: %w", aerr)), true
 		}
 		return nil, false
@@ -185,6 +192,8 @@ func (t *task) call(ctx context.Context, bt *batch, i int, source []byte, fn fun
 	clear(bt.out[mark:])
 	bt.out = bt.out[:mark]
 	t.memos[i].reset()
+	// The state cache holds only what the batch holds: the call's
+	// writes never reached it.
 	if ctx.Err() != nil {
 		return ctx.Err(), true
 	}
