@@ -139,6 +139,7 @@ type Tx struct {
 	t         *task
 	bt        *batch
 	ov        *overlay
+	proc      int // the processor's index in the task
 	prefix    []byte
 	name      string
 	partition int32
@@ -149,7 +150,6 @@ type Tx struct {
 	source []byte
 	seq    int
 	memo   *Memo
-	cache  *stateCache
 	// failed is the first state-store failure of the call: fatal to the
 	// batch whatever the processor returns.
 	failed error
@@ -197,18 +197,8 @@ func (tx *Tx) Get(key []byte) ([]byte, bool, error) {
 		}
 		return append([]byte(nil), v...), true, nil
 	}
-	if v, absent, ok := tx.cache.get(k); ok {
-		if absent {
-			return nil, false, nil
-		}
-		return append([]byte(nil), v...), true, nil
-	}
-	v, ok, err := tx.bt.get(k)
-	if err != nil {
-		return nil, false, tx.fail(err)
-	}
-	tx.cache.put(k, v, !ok)
-	return v, ok, nil
+	v, ok, err := tx.t.read(tx.proc, k)
+	return v, ok, tx.fail(err)
 }
 
 // Set writes a key of this processor's state in this partition.
@@ -236,7 +226,8 @@ func (tx *Tx) Scan(lower, upper []byte, fn func(key, value []byte) bool) error {
 		hi = append(append([]byte(nil), tx.prefix...), upper...)
 	}
 	n := len(tx.prefix)
-	return tx.fail(tx.ov.scan(tx.bt, lo, hi, func(k, v []byte) bool { return fn(k[n:], v) }))
+	base := func(lo, hi []byte, fn func(k, v []byte) bool) error { return tx.t.scan(tx.proc, lo, hi, fn) }
+	return tx.fail(tx.ov.scan(base, lo, hi, func(k, v []byte) bool { return fn(k[n:], v) }))
 }
 
 // Lookup reads key of another processor's state in this partition, as
@@ -245,11 +236,11 @@ func (tx *Tx) Scan(lower, upper []byte, fn func(key, value []byte) bool) error {
 // It is how a processor reads what another derives in the same
 // transaction; what lives in other partitions is not visible here.
 func (tx *Tx) Lookup(processor string, key []byte) ([]byte, bool, error) {
-	p, ok := tx.t.prefixOf(processor)
+	i, ok := tx.t.indexOf(processor)
 	if !ok {
 		return nil, false, nil
 	}
-	v, ok, err := tx.bt.get(tx.scratchKey(p, key))
+	v, ok, err := tx.t.read(i, tx.scratchKey(tx.t.prefixes[i], key))
 	return v, ok, tx.fail(err)
 }
 
