@@ -163,13 +163,22 @@ type Aggregate struct {
 type Program struct {
 	fn   compile.Fn
 	rule string
+	// ctxs recycles evaluation contexts (see Rule).
+	ctxs sync.Pool
 }
 
 // Eval evaluates the expression for an event.
 func (p *Program) Eval(in *Input, st State) (any, error) {
-	c := &env.Ctx{In: in, Doc: in.Payload, St: st, Rule: p.rule}
+	c, _ := p.ctxs.Get().(*env.Ctx)
+	if c == nil {
+		c = new(env.Ctx)
+	}
+	*c = env.Ctx{In: in, Doc: in.Payload, St: st, Rule: p.rule}
 	v := p.fn(c)
-	return v, c.Err
+	err := c.Err
+	*c = env.Ctx{}
+	p.ctxs.Put(c)
+	return v, err
 }
 
 // Rule is one compiled rule.

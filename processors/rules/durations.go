@@ -27,9 +27,15 @@ import (
 
 // durationRun is one FOR rule on one partition.
 type durationRun struct {
-	tm      *timer.Timers
-	timerNS []byte // the timer library's keys
-	epNS    []byte // episode records, by thing
+	tm *timer.Timers
+	ts subStore // the timer library's keys
+	es subStore // episode records, by thing
+}
+
+// bind sets the call d's stores read and write through.
+func (d *durationRun) bind(tx *processors.Tx) {
+	d.ts.bind(tx)
+	d.es.bind(tx)
 }
 
 // episodeRecord is kept per thing while its condition holds.
@@ -49,9 +55,9 @@ func (p *Processor) durationRun(ps *partState, ri *ruleInfo) (*durationRun, erro
 		return nil, err
 	}
 	d := &durationRun{
-		tm:      tm,
-		timerNS: append(append([]byte(nil), ri.ns...), 'x'),
-		epNS:    append(append([]byte(nil), ri.ns...), 'e'),
+		tm: tm,
+		ts: subStore{prefix: append(append([]byte(nil), ri.ns...), 'x')},
+		es: subStore{prefix: append(append([]byte(nil), ri.ns...), 'e')},
 	}
 	ps.timers[string(ri.ns)] = d
 	return d, nil
@@ -78,11 +84,11 @@ func putEpisode(st *subStore, thing string, e *episodeRecord) error {
 }
 
 // durationEvent observes the rule's condition on an event.
-func (p *Processor) durationEvent(tx *processors.Tx, ps *partState, ri *ruleInfo, ev *processors.Event, in *rulesql.Input, st *subStore, base string) error {
+func (p *Processor) durationEvent(tx *processors.Tx, ps *partState, ri *ruleInfo, ev *processors.Event, in *rulesql.Input, st *subStore) error {
 	r := ri.rule
 	out, holds, err := r.Eval(in, st)
 	if err != nil {
-		return p.ruleError(tx, ri, ev, in, base, err)
+		return p.ruleError(tx, ri, ev, in, err)
 	}
 	if rulesql.IsUndefined(out) {
 		holds = false
@@ -91,7 +97,8 @@ func (p *Processor) durationEvent(tx *processors.Tx, ps *partState, ri *ruleInfo
 	if err != nil {
 		return err
 	}
-	es := newSubStore(tx, d.epNS)
+	d.bind(tx)
+	es := &d.es
 	ep, err := d.episode(es, in.Thing)
 	if err != nil {
 		return err
@@ -110,7 +117,7 @@ func (p *Processor) durationEvent(tx *processors.Tx, ps *partState, ri *ruleInfo
 		}
 		ep.Input, ep.Output = enc, o
 	}
-	evs, err := d.tm.Observe(newSubStore(tx, d.timerNS), in.Thing, holds, time.UnixMilli(in.Timestamp))
+	evs, err := d.tm.Observe(&d.ts, in.Thing, holds, time.UnixMilli(in.Timestamp))
 	if err != nil {
 		return err
 	}
@@ -124,7 +131,7 @@ func (p *Processor) durationEvent(tx *processors.Tx, ps *partState, ri *ruleInfo
 				return err
 			}
 		case timer.Resolved:
-			if err := p.durationResolve(tx, ri, ep, in, base); err != nil {
+			if err := p.durationResolve(tx, ri, ep, in); err != nil {
 				return err
 			}
 		}
@@ -158,7 +165,7 @@ func (p *Processor) durationFire(tx *processors.Tx, ri *ruleInfo, ep *episodeRec
 
 // durationResolve fires the resolved event: the fired output with
 // "resolved": true, rendered against the event that ended the episode.
-func (p *Processor) durationResolve(tx *processors.Tx, ri *ruleInfo, ep *episodeRecord, in *rulesql.Input, base string) error {
+func (p *Processor) durationResolve(tx *processors.Tx, ri *ruleInfo, ep *episodeRecord, in *rulesql.Input) error {
 	var out any = map[string]any{}
 	if len(ep.Fired) > 0 {
 		var err error
@@ -171,7 +178,7 @@ func (p *Processor) durationResolve(tx *processors.Tx, ri *ruleInfo, ep *episode
 	} else {
 		out = map[string]any{"value": out, "resolved": true}
 	}
-	return p.fire(tx, ri, in, out, base, in.Timestamp)
+	return p.fire(tx, ri, in, out, eventBase(in.Partition, in.Offset), in.Timestamp)
 }
 
 // durationTick fires the episodes that are due at now.
@@ -180,11 +187,12 @@ func (p *Processor) durationTick(tx *processors.Tx, ps *partState, ri *ruleInfo,
 	if err != nil {
 		return err
 	}
-	evs, err := d.tm.Fire(newSubStore(tx, d.timerNS), now)
+	d.bind(tx)
+	evs, err := d.tm.Fire(&d.ts, now)
 	if err != nil {
 		return err
 	}
-	es := newSubStore(tx, d.epNS)
+	es := &d.es
 	for _, e := range evs {
 		ep, err := d.episode(es, e.Key)
 		if err != nil {

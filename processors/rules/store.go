@@ -12,8 +12,10 @@ type subStore struct {
 	buf    []byte
 }
 
-func newSubStore(tx *processors.Tx, prefix []byte) *subStore {
-	return &subStore{tx: tx, prefix: prefix}
+// bind sets the call s reads and writes through and returns s.
+func (s *subStore) bind(tx *processors.Tx) *subStore {
+	s.tx = tx
+	return s
 }
 
 // key returns prefix+k in a reused buffer; the Tx copies it before the

@@ -57,11 +57,23 @@ const maxEventTime = int64(1) << 61
 // windowRun is one GROUP BY rule on one partition.
 type windowRun struct {
 	aggs   []*window.Aggregator
-	aggNS  [][]byte // state namespace of each aggregator
-	count  []bool   // aggregate i is count (its value is an Int)
-	group  []byte   // namespace of the last event of each group key
-	baseWM int64    // watermark after the partition's last event
+	as     []subStore // state of each aggregator
+	count  []bool     // aggregate i is count (its value is an Int)
+	gs     subStore   // the last event of each group key
+	baseWM int64      // watermark after the partition's last event
 	baseOK bool
+	// vals, has and results are scratch space for one event.
+	vals    []float64
+	has     []bool
+	results [][]window.Result
+}
+
+// bind sets the call w's stores read and write through.
+func (w *windowRun) bind(tx *processors.Tx) {
+	w.gs.bind(tx)
+	for i := range w.as {
+		w.as[i].bind(tx)
+	}
 }
 
 func (w *windowRun) reset() {
@@ -76,7 +88,7 @@ func (p *Processor) windowRun(ps *partState, ri *ruleInfo) (*windowRun, error) {
 		return w, nil
 	}
 	r := ri.rule
-	w := &windowRun{group: append(append([]byte(nil), ri.ns...), 'g')}
+	w := &windowRun{gs: subStore{prefix: append(append([]byte(nil), ri.ns...), 'g')}}
 	slide := int64(0)
 	if r.Window.Kind == "hopping" {
 		slide = r.Window.Slide.Milliseconds()
@@ -99,9 +111,11 @@ func (p *Processor) windowRun(ps *partState, ri *ruleInfo) (*windowRun, error) {
 		w.aggs = append(w.aggs, agg)
 		ns := append(append([]byte(nil), ri.ns...), 'a')
 		ns = strconv.AppendInt(ns, int64(i), 10)
-		w.aggNS = append(w.aggNS, append(ns, 0))
+		w.as = append(w.as, subStore{prefix: append(ns, 0)})
 		w.count = append(w.count, f == window.Count)
 	}
+	n := len(w.aggs)
+	w.vals, w.has, w.results = make([]float64, n), make([]bool, n), make([][]window.Result, n)
 	ps.windows[string(ri.ns)] = w
 	return w, nil
 }
@@ -109,10 +123,9 @@ func (p *Processor) windowRun(ps *partState, ri *ruleInfo) (*windowRun, error) {
 // windowEvent adds an event that passes the rule's WHERE to its windows.
 func (p *Processor) windowEvent(tx *processors.Tx, ps *partState, ri *ruleInfo, ev *processors.Event, in *rulesql.Input, st *subStore) error {
 	r := ri.rule
-	base := eventBase(ev.Partition, ev.Offset)
 	_, fired, err := r.Eval(in, st)
 	if err != nil {
-		return p.ruleError(tx, ri, ev, in, base, err)
+		return p.ruleError(tx, ri, ev, in, err)
 	}
 	if !fired {
 		return nil
@@ -121,18 +134,18 @@ func (p *Processor) windowEvent(tx *processors.Tx, ps *partState, ri *ruleInfo, 
 	if r.EventTime != nil {
 		v, err := r.EventTime.Eval(in, st)
 		if err != nil {
-			return p.ruleError(tx, ri, ev, in, base, err)
+			return p.ruleError(tx, ri, ev, in, err)
 		}
 		switch t := v.(type) {
 		case int64:
 			at = t
 		case float64:
 			if !(t >= -float64(maxEventTime) && t <= float64(maxEventTime)) {
-				return p.ruleError(tx, ri, ev, in, base, fmt.Errorf("event time %v is out of range", t))
+				return p.ruleError(tx, ri, ev, in, fmt.Errorf("event time %v is out of range", t))
 			}
 			at = int64(t)
 		default:
-			return p.ruleError(tx, ri, ev, in, base, fmt.Errorf("event time is %s (%s), want a number of milliseconds since the epoch", value.Text(v), value.KindOf(v)))
+			return p.ruleError(tx, ri, ev, in, fmt.Errorf("event time is %s (%s), want a number of milliseconds since the epoch", value.Text(v), value.KindOf(v)))
 		}
 		// A device clock far ahead would move the partition's watermark
 		// and make every other device's events late: an event time past
@@ -147,12 +160,20 @@ func (p *Processor) windowEvent(tx *processors.Tx, ps *partState, ri *ruleInfo, 
 		}
 	}
 	var key string
-	if len(r.Keys) > 0 {
+	switch len(r.Keys) {
+	case 0:
+	case 1:
+		v, err := r.Keys[0].Eval(in, st)
+		if err != nil {
+			return p.ruleError(tx, ri, ev, in, err)
+		}
+		key = value.Text(v)
+	default:
 		parts := make([]string, len(r.Keys))
 		for i, k := range r.Keys {
 			v, err := k.Eval(in, st)
 			if err != nil {
-				return p.ruleError(tx, ri, ev, in, base, err)
+				return p.ruleError(tx, ri, ev, in, err)
 			}
 			parts[i] = value.Text(v)
 		}
@@ -162,26 +183,25 @@ func (p *Processor) windowEvent(tx *processors.Tx, ps *partState, ri *ruleInfo, 
 	if err != nil {
 		return err
 	}
+	w.bind(tx)
 	enc, err := encodeInput(in)
 	if err != nil {
 		return err
 	}
-	gs := newSubStore(tx, w.group)
-	if err := gs.Set([]byte(key), enc); err != nil {
+	if err := w.gs.Set([]byte(key), enc); err != nil {
 		return err
 	}
 	// Evaluate every argument first, so that a failing one leaves all
 	// the aggregators untouched (they stay in step).
-	vals := make([]float64, len(r.Aggregates))
-	has := make([]bool, len(r.Aggregates))
+	vals, has := w.vals, w.has
 	for i, a := range r.Aggregates {
-		has[i] = true
+		vals[i], has[i] = 0, true
 		if a.Arg == nil {
 			continue
 		}
 		x, err := a.Arg.Eval(in, st)
 		if err != nil {
-			return p.ruleError(tx, ri, ev, in, base, err)
+			return p.ruleError(tx, ri, ev, in, err)
 		}
 		if w.count[i] {
 			has[i] = !rulesql.IsUndefined(x) && x != nil
@@ -191,13 +211,14 @@ func (p *Processor) windowEvent(tx *processors.Tx, ps *partState, ri *ruleInfo, 
 		}
 	}
 	if at > maxEventTime || at < -maxEventTime {
-		return p.ruleError(tx, ri, ev, in, base, fmt.Errorf("event time %d is out of range", at))
+		return p.ruleError(tx, ri, ev, in, fmt.Errorf("event time %d is out of range", at))
 	}
-	results := make([][]window.Result, len(w.aggs))
+	results := w.results
+	clear(results)
 	var late bool
 	var missed []int64
 	for i := range r.Aggregates {
-		as := newSubStore(tx, w.aggNS[i])
+		as := &w.as[i]
 		if !has[i] {
 			rs, err := w.aggs[i].Advance(as, at)
 			if err != nil {
@@ -222,7 +243,7 @@ func (p *Processor) windowEvent(tx *processors.Tx, ps *partState, ri *ruleInfo, 
 		}
 		p.dlqEvent(tx, ev, r.Name, fmt.Errorf("late event: event time %d is behind the watermark by more than the allowed lateness (%s); windows starting at %v have closed", at, r.Window.Lateness, missed))
 	}
-	wm, ok, err := w.aggs[0].Watermark(newSubStore(tx, w.aggNS[0]))
+	wm, ok, err := w.aggs[0].Watermark(&w.as[0])
 	if err != nil {
 		return err
 	}
@@ -237,8 +258,9 @@ func (p *Processor) windowTick(tx *processors.Tx, ps *partState, ri *ruleInfo, n
 	if err != nil {
 		return err
 	}
+	w.bind(tx)
 	if !w.baseOK {
-		wm, ok, err := w.aggs[0].Watermark(newSubStore(tx, w.aggNS[0]))
+		wm, ok, err := w.aggs[0].Watermark(&w.as[0])
 		if err != nil || !ok {
 			return err
 		}
@@ -254,7 +276,7 @@ func (p *Processor) windowTick(tx *processors.Tx, ps *partState, ri *ruleInfo, n
 	target := w.baseWM + idle.Milliseconds()
 	results := make([][]window.Result, len(w.aggs))
 	for i := range w.aggs {
-		rs, err := w.aggs[i].Advance(newSubStore(tx, w.aggNS[i]), target)
+		rs, err := w.aggs[i].Advance(&w.as[i], target)
 		if err != nil {
 			return err
 		}
@@ -312,7 +334,7 @@ func (p *Processor) windowResults(tx *processors.Tx, ri *ruleInfo, w *windowRun,
 		}
 		return ids[a].rev < ids[b].rev
 	})
-	gs := newSubStore(tx, w.group)
+	gs := &w.gs
 	r := ri.rule
 	for _, id := range ids {
 		j := byID[id]
