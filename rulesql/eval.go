@@ -22,14 +22,14 @@ func (r *Rule) Eval(in *Input, st State) (out any, fired bool, err error) {
 	if c == nil {
 		c = new(env.Ctx)
 	}
-	*c = env.Ctx{In: in, Doc: in.Payload, St: st, Rule: r.Name}
+	c.Reset(in, st, r.Name)
 	defer func() {
-		*c = env.Ctx{}
+		c.Reset(nil, nil, "")
 		r.ctxs.Put(c)
 	}()
 	q := r.query
 	if q.SelectFirst {
-		c.Slots = make([]any, len(q.Items))
+		c.UseSlots(len(q.Items))
 		for i, it := range q.Items {
 			if !it.Star {
 				c.Slots[i] = it.Fn(c)

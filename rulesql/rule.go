@@ -173,10 +173,10 @@ func (p *Program) Eval(in *Input, st State) (any, error) {
 	if c == nil {
 		c = new(env.Ctx)
 	}
-	*c = env.Ctx{In: in, Doc: in.Payload, St: st, Rule: p.rule}
+	c.Reset(in, st, p.rule)
 	v := p.fn(c)
 	err := c.Err
-	*c = env.Ctx{}
+	c.Reset(nil, nil, "")
 	p.ctxs.Put(c)
 	return v, err
 }

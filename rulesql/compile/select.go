@@ -137,7 +137,14 @@ func (k *compiler) item(it *ast.SelectItem, i int) (Item, error) {
 		return Item{Star: true}, nil
 	}
 	before := k.stateful
-	f, _, err := k.expr(it.Expr)
+	var f Fn
+	var err error
+	if call, ok := it.Expr.(*ast.Call); ok && strings.EqualFold(call.Name, "pewma") {
+		// The item's value is read from its slot only (see lazyObject).
+		f, _, err = k.pewma(call, true)
+	} else {
+		f, _, err = k.expr(it.Expr)
+	}
 	if err != nil {
 		return Item{}, err
 	}
@@ -174,9 +181,13 @@ func (q *Query) Build(c *env.Ctx) any {
 func build(c *env.Ctx, isValue bool, items []Item) any {
 	get := func(i int) any {
 		if len(c.Slots) == len(items) {
-			return c.Slots[i]
+			return slotValue(c, i)
 		}
-		return items[i].Fn(c)
+		v := items[i].Fn(c)
+		if l, ok := v.(lazyObject); ok {
+			v = l.object()
+		}
+		return v
 	}
 	if isValue {
 		return get(0)
