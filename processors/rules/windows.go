@@ -62,7 +62,8 @@ type windowRun struct {
 	gs     subStore   // the last event of each group key
 	baseWM int64      // watermark after the partition's last event
 	baseOK bool
-	// vals, has and results are scratch space for one event.
+	// enc, vals, has and results are scratch space for one event.
+	enc     []byte
 	vals    []float64
 	has     []bool
 	results [][]window.Result
@@ -184,11 +185,8 @@ func (p *Processor) windowEvent(tx *processors.Tx, ps *partState, ri *ruleInfo, 
 		return err
 	}
 	w.bind(tx)
-	enc, err := encodeInput(in)
-	if err != nil {
-		return err
-	}
-	if err := w.gs.Set([]byte(key), enc); err != nil {
+	w.enc = appendInput(w.enc[:0], in)
+	if err := w.gs.Set([]byte(key), w.enc); err != nil {
 		return err
 	}
 	// Evaluate every argument first, so that a failing one leaves all
