@@ -157,6 +157,11 @@ type Aggregate struct {
 	Func  string
 	Arg   *Program
 	Param float64
+	// ArgKey identifies Arg's expression when it is made of attributes,
+	// literals, operators and casts only: aggregates with the same
+	// non-empty ArgKey aggregate the same values. "" for count(*) and
+	// for arguments that call functions.
+	ArgKey string
 }
 
 // Program is one compiled expression.
@@ -296,7 +301,7 @@ func compileRule(ar *ast.Rule, name, file string) (*Rule, Errors) {
 		r.EventTime = &Program{fn: q.EventTime, rule: name}
 	}
 	for _, a := range q.Aggregates {
-		ag := Aggregate{Func: a.Func, Param: a.Param}
+		ag := Aggregate{Func: a.Func, Param: a.Param, ArgKey: a.ArgKey}
 		if a.Arg != nil {
 			ag.Arg = &Program{fn: a.Arg, rule: name}
 		}

@@ -2,10 +2,8 @@ package rules
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -118,19 +116,7 @@ func TestOldStateFormsStillRead(t *testing.T) {
 CREATE RULE per_minute AS SELECT topic(2) AS dev, count(*) AS n, max(temp) AS hi FROM 'sensors/+/data' GROUP BY TUMBLE(INTERVAL 1 MINUTE), topic(2) THEN kafka(topic => 'm');
 CREATE RULE warm AS SELECT temp FROM 'sensors/+/data' WHERE temp > 24 FOR 10 SECONDS RESOLVE THEN kafka(topic => 'warm');`
 	batches := memoEvents(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-	run := func(g *rig, from, to int) []string {
-		var out []string
-		for b := from; b < to; b++ {
-			recs, err := g.h.Records(context.Background(), batches[b])
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, r := range recs {
-				out = append(out, fmt.Sprintf("%s %s %s", r.Topic, r.Key, r.Value))
-			}
-		}
-		return out
-	}
+	run := func(g *rig, from, to int) []string { return g.batches(batches[from:to]) }
 	want := run(newRig(t, src, Options{}), 0, len(batches))
 	for _, cut := range []int{9, 20, 33} {
 		a := newRig(t, src, Options{})

@@ -36,6 +36,10 @@ type Processor struct {
 	reloadMu sync.Mutex
 	dir      string
 	files    map[string]*fileState
+
+	// separateAggregates runs one window aggregator per aggregate call,
+	// as before calls over the same argument shared one (tests).
+	separateAggregates bool
 }
 
 // loaded is one rule set with what the processor derived from it.

@@ -19,11 +19,12 @@ import (
 	"github.com/iotpipe/iotpipe/schemas"
 )
 
-// A GROUP BY rule runs one window.Aggregator per aggregate call, all fed
-// the same events in the same order (an event whose argument is not a
-// number only moves that aggregator's watermark, with Advance), so their
-// watermarks and closed windows stay in step; the results of one window
-// are joined by (start, group key) into the values AggregateRow takes.
+// A GROUP BY rule runs one window.Aggregator per group of aggregate
+// calls over the same argument (see aggGroup), all fed the same events in
+// the same order (an event whose argument is not a number only moves that
+// aggregator's watermark, with Advance), so their watermarks and closed
+// windows stay in step; the results of one window are joined by (start,
+// group key) into the values AggregateRow takes.
 // Late events (their window closed: the watermark passed its end plus
 // the rule's ALLOWED LATENESS) go to the DLQ with the reason.
 
@@ -56,30 +57,98 @@ const maxEventTime = int64(1) << 61
 
 // windowRun is one GROUP BY rule on one partition.
 type windowRun struct {
-	aggs   []*window.Aggregator
-	as     []subStore // state of each aggregator
-	count  []bool     // aggregate i is count (its value is an Int)
-	gs     subStore   // the last event of each group key
-	baseWM int64      // watermark after the partition's last event
-	baseOK bool
-	// enc, vals, has and results are scratch space for one event.
+	groups  []aggGroup
+	isCount []bool   // aggregate i is count (its value is an Int)
+	gs      subStore // the last event of each group key
+	baseWM  int64    // watermark after the partition's last event
+	baseOK  bool
+	// orphans are the state namespaces of aggregates merged into
+	// another's group, emptied once (state written before the merge).
+	orphans []subStore
+	// enc, vals, has and results are scratch space for one event (vals,
+	// has and results by group).
 	enc     []byte
 	vals    []float64
 	has     []bool
 	results [][]window.Result
 }
 
-// bind sets the call w's stores read and write through.
-func (w *windowRun) bind(tx *processors.Tx) {
-	w.gs.bind(tx)
-	for i := range w.as {
-		w.as[i].bind(tx)
+// aggGroup is one window.Aggregator of a GROUP BY rule: the rule's
+// aggregates whose argument is the same expression fed the same way
+// (count(x): whether x is a value; percentile: numbers, kept; the
+// others: numbers), so that each would keep the same summaries. Its
+// state is the namespace of its first aggregate, which already holds
+// what separate aggregators wrote before they were merged.
+type aggGroup struct {
+	agg     *window.Aggregator
+	st      subStore
+	members []int // the rule's aggregates, in the Aggregator's order
+	count   bool  // fed with whether the argument is a value
+}
+
+// groupAggregates groups the aggregates of r (see aggGroup): by index
+// of their group, and each group's members.
+// separate puts every aggregate in a group of its own (as before they
+// were merged; tests).
+func groupAggregates(r *rulesql.Rule, separate bool) [][]int {
+	var groups [][]int
+	byKey := map[string]int{}
+	for i, a := range r.Aggregates {
+		if separate {
+			groups = append(groups, []int{i})
+			continue
+		}
+		f := strings.ToLower(a.Func)
+		feed := "n"
+		switch {
+		case f == "count":
+			feed = "c"
+		case f == "percentile":
+			feed = "p"
+		}
+		key := feed + a.ArgKey
+		if a.Arg != nil && a.ArgKey == "" {
+			key = "" // an argument that may differ from any other
+		}
+		if g, ok := byKey[key]; ok && key != "" {
+			groups[g] = append(groups[g], i)
+			continue
+		}
+		byKey[key] = len(groups)
+		groups = append(groups, []int{i})
 	}
+	return groups
+}
+
+// prepare binds w's stores to the call and, the first time, empties the
+// orphaned namespaces.
+func (w *windowRun) prepare(tx *processors.Tx) error {
+	w.gs.bind(tx)
+	for i := range w.groups {
+		w.groups[i].st.bind(tx)
+	}
+	for _, o := range w.orphans {
+		var keys [][]byte
+		err := o.bind(tx).Scan(nil, nil, func(k, _ []byte) bool {
+			keys = append(keys, append([]byte(nil), k...))
+			return true
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			if err := o.Delete(k); err != nil {
+				return err
+			}
+		}
+	}
+	w.orphans = nil
+	return nil
 }
 
 func (w *windowRun) reset() {
-	for _, a := range w.aggs {
-		a.Reset()
+	for _, g := range w.groups {
+		g.agg.Reset()
 	}
 	w.baseOK = false
 }
@@ -94,28 +163,42 @@ func (p *Processor) windowRun(ps *partState, ri *ruleInfo) (*windowRun, error) {
 	if r.Window.Kind == "hopping" {
 		slide = r.Window.Slide.Milliseconds()
 	}
-	for i, a := range r.Aggregates {
-		f, ok := windowFuncs[strings.ToLower(a.Func)]
-		if !ok {
-			return nil, fmt.Errorf("aggregate %s is not supported", a.Func)
+	aggNS := func(i int) subStore {
+		ns := append(append([]byte(nil), ri.ns...), 'a')
+		ns = strconv.AppendInt(ns, int64(i), 10)
+		return subStore{prefix: append(ns, 0)}
+	}
+	w.isCount = make([]bool, len(r.Aggregates))
+	for _, members := range groupAggregates(r, p.separateAggregates) {
+		g := aggGroup{members: members, st: aggNS(members[0])}
+		var aggs []window.Aggregate
+		for k, i := range members {
+			a := r.Aggregates[i]
+			f, ok := windowFuncs[strings.ToLower(a.Func)]
+			if !ok {
+				return nil, fmt.Errorf("aggregate %s is not supported", a.Func)
+			}
+			aggs = append(aggs, window.Aggregate{Func: f, P: a.Param * 100})
+			w.isCount[i] = f == window.Count
+			g.count = f == window.Count
+			if k > 0 {
+				w.orphans = append(w.orphans, aggNS(i))
+			}
 		}
 		agg, err := window.New(window.Config{
 			Size:            r.Window.Size.Milliseconds(),
 			Slide:           slide,
 			AllowedLateness: r.Window.Lateness.Milliseconds(),
 			Late:            window.LateDLQ,
-			Aggregates:      []window.Aggregate{{Func: f, P: a.Param * 100}},
+			Aggregates:      aggs,
 		})
 		if err != nil {
 			return nil, err
 		}
-		w.aggs = append(w.aggs, agg)
-		ns := append(append([]byte(nil), ri.ns...), 'a')
-		ns = strconv.AppendInt(ns, int64(i), 10)
-		w.as = append(w.as, subStore{prefix: append(ns, 0)})
-		w.count = append(w.count, f == window.Count)
+		g.agg = agg
+		w.groups = append(w.groups, g)
 	}
-	n := len(w.aggs)
+	n := len(w.groups)
 	w.vals, w.has, w.results = make([]float64, n), make([]bool, n), make([][]window.Result, n)
 	ps.windows[string(ri.ns)] = w
 	return w, nil
@@ -184,7 +267,9 @@ func (p *Processor) windowEvent(tx *processors.Tx, ps *partState, ri *ruleInfo, 
 	if err != nil {
 		return err
 	}
-	w.bind(tx)
+	if err := w.prepare(tx); err != nil {
+		return err
+	}
 	w.enc = appendInput(w.enc[:0], in)
 	if err := w.gs.Set([]byte(key), w.enc); err != nil {
 		return err
@@ -192,8 +277,9 @@ func (p *Processor) windowEvent(tx *processors.Tx, ps *partState, ri *ruleInfo, 
 	// Evaluate every argument first, so that a failing one leaves all
 	// the aggregators untouched (they stay in step).
 	vals, has := w.vals, w.has
-	for i, a := range r.Aggregates {
+	for i, g := range w.groups {
 		vals[i], has[i] = 0, true
+		a := r.Aggregates[g.members[0]]
 		if a.Arg == nil {
 			continue
 		}
@@ -201,7 +287,7 @@ func (p *Processor) windowEvent(tx *processors.Tx, ps *partState, ri *ruleInfo, 
 		if err != nil {
 			return p.ruleError(tx, ri, ev, in, err)
 		}
-		if w.count[i] {
+		if g.count {
 			has[i] = !rulesql.IsUndefined(x) && x != nil
 		} else {
 			vals[i], has[i] = value.ToFloat(x)
@@ -215,17 +301,17 @@ func (p *Processor) windowEvent(tx *processors.Tx, ps *partState, ri *ruleInfo, 
 	clear(results)
 	var late bool
 	var missed []int64
-	for i := range r.Aggregates {
-		as := &w.as[i]
+	for i := range w.groups {
+		g := &w.groups[i]
 		if !has[i] {
-			rs, err := w.aggs[i].Advance(as, at)
+			rs, err := g.agg.Advance(&g.st, at)
 			if err != nil {
 				return err
 			}
 			results[i] = rs
 			continue
 		}
-		o, err := w.aggs[i].Add(as, key, at, vals[i])
+		o, err := g.agg.Add(&g.st, key, at, vals[i])
 		if err != nil {
 			return err
 		}
@@ -241,7 +327,7 @@ func (p *Processor) windowEvent(tx *processors.Tx, ps *partState, ri *ruleInfo, 
 		}
 		p.dlqEvent(tx, ev, r.Name, fmt.Errorf("late event: event time %d is behind the watermark by more than the allowed lateness (%s); windows starting at %v have closed", at, r.Window.Lateness, missed))
 	}
-	wm, ok, err := w.aggs[0].Watermark(&w.as[0])
+	wm, ok, err := w.groups[0].agg.Watermark(&w.groups[0].st)
 	if err != nil {
 		return err
 	}
@@ -256,9 +342,11 @@ func (p *Processor) windowTick(tx *processors.Tx, ps *partState, ri *ruleInfo, n
 	if err != nil {
 		return err
 	}
-	w.bind(tx)
+	if err := w.prepare(tx); err != nil {
+		return err
+	}
 	if !w.baseOK {
-		wm, ok, err := w.aggs[0].Watermark(&w.as[0])
+		wm, ok, err := w.groups[0].agg.Watermark(&w.groups[0].st)
 		if err != nil || !ok {
 			return err
 		}
@@ -272,9 +360,10 @@ func (p *Processor) windowTick(tx *processors.Tx, ps *partState, ri *ruleInfo, n
 		return nil
 	}
 	target := w.baseWM + idle.Milliseconds()
-	results := make([][]window.Result, len(w.aggs))
-	for i := range w.aggs {
-		rs, err := w.aggs[i].Advance(&w.as[i], target)
+	results := make([][]window.Result, len(w.groups))
+	for i := range w.groups {
+		g := &w.groups[i]
+		rs, err := g.agg.Advance(&g.st, target)
 		if err != nil {
 			return err
 		}
@@ -300,22 +389,24 @@ type joined struct {
 func (p *Processor) windowResults(tx *processors.Tx, ri *ruleInfo, w *windowRun, results [][]window.Result, cur *rulesql.Input) error {
 	var ids []winID
 	byID := map[winID]*joined{}
-	for i, rs := range results {
+	for g, rs := range results {
 		for _, r := range rs {
 			id := winID{r.Start, r.Key, r.Revision}
 			j, ok := byID[id]
 			if !ok {
-				j = &joined{end: r.End, values: make([]any, len(w.aggs))}
+				j = &joined{end: r.End, values: make([]any, len(w.isCount))}
 				for k := range j.values {
 					j.values[k] = rulesql.Undefined
 				}
 				byID[id] = j
 				ids = append(ids, id)
 			}
-			if w.count[i] {
-				j.values[i] = int64(r.Values[0])
-			} else {
-				j.values[i] = r.Values[0]
+			for m, i := range w.groups[g].members {
+				if w.isCount[i] {
+					j.values[i] = int64(r.Values[m])
+				} else {
+					j.values[i] = r.Values[m]
+				}
 			}
 			j.count = max(j.count, r.Count)
 		}
