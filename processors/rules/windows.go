@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -387,6 +388,9 @@ type joined struct {
 // windowResults joins the aggregators' results per window and emits
 // each: an Aggregate record, then the rule's actions with the row.
 func (p *Processor) windowResults(tx *processors.Tx, ri *ruleInfo, w *windowRun, results [][]window.Result, cur *rulesql.Input) error {
+	if !slices.ContainsFunc(results, func(rs []window.Result) bool { return len(rs) > 0 }) {
+		return nil // no window closed: the common case
+	}
 	var ids []winID
 	byID := map[winID]*joined{}
 	for g, rs := range results {
