@@ -355,9 +355,9 @@ func (t *Timers) fireDue(st Store, now int64) ([]Event, error) {
 	return evs, nil
 }
 
-// InEpisode reports whether key has an episode in progress (pending or
-// fired). It reads the store only on first use.
-func (t *Timers) InEpisode(st Store, key string) (bool, error) {
+// Has reports whether key has an episode in progress (pending or
+// fired): without one, Observe(key, false, ...) does nothing.
+func (t *Timers) Has(st Store, key string) (bool, error) {
 	if err := t.load(st); err != nil {
 		t.Reset()
 		return false, err
