@@ -152,13 +152,18 @@ func (p *Processor) durationEvent(tx *processors.Tx, ps *partState, ri *ruleInfo
 		return err
 	}
 	d.bind(tx)
-	if !holds {
+	since, active, err := d.tm.Since(&d.ts, in.Thing)
+	switch {
+	case err != nil:
+		return err
+	case !holds && !active:
 		// Without an episode in progress there is nothing to end (an
 		// episode record exists only beside its timer's episode).
-		active, err := d.tm.Has(&d.ts, in.Thing)
-		if err != nil || !active {
-			return err
-		}
+		return nil
+	case active && in.Timestamp < since.UnixMilli():
+		// Older than the episode (out of order): the timer ignores it,
+		// and so do its record and actions.
+		return nil
 	}
 	es := &d.es
 	ep, err := d.episode(es, in.Thing)

@@ -366,6 +366,20 @@ func (t *Timers) Has(st Store, key string) (bool, error) {
 	return ok, nil
 }
 
+// Since returns when key's episode in progress began, and whether one
+// is: an observation older than that is stale, and Observe ignores it.
+func (t *Timers) Since(st Store, key string) (time.Time, bool, error) {
+	if err := t.load(st); err != nil {
+		t.Reset()
+		return time.Time{}, false, err
+	}
+	e, ok := t.episodes[key]
+	if !ok {
+		return time.Time{}, false, nil
+	}
+	return time.Unix(0, e.since), true, nil
+}
+
 // Active returns the number of keys with an episode in progress (pending
 // or fired), for metrics.
 func (t *Timers) Active(st Store) (int, error) {

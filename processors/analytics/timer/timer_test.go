@@ -284,7 +284,7 @@ func FuzzParseDeadlineKey(f *testing.F) {
 // Has tells whether a key has an episode in progress: from the first
 // holding observation, through its firing, until it stops holding; also
 // for a new Timers over the same store.
-func TestHas(t *testing.T) {
+func TestHasAndSince(t *testing.T) {
 	st := newMemStore()
 	tm := newTimers(t, Config{For: time.Minute, Resolve: true})
 	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -293,13 +293,14 @@ func TestHas(t *testing.T) {
 		holds bool
 		fire  bool
 		want  bool
+		since time.Duration // the episode's start, when want
 	}{
-		{0, false, false, false},
-		{time.Second, true, false, true},
-		{2 * time.Minute, true, true, true}, // fired
-		{3 * time.Minute, false, false, false},
-		{4 * time.Minute, true, false, true},
-		{4*time.Minute + time.Second, false, false, false}, // ended early
+		{0, false, false, false, 0},
+		{time.Second, true, false, true, time.Second},
+		{2 * time.Minute, true, true, true, time.Second}, // fired
+		{3 * time.Minute, false, false, false, 0},
+		{4 * time.Minute, true, false, true, 4 * time.Minute},
+		{4*time.Minute + time.Second, false, false, false, 0}, // ended early
 	}
 	for i, s := range steps {
 		var err error
@@ -314,6 +315,10 @@ func TestHas(t *testing.T) {
 		for _, x := range []*Timers{tm, newTimers(t, Config{For: time.Minute, Resolve: true})} {
 			if got, err := x.Has(st, "k"); err != nil || got != s.want {
 				t.Fatalf("step %d: Has = %v, %v; want %v", i, got, err, s.want)
+			}
+			since, ok, err := x.Since(st, "k")
+			if err != nil || ok != s.want || (ok && !since.Equal(t0.Add(s.since))) {
+				t.Fatalf("step %d: Since = %v, %v, %v; want %v, %v", i, since, ok, err, t0.Add(s.since), s.want)
 			}
 		}
 	}
