@@ -22,9 +22,9 @@ func (r *Rule) Eval(in *Input, st State) (out any, fired bool, err error) {
 	if c == nil {
 		c = new(env.Ctx)
 	}
-	*c = env.Ctx{In: in, Doc: in.Payload, St: st, Rule: r.Name}
+	c.Reset(in, st, r.Name)
 	defer func() {
-		*c = env.Ctx{}
+		c.Reset(nil, nil, "")
 		r.ctxs.Put(c)
 	}()
 	q := r.query
@@ -45,7 +45,7 @@ func selectFirst(q *compile.Query, c *env.Ctx) {
 	if !q.SelectFirst {
 		return
 	}
-	c.Slots = make([]any, len(q.Items))
+	c.UseSlots(len(q.Items))
 	for i, it := range q.Items {
 		if !it.Star {
 			c.Slots[i] = it.Fn(c)

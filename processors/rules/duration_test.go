@@ -236,3 +236,30 @@ THEN kafka(topic => 'm')`
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// An event older than the episode's start (out of order: a device's
+// buffered reading, or an HTTP publish racing MQTT) is stale for the
+// timer and must leave the episode, its record included, as it was: the
+// timer still fires at the deadline with the episode's output.
+func TestStaleEventKeepsEpisode(t *testing.T) {
+	g := newRig(t, fridge, Options{})
+	t0 := g.h.Now
+	at := func(d time.Duration) { g.h.Now = t0.Add(d) }
+	open, closed := `{"state":{"reported":{"DoorOpened":true}}}`, `{"state":{"reported":{"DoorOpened":false}}}`
+
+	at(5 * time.Minute)
+	g.publish("f1", "fridge/f1/state", open) // offset 0: episode since 5m
+	at(2 * time.Minute)
+	if recs := g.publish("f1", "fridge/f1/state", closed); len(actions(t, recs)) != 0 || len(only(recs, topics.DLQ)) != 0 {
+		t.Fatalf("stale closed event: %v", recs)
+	}
+	at(15 * time.Minute)
+	recs := g.tick()
+	if dl := only(recs, topics.DLQ); len(dl) != 0 {
+		t.Fatalf("tick dead-lettered: %s", dl[0].Value)
+	}
+	acts := actions(t, recs)
+	if len(acts) != 1 || acts[0].Key != "0/0/door/0" || !reflect.DeepEqual(acts[0].Payload, map[string]any{"open": true, "fridge": "f1"}) {
+		t.Fatalf("fired = %+v", acts)
+	}
+}

@@ -151,7 +151,7 @@ func appendAction(b []byte, a *schemas.Action) ([]byte, error) {
 // ruleError handles a rule that failed on an event: its error action
 // fires (AWS's errorAction), or, when it has none, the event goes to
 // the DLQ with the reason. The other rules are not affected.
-func (p *Processor) ruleError(tx *processors.Tx, ri *ruleInfo, ev *processors.Event, in *rulesql.Input, base string, cause error) error {
+func (p *Processor) ruleError(tx *processors.Tx, ri *ruleInfo, ev *processors.Event, in *rulesql.Input, cause error) error {
 	r := ri.rule
 	if !tx.DryRun() {
 		ri.stats.fail(cause)
@@ -159,7 +159,7 @@ func (p *Processor) ruleError(tx *processors.Tx, ri *ruleInfo, ev *processors.Ev
 	}
 	if ea := r.ErrorAction; ea != nil {
 		act := schemas.Action{
-			Key:         actionKey(base, r.Name, "error"),
+			Key:         actionKey(eventBase(ev.Partition, ev.Offset), r.Name, "error"),
 			Rule:        r.Name,
 			Type:        ea.Type,
 			Params:      ea.Render(in),

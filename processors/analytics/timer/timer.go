@@ -355,15 +355,29 @@ func (t *Timers) fireDue(st Store, now int64) ([]Event, error) {
 	return evs, nil
 }
 
-// InEpisode reports whether key has an episode in progress (pending or
-// fired). It reads the store only on first use.
-func (t *Timers) InEpisode(st Store, key string) (bool, error) {
+// Has reports whether key has an episode in progress (pending or
+// fired): without one, Observe(key, false, ...) does nothing.
+func (t *Timers) Has(st Store, key string) (bool, error) {
 	if err := t.load(st); err != nil {
 		t.Reset()
 		return false, err
 	}
 	_, ok := t.episodes[key]
 	return ok, nil
+}
+
+// Since returns when key's episode in progress began, and whether one
+// is: an observation older than that is stale, and Observe ignores it.
+func (t *Timers) Since(st Store, key string) (time.Time, bool, error) {
+	if err := t.load(st); err != nil {
+		t.Reset()
+		return time.Time{}, false, err
+	}
+	e, ok := t.episodes[key]
+	if !ok {
+		return time.Time{}, false, nil
+	}
+	return time.Unix(0, e.since), true, nil
 }
 
 // Active returns the number of keys with an episode in progress (pending

@@ -281,25 +281,45 @@ func FuzzParseDeadlineKey(f *testing.F) {
 	})
 }
 
-func TestInEpisode(t *testing.T) {
+// Has tells whether a key has an episode in progress: from the first
+// holding observation, through its firing, until it stops holding; also
+// for a new Timers over the same store.
+func TestHasAndSince(t *testing.T) {
 	st := newMemStore()
 	tm := newTimers(t, Config{For: time.Minute, Resolve: true})
-	t0 := newFakeClock().Now()
-	in := func(key string, want bool) {
-		t.Helper()
-		if got, err := tm.InEpisode(st, key); err != nil || got != want {
-			t.Errorf("InEpisode(%s) = %v, %v; want %v", key, got, err, want)
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	steps := []struct {
+		at    time.Duration
+		holds bool
+		fire  bool
+		want  bool
+		since time.Duration // the episode's start, when want
+	}{
+		{0, false, false, false, 0},
+		{time.Second, true, false, true, time.Second},
+		{2 * time.Minute, true, true, true, time.Second}, // fired
+		{3 * time.Minute, false, false, false, 0},
+		{4 * time.Minute, true, false, true, 4 * time.Minute},
+		{4*time.Minute + time.Second, false, false, false, 0}, // ended early
+	}
+	for i, s := range steps {
+		var err error
+		if s.fire {
+			_, err = tm.Fire(st, t0.Add(s.at))
+		} else {
+			_, err = tm.Observe(st, "k", s.holds, t0.Add(s.at))
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range []*Timers{tm, newTimers(t, Config{For: time.Minute, Resolve: true})} {
+			if got, err := x.Has(st, "k"); err != nil || got != s.want {
+				t.Fatalf("step %d: Has = %v, %v; want %v", i, got, err, s.want)
+			}
+			since, ok, err := x.Since(st, "k")
+			if err != nil || ok != s.want || (ok && !since.Equal(t0.Add(s.since))) {
+				t.Fatalf("step %d: Since = %v, %v, %v; want %v, %v", i, since, ok, err, t0.Add(s.since), s.want)
+			}
 		}
 	}
-	in("a", false)
-	tm.Observe(st, "a", true, t0)
-	in("a", true)
-	tm.Fire(st, t0.Add(time.Minute))
-	in("a", true) // fired: in progress until it stops holding
-	tm2 := newTimers(t, Config{For: time.Minute, Resolve: true})
-	if got, _ := tm2.InEpisode(st, "a"); !got {
-		t.Error("a fresh Timers does not see the stored episode")
-	}
-	tm.Observe(st, "a", false, t0.Add(2*time.Minute))
-	in("a", false)
 }
