@@ -115,14 +115,18 @@ export function mount(main, name) {
   }
 
   load();
-  const refresh = setInterval(async () => {
-    loadSeriesSoon(); // ClickHouse catches up with the log: read the charts again
+  async function refreshInfo() {
     try { const v = await api(`/api/dashboard/things/${enc}`, { signal: ctl.signal }); showInfo(v.thing, v.known); } catch { /* shown on next load */ }
+  }
+  const refresh = setInterval(() => {
+    loadSeriesSoon(); // ClickHouse catches up with the log: read the charts again
+    refreshInfo();
   }, 5000);
   live('/api/dashboard/live?thing=' + enc, (ev, data) => {
     switch (ev) {
       case 'event':
         addEvent(data);
+        if (data.type === 'connected' || data.type === 'disconnected') setTimeout(refreshInfo, 300);
         if (data.metrics) {
           ensureCharts(Object.keys(data.metrics));
           for (const [f, v] of Object.entries(data.metrics)) chartsByField.get(f)?.point(data.received, v);
