@@ -117,6 +117,11 @@ type node struct {
 	auth     *apiauth.Authenticator
 	// httpAddr is the HTTP listener's address once taken.
 	httpAddr string
+	// sql is this node's POST /api/sql handler (nil without ClickHouse)
+	// and rules its rules processor (nil without the process role): the
+	// dashboard reads through them.
+	sql   http.Handler
+	rules *rules.Processor
 	// waits are what must hold, besides having started, for /readyz to
 	// say ready: a part's consumer group joined, say.
 	waits []readyWait
@@ -222,6 +227,7 @@ func (n *node) start(ctx context.Context) error {
 			return err
 		}
 	}
+	n.startDashboard()
 	var tlsConf *tls.Config
 	if cfg.HTTPTLS {
 		c, err := n.ca.ServerCertificate(pki.ServerOptions{})
@@ -313,6 +319,7 @@ func (n *node) startProcessors() error {
 	}
 	n.reg.MustRegister(rp.Collectors()...)
 	n.route("GET /api/rules", apiauth.ActionRead, apiauth.Fixed("api/rules"), rp.Handler())
+	n.rules = rp
 
 	procs := []processors.Processor{
 		lastseen.Processor{},
@@ -393,6 +400,7 @@ func (n *node) startClickHouse(ctx context.Context) error {
 	sqlHandler, closeSQL := clickhouse.QueryEndpoint(ctx, clickhouse.QueryEndpointOptions{AdminDSN: dsn, QueryDSN: queryDSN, Logger: n.log})
 	n.lc.onStop(sinkPhase, "clickhouse sql connection", func(context.Context) error { closeSQL(); return nil })
 	n.route("POST /api/sql", apiauth.ActionQuery, apiauth.Fixed("api/sql"), sqlHandler)
+	n.sql = sqlHandler
 	return nil
 }
 
