@@ -8,14 +8,14 @@ BIN        := bin/iotpipe
 CACHE      := $(CURDIR)/.cache
 # Downloads are cached per user, so a fresh clone on the same machine reuses them.
 USER_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/iotpipe
-APT_PKGS   := mosquitto mosquitto-clients kcat jq
+APT_PKGS   := mosquitto mosquitto-clients kcat jq chromium
 CHDB_LIB   := $(USER_CACHE)/chdb/libchdb.so
 FUZZTIME   ?= 2000x
 LONGFUZZ   ?= 2m
 STATICCHECK_VERSION := v0.8.2
 export IOTPIPE_CHDB_LIB ?= $(CHDB_LIB)
 
-.PHONY: all build run test deps deps-apt deps-go deps-chdb vet lint fuzz fuzz-short bench bench-e2e reliability clean help
+.PHONY: all build run test deps deps-apt deps-go deps-chdb deps-browser vet lint fuzz fuzz-short bench bench-e2e reliability clean help
 
 all: build
 
@@ -34,7 +34,7 @@ build:
 
 # --- dependencies -----------------------------------------------------------
 
-deps: deps-apt deps-go deps-chdb
+deps: deps-apt deps-go deps-chdb deps-browser
 
 # Debian packages the tests and `make run` use; apt-get only when one is missing.
 deps-apt:
@@ -54,6 +54,17 @@ deps-go:
 deps-chdb:
 	@sinks/clickhouse/install-chdb.sh $(USER_CACHE)/chdb
 	@mkdir -p $(CACHE) && ln -sfn $(USER_CACHE)/chdb $(CACHE)/chdb
+
+# playwright-core (npm, pinned in web/e2e/package-lock.json) drives Debian's
+# chromium in the dashboard's browser test; installed once per lock file.
+E2E_CACHE := $(USER_CACHE)/e2e
+export IOTPIPE_E2E_CACHE ?= $(E2E_CACHE)
+deps-browser:
+	@if ! cmp -s web/e2e/package-lock.json $(E2E_CACHE)/package-lock.json || [ ! -d $(E2E_CACHE)/node_modules/playwright-core ]; then \
+		echo "installing playwright-core (web/e2e/package-lock.json) into $(E2E_CACHE)"; \
+		mkdir -p $(E2E_CACHE) && cp web/e2e/package.json web/e2e/package-lock.json $(E2E_CACHE)/ && \
+		npm ci --prefix $(E2E_CACHE) --no-audit --no-fund --ignore-scripts --loglevel=error; \
+	fi
 
 # --- run ----------------------------------------------------------------------
 
