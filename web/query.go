@@ -2,6 +2,7 @@ package web
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -51,7 +52,7 @@ func (e SQLEndpoint) Query(ctx context.Context, sql string) (*Rows, error) {
 			Message string `json:"message"`
 		}
 		_ = json.Unmarshal(rec.Body.Bytes(), &msg)
-		return nil, fmt.Errorf("clickhouse query (HTTP %d): %s", rec.Code, cmpOr(msg.Error, msg.Message, strings.TrimSpace(rec.Body.String())))
+		return nil, fmt.Errorf("clickhouse query (HTTP %d): %s", rec.Code, cmp.Or(msg.Error, msg.Message, strings.TrimSpace(rec.Body.String())))
 	}
 	dec := json.NewDecoder(rec.Body)
 	dec.UseNumber()
@@ -60,15 +61,6 @@ func (e SQLEndpoint) Query(ctx context.Context, sql string) (*Rows, error) {
 		return nil, fmt.Errorf("clickhouse query: decode answer: %w", err)
 	}
 	return &rows, nil
-}
-
-func cmpOr(ss ...string) string {
-	for _, s := range ss {
-		if s != "" {
-			return s
-		}
-	}
-	return ""
 }
 
 // sqlString quotes s as a ClickHouse string literal.

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -33,7 +34,7 @@ const (
 // missing or not the pinned version.
 func browserTools(t *testing.T) (chromium, playwright string) {
 	t.Helper()
-	chromium = cmpOr(os.Getenv("IOTPIPE_CHROMIUM"), chromiumPath)
+	chromium = cmp.Or(os.Getenv("IOTPIPE_CHROMIUM"), chromiumPath)
 	if _, err := os.Stat(chromium); err != nil {
 		t.Fatalf("the dashboard's browser test needs chromium at %s: %v; %s", chromium, err, installHowto)
 	}
@@ -70,13 +71,6 @@ func browserTools(t *testing.T) (chromium, playwright string) {
 		t.Fatalf("the dashboard's browser test needs playwright-core %s in %s (found %q, %v); %s", want, playwright, pkg.Version, err, installHowto)
 	}
 	return chromium, playwright
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // browser is web/e2e/driver.mjs: one JSON command a line in, one
