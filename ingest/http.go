@@ -59,7 +59,7 @@ func (s *Server) HTTPPublish(w http.ResponseWriter, r *http.Request) {
 		Type: schemas.EventPublish, Topic: topic, ClientID: client, Principal: "http:anonymous",
 		QoS: qos, Retain: retain, ReceivedAt: time.Now().UnixNano(),
 	}
-	rec := &kgo.Record{Topic: s.opts.Topics.Events, Key: []byte(schemas.EventKey(client, topic)), Value: body, Headers: env.Headers()}
+	rec := &kgo.Record{Topic: s.opts.Topics.Events, Key: []byte(schemas.EventKey(client, "", topic)), Value: body, Headers: env.Headers()}
 	if err := s.producer.ProduceSync(r.Context(), rec).FirstErr(); err != nil {
 		httpError(w, http.StatusServiceUnavailable, "event log unavailable: "+err.Error())
 		return

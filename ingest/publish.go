@@ -526,7 +526,7 @@ func (s *Server) produced(r *kgo.Record, err error) {
 // record builds the log record of an event of cl.
 func (s *Server) record(cl *mqtt.Client, typ schemas.EventType, topic string, qos byte, retain bool, payload []byte) *kgo.Record {
 	r := new(kgo.Record)
-	s.fillRecord(r, make([]kgo.RecordHeader, 0, 8), []byte(schemas.EventKey(cl.ID, topic)), cl.ID, principal(cl), typ, topic, qos, retain, payload, time.Now())
+	s.fillRecord(r, make([]kgo.RecordHeader, 0, 8), []byte(schemas.EventKey(cl.ID, "", topic)), cl.ID, principal(cl), typ, topic, qos, retain, payload, time.Now())
 	return r
 }
 
