@@ -51,28 +51,12 @@ func newIDRig(t testing.TB, opts Options) *idRig {
 		t.Fatal(err)
 	}
 	t.Cleanup(l.Close)
-	reg, err := registry.New(l, registry.Options{
+	reg := runRegistry(t, l, registry.Options{
 		Dir:         filepath.Join(t.TempDir(), "registry"),
 		CheckPolicy: func(doc []byte) error { _, err := policy.Parse("check", doc); return err },
 		Now:         func() time.Time { return time.Now().Add(time.Duration(r.offset.Load())) },
 		Logger:      logtest.Quiet(),
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- reg.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		reg.Close()
-	})
-	wctx, wcancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer wcancel()
-	if err := reg.WaitReady(wctx); err != nil {
-		t.Fatal(err)
-	}
 	r.reg = reg
 	r.ca, err = pki.LoadOrCreateCA(r.caDir, pki.CAOptions{Logger: logtest.Quiet()})
 	if err != nil {
@@ -103,6 +87,30 @@ func newIDRig(t testing.TB, opts Options) *idRig {
 	r.rig = &rig{log: l, prod: prod, srv: srv, addr: srv.MQTTAddr().String()}
 	r.tls = srv.TLSAddr().String()
 	return r
+}
+
+// runRegistry runs a registry on l until the test ends, and waits
+// until it is ready.
+func runRegistry(t testing.TB, l *eventlog.Log, opts registry.Options) *registry.Registry {
+	t.Helper()
+	reg, err := registry.New(l, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- reg.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		reg.Close()
+	})
+	wctx, wcancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer wcancel()
+	if err := reg.WaitReady(wctx); err != nil {
+		t.Fatal(err)
+	}
+	return reg
 }
 
 // ctx bounds one registry call (generous: the machine is busy).
