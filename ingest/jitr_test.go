@@ -84,7 +84,9 @@ func TestJITR(t *testing.T) {
 		if things, _ := r.reg.PrincipalThings(is.ID); !slices.Equal(things, []string{"field-9"}) {
 			t.Errorf("things of the certificate: %v", things)
 		}
-		recs := r.events(t, func(recs []*kgo.Record) bool { return find(recs, registry.RegisteredTopicPrefix+fleetReg.ID, is.ID) != nil })
+		recs := r.events(t, func(recs []*kgo.Record) bool {
+			return find(recs, registry.RegisteredTopicPrefix+fleetReg.ID, is.ID) != nil
+		})
 		rec := find(recs, registry.RegisteredTopicPrefix+fleetReg.ID, is.ID)
 		env, _ := schemas.DecodeEnvelope(rec.Headers)
 		if string(rec.Key) != "field-9" || env.Principal != is.ID || env.Thing != "field-9" || env.Type != schemas.EventPublish {

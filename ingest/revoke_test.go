@@ -61,7 +61,7 @@ func TestRevocationEndsSessions(t *testing.T) {
 				t.Fatal(err)
 			}
 			lost := make(chan error, 1)
-			o := paho.NewClientOptions().AddBroker("ssl://"+r.tls).SetClientID(thing).SetAutoReconnect(false).SetCleanSession(true).
+			o := paho.NewClientOptions().AddBroker("ssl://" + r.tls).SetClientID(thing).SetAutoReconnect(false).SetCleanSession(true).
 				SetConnectionLostHandler(func(_ paho.Client, err error) { lost <- err })
 			if tt.token {
 				o.SetTLSConfig(r.clientTLS(nil)).SetUsername("device").SetPassword(secret)

@@ -207,7 +207,7 @@ func TestCustomAuthorizer(t *testing.T) {
 	}
 	// disconnectAfterInSeconds: 1.
 	lost := make(chan struct{})
-	o := paho.NewClientOptions().AddBroker("tcp://"+r.addr).SetClientID("short-lived").SetAutoReconnect(false).
+	o := paho.NewClientOptions().AddBroker("tcp://" + r.addr).SetClientID("short-lived").SetAutoReconnect(false).
 		SetUsername("device").SetPassword("ttl-1").SetConnectionLostHandler(func(paho.Client, error) { close(lost) })
 	if tok := paho.NewClient(o).Connect(); !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
 		t.Fatal(tok.Error())
