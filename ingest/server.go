@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -69,6 +70,12 @@ type Options struct {
 	// Authorizer, when its URL is set, is the custom authorizer that
 	// decides tokens that are not registry tokens.
 	Authorizer AuthorizerOptions
+	// HTTPPrincipal returns the principal an HTTP request authenticated
+	// as ("" when none): the API's authenticator, which also decided the
+	// request is allowed. Its principal goes into the envelope
+	// (iot.principal). A request without one is refused unless Dev
+	// (then its principal is "http:anonymous").
+	HTTPPrincipal func(r *http.Request) string
 	// Topics are the log's topic names (default schemas.DefaultTopics()).
 	Topics schemas.Topics
 	// MaxInFlight bounds the publishes one connection may have on their

@@ -14,6 +14,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/iotpipe/iotpipe/ingest/registry"
 	"github.com/iotpipe/iotpipe/internal/eventlog"
 	"github.com/iotpipe/iotpipe/processors/rules"
 	"github.com/iotpipe/iotpipe/processors/shadow/document"
@@ -29,13 +30,15 @@ type config struct {
 	MQTTSAddr      string        `yaml:"mqtts_addr" flag:"mqtts-addr" help:"MQTT over TLS listen address: client certificates or tokens (\"\": none)"`
 	WSAddr         string        `yaml:"ws_addr" flag:"ws-addr" help:"MQTT over WebSocket listen address, plain: opened only with --dev or --mqtt-token-auth (\"\": none)"`
 	WSSAddr        string        `yaml:"wss_addr" flag:"wss-addr" help:"MQTT over WebSocket over TLS listen address: client certificates or tokens (\"\": none)"`
-	TLSCert        string        `yaml:"tls_cert" flag:"tls-cert" help:"PEM certificate (chain) of the TLS listeners (default: one iotpipe's CA issues, kept under <data-dir>/pki)"`
+	TLSCert        string        `yaml:"tls_cert" flag:"tls-cert" help:"PEM certificate (chain) of the TLS listeners, MQTT and --http-tls (default: one iotpipe's CA issues, kept under <data-dir>/pki)"`
 	TLSKey         string        `yaml:"tls_key" flag:"tls-key" help:"PEM private key of --tls-cert"`
 	TLSNames       string        `yaml:"tls_names" flag:"tls-names" help:"extra DNS names or IPs, comma-separated, of the server certificate iotpipe's CA issues (beside localhost, 127.0.0.1, ::1 and the host name)"`
 	MQTTTokenAuth  bool          `yaml:"mqtt_token_auth" flag:"mqtt-token-auth" help:"open the plain MQTT and WebSocket listeners to token authentication (the token, the MQTT password, crosses the network in clear)"`
 	AuthorizerURL  string        `yaml:"authorizer_url" flag:"authorizer-url" help:"custom authorizer: HTTP endpoint deciding tokens that are not iotpipe tokens (AWS's request and answer shape)"`
 	AuthTimeout    time.Duration `yaml:"authorizer_timeout" flag:"authorizer-timeout" help:"longest a custom authorizer call may take; a timeout refuses the connection"`
-	HTTPAddr       string        `yaml:"http_addr" flag:"http-addr" help:"HTTP API, /metrics and dashboard listen address"`
+	HTTPAddr       string        `yaml:"http_addr" flag:"http-addr" help:"HTTP API, /metrics and dashboard listen address (every request but /healthz and /readyz needs a bearer token; :8080 for every interface)"`
+	HTTPTLS        bool          `yaml:"http_tls" flag:"http-tls" help:"serve the HTTP API over TLS with the TLS listeners' certificate (--tls-cert, or iotpipe's server certificate <data-dir>/pki/server.pem, signed by its CA)"`
+	BootstrapToken string        `yaml:"bootstrap_token" flag:"bootstrap-token" help:"on the first start, the admin API token's secret (iotp_ and 43 base64url characters) instead of a random one: for automated deployments"`
 	Kafka          string        `yaml:"kafka" flag:"kafka" help:"external Kafka/Redpanda seed brokers host:port,... (empty: the embedded log)"`
 	KafkaCreds     string        `yaml:"kafka_credentials" flag:"kafka-credentials" help:"JSON file {\"mechanism\",\"user\",\"password\"} iotpipe authenticates to --kafka with (default: <data-dir>/kafka/credentials.json when it exists: the embedded log's own)"`
 	KafkaPort      int           `yaml:"kafka_port" flag:"kafka-port" help:"TCP port of the embedded log on 127.0.0.1 (kcat -b 127.0.0.1:PORT)"`
@@ -81,7 +84,7 @@ func defaultConfig() config {
 		WSAddr:         ":8083",
 		WSSAddr:        ":8084",
 		AuthTimeout:    5 * time.Second,
-		HTTPAddr:       ":8080",
+		HTTPAddr:       "127.0.0.1:8080",
 		KafkaPort:      9092,
 		Partitions:     8,
 		Retention:      72 * time.Hour,
@@ -264,6 +267,11 @@ func (c *config) validate() error {
 	}{{"clickhouse-tcp-port", c.CHTCPPort}, {"clickhouse-http-port", c.CHHTTPPort}} {
 		if p.v < 1 || p.v > 65535 {
 			bad(p.flag, p.v, "a TCP port from 1 to 65535")
+		}
+	}
+	if c.BootstrapToken != "" {
+		if err := registry.CheckTokenSecret(c.BootstrapToken); err != nil {
+			bad("bootstrap-token", "(hidden)", "iotp_ and 43 base64url characters (256 bits), e.g. from `iotpipe tokens secret`")
 		}
 	}
 	for _, d := range []struct {

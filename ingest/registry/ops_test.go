@@ -324,6 +324,28 @@ func TestTokens(t *testing.T) {
 	wantErr(t, n.RevokeToken(ctx, tok.ID), ErrNotFound)
 }
 
+// A token created with a given secret (an operator's bootstrap token)
+// authenticates with it; a malformed or taken secret is refused.
+func TestTokenWithSecret(t *testing.T) {
+	n := newNode(t, logtest.Open(t, 1))
+	ctx := testCtx(t)
+	secret := TokenPrefix + strings.Repeat("A", 43)
+	tok, got, err := n.CreateToken(ctx, TokenOptions{Principal: "admin", Secret: secret})
+	noErr(t, err)
+	if got != secret {
+		t.Errorf("secret %q, want the given one", got)
+	}
+	if by := must[*Token](t)(n.TokenBySecret(secret)); by.ID != tok.ID {
+		t.Errorf("by secret: %+v", by)
+	}
+	_, _, err = n.CreateToken(ctx, TokenOptions{Principal: "other", Secret: secret})
+	wantErr(t, err, ErrAlreadyExists)
+	for _, bad := range []string{"secret", TokenPrefix + "short", strings.Repeat("A", 48), TokenPrefix + strings.Repeat("!", 43)} {
+		_, _, err = n.CreateToken(ctx, TokenOptions{Principal: "admin", Secret: bad})
+		wantErr(t, err, ErrInvalid)
+	}
+}
+
 // Just-in-time registration: what AWS's CA settings allow, the thing
 // and policies it attaches, and the event it returns.
 func TestRegisterJIT(t *testing.T) {

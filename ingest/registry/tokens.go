@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"strings"
 )
 
 // TokenPrefix starts every token secret, so a leaked one is recognized.
@@ -20,6 +21,33 @@ type TokenOptions struct {
 	Description string
 	// Policies are attached to the principal (they must exist).
 	Policies []string
+	// Secret, when set, is the token's secret instead of a random one
+	// (an operator's bootstrap token, say): TokenPrefix and 43 base64url
+	// characters, as CheckTokenSecret says.
+	Secret string
+}
+
+// NewTokenSecret returns a new random token secret: TokenPrefix and 43
+// base64url characters (256 random bits).
+func NewTokenSecret() (string, error) {
+	var raw [32]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", fmt.Errorf("token secret: %w", err)
+	}
+	return TokenPrefix + base64.RawURLEncoding.EncodeToString(raw[:]), nil
+}
+
+// CheckTokenSecret checks that secret has the form of a token secret:
+// TokenPrefix and 43 base64url characters (256 bits).
+func CheckTokenSecret(secret string) error {
+	rest, ok := strings.CutPrefix(secret, TokenPrefix)
+	if !ok {
+		return fmt.Errorf("%w: a token secret starts with %q", ErrInvalid, TokenPrefix)
+	}
+	if b, err := base64.RawURLEncoding.DecodeString(rest); err != nil || len(b) != 32 {
+		return fmt.Errorf("%w: a token secret is %q and 43 base64url characters (256 bits)", ErrInvalid, TokenPrefix)
+	}
+	return nil
 }
 
 // CreateToken creates a token for o.Principal and attaches o.Policies to
@@ -35,18 +63,26 @@ func (r *Registry) CreateToken(ctx context.Context, o TokenOptions) (*Token, str
 			return nil, "", err
 		}
 	}
-	var raw [32]byte
 	var id [8]byte
-	if _, err := rand.Read(raw[:]); err != nil {
-		return nil, "", fmt.Errorf("token secret: %w", err)
-	}
 	if _, err := rand.Read(id[:]); err != nil {
 		return nil, "", fmt.Errorf("token id: %w", err)
 	}
-	secret := TokenPrefix + base64.RawURLEncoding.EncodeToString(raw[:])
+	secret, err := NewTokenSecret()
+	if err != nil {
+		return nil, "", err
+	}
+	if o.Secret != "" {
+		if err := CheckTokenSecret(o.Secret); err != nil {
+			return nil, "", err
+		}
+		if _, err := r.TokenBySecret(o.Secret); err == nil {
+			return nil, "", fmt.Errorf("token: %w: a token with this secret exists", ErrAlreadyExists)
+		}
+		secret = o.Secret
+	}
 	n := &Token{ID: hex.EncodeToString(id[:]), Principal: o.Principal, Description: o.Description, SecretHash: secretHash(secret)}
 	var out *Token
-	err := r.do(ctx, func(tx *tx) error {
+	err = r.do(ctx, func(tx *tx) error {
 		if err := policiesExist(tx, o.Policies); err != nil {
 			return err
 		}

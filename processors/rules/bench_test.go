@@ -76,3 +76,25 @@ func BenchmarkWindowRule(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }
+
+// BenchmarkDurationRuleNotHolding runs a FOR rule over events whose
+// condition does not hold (the common case: the door is closed).
+func BenchmarkDurationRuleNotHolding(b *testing.B) {
+	g := newRig(b, `CREATE RULE d AS SELECT open FROM 'door/+' WHERE open = true FOR 10 MINUTES`, Options{})
+	ctx := context.Background()
+	payload := []byte(`{"open": false}`)
+	things := make([]string, 1000)
+	envs := make([]schemas.Envelope, len(things))
+	for i := range things {
+		things[i] = fmt.Sprintf("door-%d", i)
+		envs[i] = schemas.Envelope{Topic: "door/" + things[i], ClientID: things[i]}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		if _, err := g.h.Publish(ctx, things[i%len(things)], envs[i%len(things)], payload); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}

@@ -2,6 +2,7 @@ package rules
 
 import (
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/segmentio/encoding/json"
@@ -91,6 +92,13 @@ func (p *Processor) durationEvent(tx *processors.Tx, ps *partState, ri *ruleInfo
 	if err != nil {
 		return err
 	}
+	if !holds {
+		// No episode in progress: nothing to end, fire or resolve, and no
+		// episode record (one exists only during an episode).
+		if in, err := d.tm.InEpisode(newSubStore(tx, d.timerNS), in.Thing); err != nil || !in {
+			return err
+		}
+	}
 	es := newSubStore(tx, d.epNS)
 	ep, err := d.episode(es, in.Thing)
 	if err != nil {
@@ -159,19 +167,24 @@ func (p *Processor) durationFire(tx *processors.Tx, ri *ruleInfo, ep *episodeRec
 // durationResolve fires the resolved event: the fired output with
 // "resolved": true, rendered against the event that ended the episode.
 func (p *Processor) durationResolve(tx *processors.Tx, ri *ruleInfo, ep *episodeRecord, in *rulesql.Input, base string) error {
-	var out any = map[string]any{}
+	var fired any = map[string]any{}
 	if len(ep.Fired) > 0 {
 		var err error
-		if out, err = decodeJSON(ep.Fired); err != nil {
+		if fired, err = decodeJSON(ep.Fired); err != nil {
 			return err
 		}
 	}
-	if m, ok := out.(map[string]any); ok {
-		m["resolved"] = true
+	var out any
+	if m, ok := fired.(map[string]any); ok {
+		out = maps.Clone(m)
+		out.(map[string]any)["resolved"] = true
 	} else {
-		out = map[string]any{"value": out, "resolved": true}
+		out = map[string]any{"value": fired, "resolved": true}
 	}
-	return p.fire(tx, ri, in, out, base, in.Timestamp)
+	if err := p.act(tx, ri, in, out, base, in.Timestamp); err != nil {
+		return err
+	}
+	return p.dryRunOutput(tx, ri, in, fired, true)
 }
 
 // durationTick fires the episodes that are due at now.

@@ -53,6 +53,9 @@ type Query struct {
 	// condition compiled as a predicate (what Eval runs).
 	Where     Fn
 	WherePred Pred
+	// WhereAttrs are the attributes the WHERE clause reads, in the order
+	// written (each once), to say which were Undefined (Rule.Explain).
+	WhereAttrs []Attr
 	// SelectFirst is set when SELECT items must be evaluated before WHERE
 	// (stateful items, referenced by alias from WHERE or not, are updated
 	// for every matching event).
@@ -64,6 +67,54 @@ type Query struct {
 	EventTime  Fn
 	// Stateful is the number of stateful call sites.
 	Stateful int
+}
+
+// Attr is an attribute an expression reads: a name or a dotted path
+// from the payload, or from a stateful item's alias in WHERE.
+type Attr struct {
+	// Path is the attribute as written ("state.reported.open").
+	Path string
+	// Fn reads it.
+	Fn Fn
+}
+
+// attrs returns the attributes e reads, each once, in the order written.
+// Attributes inside a nested SELECT (those of its elements) are left
+// out.
+func (k *compiler) attrs(e ast.Expr) ([]Attr, error) {
+	var out []Attr
+	seen := map[string]bool{}
+	var err error
+	ast.Walk(e, func(x ast.Expr) bool {
+		if _, nested := x.(*ast.SubSelect); nested || err != nil {
+			return false
+		}
+		path, ok := attrPath(x)
+		if !ok {
+			return true
+		}
+		if !seen[path] {
+			seen[path] = true
+			var f Fn
+			f, _, err = k.expr(x)
+			out = append(out, Attr{Path: path, Fn: f})
+		}
+		return false
+	})
+	return out, err
+}
+
+// attrPath returns the dotted path of a name or a field chain rooted at
+// a name; ok is false for anything else.
+func attrPath(e ast.Expr) (path string, ok bool) {
+	switch t := e.(type) {
+	case *ast.Ident:
+		return t.Name, true
+	case *ast.Field:
+		p, ok := attrPath(t.X)
+		return p + "." + t.Name, ok
+	}
+	return "", false
 }
 
 // Options are the compiler's inputs besides the syntax tree.
@@ -97,11 +148,15 @@ func Select(s *ast.Select, o Options) (*Query, error) {
 			return nil, err
 		}
 		p, err := k.pred(s.Where)
+		if err != nil {
+			return nil, err
+		}
+		attrs, err := k.attrs(s.Where)
 		k.inWhere = false
 		if err != nil {
 			return nil, err
 		}
-		q.Where, q.WherePred = w, p
+		q.Where, q.WherePred, q.WhereAttrs = w, p, attrs
 	}
 	if g := s.GroupBy; g != nil {
 		q.Window = &Window{Kind: g.Window, Size: g.Size, Slide: g.Slide, Lateness: g.Lateness}

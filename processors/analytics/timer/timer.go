@@ -355,6 +355,17 @@ func (t *Timers) fireDue(st Store, now int64) ([]Event, error) {
 	return evs, nil
 }
 
+// InEpisode reports whether key has an episode in progress (pending or
+// fired). It reads the store only on first use.
+func (t *Timers) InEpisode(st Store, key string) (bool, error) {
+	if err := t.load(st); err != nil {
+		t.Reset()
+		return false, err
+	}
+	_, ok := t.episodes[key]
+	return ok, nil
+}
+
 // Active returns the number of keys with an episode in progress (pending
 // or fired), for metrics.
 func (t *Timers) Active(st Store) (int, error) {

@@ -280,3 +280,26 @@ func FuzzParseDeadlineKey(f *testing.F) {
 		}
 	})
 }
+
+func TestInEpisode(t *testing.T) {
+	st := newMemStore()
+	tm := newTimers(t, Config{For: time.Minute, Resolve: true})
+	t0 := newFakeClock().Now()
+	in := func(key string, want bool) {
+		t.Helper()
+		if got, err := tm.InEpisode(st, key); err != nil || got != want {
+			t.Errorf("InEpisode(%s) = %v, %v; want %v", key, got, err, want)
+		}
+	}
+	in("a", false)
+	tm.Observe(st, "a", true, t0)
+	in("a", true)
+	tm.Fire(st, t0.Add(time.Minute))
+	in("a", true) // fired: in progress until it stops holding
+	tm2 := newTimers(t, Config{For: time.Minute, Resolve: true})
+	if got, _ := tm2.InEpisode(st, "a"); !got {
+		t.Error("a fresh Timers does not see the stored episode")
+	}
+	tm.Observe(st, "a", false, t0.Add(2*time.Minute))
+	in("a", false)
+}
