@@ -2,13 +2,17 @@ package ingest
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/iotpipe/iotpipe/benchmarks/mqttload"
+	"github.com/iotpipe/iotpipe/ingest/registry"
 )
 
 // BenchmarkPublish measures the hot path end to end: mqttload's 200-byte
@@ -44,3 +48,142 @@ func BenchmarkPublish(b *testing.B) {
 	}
 }
 
+// benchPolicy lets mqttload's clients (bench-<n>) connect and publish
+// on bench/<client id>/telemetry: ${iot:ClientId} resolved per
+// connection, every publish decided by the connection's Decider.
+const benchPolicy = `{"Version":"2012-10-17","Statement":[
+{"Effect":"Allow","Action":"iot:Connect","Resource":"client/bench-*"},
+{"Effect":"Allow","Action":"iot:Publish","Resource":"topic/bench/${iot:ClientId}/telemetry"}]}`
+
+// benchIdentity is an ingest server of each kind the identity benchmarks
+// compare, with mqttload's configuration for it: dev is the plain-TCP
+// anonymous baseline; token authenticates a registry token over plain
+// TCP, with the policy on every publish; tls a client certificate over
+// TLS, with the policy.
+func benchIdentity(b *testing.B, kind string) (*Server, mqttload.Config) {
+	b.Helper()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if kind == "dev" {
+		r := newRig(b, Options{Logger: quiet})
+		return r.srv, mqttload.Config{Addr: r.addr}
+	}
+	r := newIDRig(b, Options{TokenAuth: true, Logger: quiet})
+	r.policy(b, "bench", benchPolicy)
+	cfg := mqttload.Config{Topic: "bench/{client}/telemetry"}
+	switch kind {
+	case "token":
+		_, secret, err := r.reg.CreateToken(r.ctx(b), registry.TokenOptions{Principal: "bench", Policies: []string{"bench"}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		cfg.Addr, cfg.Username, cfg.Password = r.addr, "bench", secret
+	case "tls", "handshake-x25519", "handshake-mlkem":
+		_, cert := r.device(b, "bench", registry.CreateOptions{Policies: []string{"bench"}})
+		cfg.Addr, cfg.TLS = r.tls, r.clientTLS(&cert)
+		if kind != "handshake-mlkem" {
+			// What devices' TLS stacks offer; Go's default adds the
+			// post-quantum X25519MLKEM768, which costs both sides more.
+			cfg.TLS.CurvePreferences = []tls.CurveID{tls.X25519}
+		}
+	}
+	return r.srv, cfg
+}
+
+// BenchmarkPublishIdentity is BenchmarkPublish's QoS 1 run on each kind
+// of connection (benchIdentity) in one run: the cost of TLS and of the
+// per-publish policy decision against the anonymous plain-TCP baseline.
+func BenchmarkPublishIdentity(b *testing.B) {
+	for _, kind := range []string{"dev", "token", "tls"} {
+		b.Run(kind, func(b *testing.B) {
+			srv, cfg := benchIdentity(b, kind)
+			cfg.Conns, cfg.QoS, cfg.Count = min(100, b.N), 1, int64(b.N)
+			b.ReportAllocs()
+			b.ResetTimer()
+			start := time.Now()
+			res, err := mqttload.Run(context.Background(), cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if res.Errors != 0 {
+				b.Fatal(res.ErrorSamples)
+			}
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "acks/s")
+			if denied := counterValue(srv.metrics.refused.WithLabelValues("publish_denied")); denied != 0 {
+				b.Fatalf("%v publishes denied", denied)
+			}
+		})
+	}
+}
+
+// BenchmarkConnectIdentity measures connects, each a new connection
+// from 4 goroutines through CONNACK then closed: plain TCP anonymous
+// (dev), a token over TCP (lookup and policy compiled), and a client
+// certificate over TLS (handshake with X25519, certificate lookup,
+// thing, policy). The clients run in the same process, on the same 2
+// cores: their half of each handshake is counted too.
+func BenchmarkConnectIdentity(b *testing.B) {
+	benchConnects(b, []string{"dev", "token", "tls"}, true)
+}
+
+// BenchmarkTLSHandshake measures TLS handshakes with a client
+// certificate on the MQTT over TLS listener (no CONNECT), from 4
+// goroutines in the same process: with X25519 (what devices offer) and
+// with Go's default key exchange (X25519MLKEM768).
+func BenchmarkTLSHandshake(b *testing.B) {
+	benchConnects(b, []string{"handshake-x25519", "handshake-mlkem"}, false)
+}
+
+// benchConnects opens b.N connections of each kind, through CONNACK
+// when mqtt is set, else through the TLS handshake.
+func benchConnects(b *testing.B, kinds []string, mqtt bool) {
+	for _, kind := range kinds {
+		b.Run(kind, func(b *testing.B) {
+			_, cfg := benchIdentity(b, kind)
+			var n atomic.Int64
+			b.SetParallelism(2) // 2 cores: 4 goroutines
+			b.ResetTimer()
+			start := time.Now()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					c, err := net.DialTimeout("tcp", cfg.Addr, 30*time.Second)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					if cfg.TLS != nil {
+						tc := tls.Client(c, cfg.TLS)
+						if err := tc.Handshake(); err != nil {
+							b.Error(err)
+							return
+						}
+						c = tc
+					}
+					if !mqtt {
+						c.Close()
+						continue
+					}
+					id := fmt.Sprintf("bench-%d", n.Add(1))
+					c.Write(rawConnectPacket(id, cfg.Username, cfg.Password))
+					var ack [4]byte
+					c.SetReadDeadline(time.Now().Add(30 * time.Second))
+					if _, err := io.ReadFull(c, ack[:]); err != nil || ack[0] != 0x20 || ack[3] != 0 {
+						b.Errorf("connect %s: %v %x", id, err, ack)
+					}
+					c.Close()
+				}
+			})
+			unit := "connects/s"
+			if !mqtt {
+				unit = "handshakes/s"
+			}
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), unit)
+		})
+	}
+}
+
+// rawConnectPacket is an MQTT 3.1.1 CONNECT of id, with user and pass
+// when user is not empty.
+func rawConnectPacket(id, user, pass string) []byte {
+	body := connectBody(id, false, "", nil, user, pass)
+	return append(appendVarint([]byte{0x10}, len(body)), body...)
+}

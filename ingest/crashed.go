@@ -45,7 +45,7 @@ func (s *Server) disconnectCrashed() {
 		payload, _ := ev.marshal()
 		topic := "$aws/events/presence/disconnected/" + ls.ClientID
 		recs[i] = new(kgo.Record)
-		s.fillRecord(recs[i], make([]kgo.RecordHeader, 0, 8), []byte(ls.ClientID), ls.ClientID, ls.Principal,
+		s.fillRecord(recs[i], make([]kgo.RecordHeader, 0, 9), []byte(schemas.EventKey(ls.ClientID, ls.Thing, "")), ls.ClientID, ls.Principal, ls.Thing,
 			schemas.EventDisconnected, topic, 1, false, payload, now)
 		pks[i] = packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, TopicName: topic, Payload: payload, PacketID: 1}
 	}
@@ -71,7 +71,7 @@ func (s *Server) disconnectCrashed() {
 
 // liveRecord is what the store keeps of an established connection.
 func liveRecord(c *conn) liveSession {
-	ls := liveSession{ClientID: c.cl.ID, Session: c.session, Principal: c.principal, Since: time.Now().UnixMilli()}
+	ls := liveSession{ClientID: c.cl.ID, Session: c.session, Principal: c.principal, Thing: c.thing, Since: time.Now().UnixMilli()}
 	if host, _, err := net.SplitHostPort(c.cl.Net.Remote); err == nil {
 		ls.IP = host
 	}

@@ -59,7 +59,7 @@ func (s *Server) HTTPPublish(w http.ResponseWriter, r *http.Request) {
 		Type: schemas.EventPublish, Topic: topic, ClientID: client, Principal: principal,
 		QoS: qos, Retain: retain, ReceivedAt: time.Now().UnixNano(),
 	}
-	rec := &kgo.Record{Topic: s.opts.Topics.Events, Key: []byte(schemas.EventKey(client, topic)), Value: body, Headers: env.Headers()}
+	rec := &kgo.Record{Topic: s.opts.Topics.Events, Key: []byte(schemas.EventKey(client, "", topic)), Value: body, Headers: env.Headers()}
 	if err := s.producer.ProduceSync(r.Context(), rec).FirstErr(); err != nil {
 		httpError(w, http.StatusServiceUnavailable, "event log unavailable: "+err.Error())
 		return
@@ -89,9 +89,6 @@ func (s *Server) readPayload(w http.ResponseWriter, r *http.Request) ([]byte, bo
 	return body, true
 }
 
-// httpClientID is the client id of an HTTP caller: the X-Client-Id
-// header, or "http". A client id MQTT would refuse (checkClientID) is
-// answered 400 and ok is false.
 // httpPrincipal returns the principal of an HTTP request (see
 // Options.HTTPPrincipal), or answers 401 and returns false.
 func (s *Server) httpPrincipal(w http.ResponseWriter, r *http.Request) (string, bool) {
@@ -107,6 +104,9 @@ func (s *Server) httpPrincipal(w http.ResponseWriter, r *http.Request) (string, 
 	return "", false
 }
 
+// httpClientID is the client id of an HTTP caller: the X-Client-Id
+// header, or "http". A client id MQTT would refuse (checkClientID) is
+// answered 400 and ok is false.
 func httpClientID(w http.ResponseWriter, r *http.Request) (id string, ok bool) {
 	id = r.Header.Get("X-Client-Id")
 	if id == "" {

@@ -24,11 +24,12 @@ import (
 // ending the listener. It also tells the takeover when mochi is done with
 // a connection.
 type listener struct {
-	s    *Server
-	ln   net.Listener
-	id   string
-	max  int64 // open connections allowed; <= 0 means no cap
-	open atomic.Int64
+	s   *Server
+	ln  net.Listener
+	id  string
+	max int64 // open connections allowed, on all listeners; <= 0 means no cap
+	// open counts the connections open on all the server's listeners.
+	open *atomic.Int64
 	end  atomic.Bool
 	mu   sync.Mutex
 	// conns are the open connections; true once the CONNECT was read.
@@ -37,7 +38,7 @@ type listener struct {
 }
 
 func newListener(s *Server, id string, ln net.Listener) *listener {
-	return &listener{s: s, ln: ln, id: id, max: int64(s.opts.MaxConnections), conns: map[net.Conn]bool{}, logged: newRateLog(10 * time.Second)}
+	return &listener{s: s, ln: ln, id: id, max: int64(s.opts.MaxConnections), open: &s.open, conns: map[net.Conn]bool{}, logged: newRateLog(10 * time.Second)}
 }
 
 // ID returns the listener's id.
@@ -96,7 +97,10 @@ func (l *listener) handle(c net.Conn, establish listeners.EstablishFn) {
 	if t := l.s.opts.ConnectTimeout; t > 0 {
 		_ = c.SetReadDeadline(time.Now().Add(t))
 	}
-	err := establish(l.id, c)
+	var err error
+	if l.handshake(c) {
+		err = establish(l.id, c)
+	}
 	l.s.takeover.connEnded(c)
 	l.mu.Lock()
 	connected := l.conns[c]
@@ -166,7 +170,7 @@ func (h *connectHook) ID() string { return "iotpipe-connect" }
 func (h *connectHook) Provides(b byte) bool { return b == mqtt.OnConnect }
 
 func (h *connectHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
-	if l := h.s.listener; l != nil && cl.Net.Conn != nil {
+	if l := h.s.listeners[cl.Net.Listener]; l != nil && cl.Net.Conn != nil {
 		l.connected(cl.Net.Conn)
 	}
 	return nil

@@ -13,6 +13,11 @@ type metrics struct {
 	delivered      prometheus.Counter
 	commands       *prometheus.CounterVec
 	httpPublished  prometheus.Counter
+	authRefused    *prometheus.CounterVec
+	authenticated  *prometheus.CounterVec
+	handshake      prometheus.Histogram
+	sessionsEnded  *prometheus.CounterVec
+	authorizer     *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -48,12 +53,29 @@ func newMetrics() *metrics {
 		httpPublished: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "iotpipe_ingest_http_published_total", Help: "HTTP publishes acknowledged by the log.",
 		}),
+		authRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "iotpipe_ingest_auth_refused_total", Help: "MQTT connections refused at authentication (or their TLS handshake), by reason.",
+		}, []string{"reason"}),
+		authenticated: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "iotpipe_ingest_authenticated_total", Help: "MQTT connections authenticated, by method (certificate, token, authorizer, anonymous).",
+		}, []string{"method"}),
+		handshake: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "iotpipe_ingest_tls_handshake_seconds", Help: "Time of the MQTT listeners' successful TLS handshakes.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+		sessionsEnded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "iotpipe_ingest_sessions_ended_total", Help: "Live MQTT sessions the server ended because their credentials stopped being valid, by reason (revoked, deactivated or deleted certificate, revoked token, deleted thing, custom authorizer).",
+		}, []string{"reason"}),
+		authorizer: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "iotpipe_ingest_authorizer_requests_total", Help: "Custom authorizer decisions, by result (allow, deny, error; cached: answered from the cache).",
+		}, []string{"result"}),
 	}
 }
 
 // Collectors returns the server's Prometheus collectors for registration.
 func (s *Server) Collectors() []prometheus.Collector {
 	m := s.metrics
-	return append([]prometheus.Collector{m.logged, m.produceErrors, m.produceLatency, m.ackTimeouts, m.expired, m.refused, m.lifecycle, m.delivered, m.commands, m.httpPublished},
+	return append([]prometheus.Collector{m.logged, m.produceErrors, m.produceLatency, m.ackTimeouts, m.expired, m.refused, m.lifecycle, m.delivered, m.commands, m.httpPublished,
+		m.authRefused, m.authenticated, m.handshake, m.sessionsEnded, m.authorizer},
 		s.connCollectors()...)
 }

@@ -105,6 +105,7 @@ func (v *v5Client) readPacket() (packets.Packet, error) {
 	if _, err := io.ReadFull(v.r, body); err != nil {
 		return pk, err
 	}
+	pk.FixedHeader.Remaining = n // acks decode their reason code only when the length says there is one
 	pk.ProtocolVersion = 5
 	switch pk.FixedHeader.Type {
 	case packets.Connack:

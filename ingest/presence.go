@@ -25,19 +25,22 @@ type presenceEvent struct {
 	PrincipalIdentifier       string `json:"principalIdentifier"`
 	ClientInitiatedDisconnect *bool  `json:"clientInitiatedDisconnect,omitempty"`
 	DisconnectReason          string `json:"disconnectReason,omitempty"`
-	IPAddress                 string `json:"ipAddress,omitempty"`
-	VersionNumber             int64  `json:"versionNumber"`
+	// DisconnectDetail (iotpipe's) says what ended a session the server
+	// ended for its credentials, e.g. "certificate REVOKED".
+	DisconnectDetail string `json:"disconnectDetail,omitempty"`
+	IPAddress        string `json:"ipAddress,omitempty"`
+	VersionNumber    int64  `json:"versionNumber"`
 }
 
 func (p *presenceEvent) marshal() ([]byte, error) { return json.Marshal(p) }
 
-func presence(cl *mqtt.Client, typ schemas.EventType, session string, cause error, now time.Time) *presenceEvent {
+func presence(cl *mqtt.Client, typ schemas.EventType, session, principalID string, cause error, now time.Time) *presenceEvent {
 	ev := &presenceEvent{
 		ClientID:            cl.ID,
 		Timestamp:           now.UnixMilli(),
 		EventType:           string(typ),
 		SessionIdentifier:   session,
-		PrincipalIdentifier: principal(cl),
+		PrincipalIdentifier: principalID,
 	}
 	if host, _, err := net.SplitHostPort(cl.Net.Remote); err == nil {
 		ev.IPAddress = host
@@ -46,6 +49,10 @@ func presence(cl *mqtt.Client, typ schemas.EventType, session string, cause erro
 		reason, byClient := disconnectReason(cl, cause)
 		ev.DisconnectReason = reason
 		ev.ClientInitiatedDisconnect = &byClient
+		var ended *sessionEnded
+		if errors.As(cl.StopCause(), &ended) {
+			ev.DisconnectDetail = ended.detail
+		}
 	}
 	return ev
 }
@@ -64,7 +71,10 @@ func disconnectReason(cl *mqtt.Client, cause error) (string, bool) {
 	if sc := cl.StopCause(); sc != nil {
 		cause = sc
 	}
+	var ended *sessionEnded
 	switch {
+	case errors.As(cause, &ended):
+		return ended.reason, false
 	case cause == nil, errors.Is(cause, packets.CodeDisconnect), errors.Is(cause, packets.CodeSuccess):
 		return "CLIENT_INITIATED_DISCONNECT", true
 	case errors.Is(cause, packets.ErrSessionTakenOver):

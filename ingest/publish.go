@@ -21,7 +21,7 @@ import (
 type pending struct {
 	context.Context
 	rec   kgo.Record
-	hdrs  [8]kgo.RecordHeader // the record's headers, without a second allocation
+	hdrs  [9]kgo.RecordHeader // the record's headers, without a second allocation
 	pk    packets.Packet
 	ack   bool         // a client's QoS 1 publish: answer with a PUBACK
 	state atomic.Int32 // inFlight, logged, failed, timedOut or refused
@@ -62,9 +62,10 @@ type conn struct {
 	failedV3 bool
 	// session is the AWS-style session identifier of this connection.
 	session string
-	// principal and key are this client's envelope principal and default
-	// record key, computed once.
+	// principal and thing are this client's envelope principal and
+	// attached thing, and key its default record key, computed once.
 	principal string
+	thing     string
 	key       []byte // the record key of the client's own topics (read-only)
 	// writerSubs and readerSubs remember whether the last topic each
 	// goroutine looked at had subscribers (each used by one goroutine).
@@ -82,14 +83,14 @@ type subCache struct {
 func newConn(s *Server, cl *mqtt.Client) *conn {
 	c := &conn{
 		s: s, cl: cl, v5: cl.Properties.ProtocolVersion == 5,
-		sem:       make(chan struct{}, s.opts.MaxInFlight),
-		wake:      make(chan struct{}, 1),
-		ring:      make([]*pending, s.opts.MaxInFlight),
-		done:      make(chan struct{}),
-		session:   newSessionID(),
-		principal: principal(cl),
-		key:       []byte(cl.ID),
+		sem:     make(chan struct{}, s.opts.MaxInFlight),
+		wake:    make(chan struct{}, 1),
+		ring:    make([]*pending, s.opts.MaxInFlight),
+		done:    make(chan struct{}),
+		session: newSessionID(),
 	}
+	c.principal, c.thing = s.auth.who(cl)
+	c.key = []byte(schemas.EventKey(cl.ID, c.thing, ""))
 	go c.writer()
 	return c
 }
@@ -341,24 +342,36 @@ func (h *publishHook) Provides(b byte) bool {
 // or whose payload is over the limit (0x95): an MQTT 5 client gets a
 // DISCONNECT with that reason code, an MQTT 3.1.1 client has its
 // connection closed (3.1.1 has no server DISCONNECT); and a PUBLISH on
-// a reserved topic (refuseReserved: 0x87). Other clients are not
-// affected.
+// a reserved topic (refuseReserved: 0x87) or one its policies do not
+// allow (iot:Publish, and iot:RetainPublish when retained: 0x87 the
+// same way). Other clients are not affected.
 func (h *publishHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if pk.FixedHeader.Type != packets.Publish {
 		return pk, nil
 	}
 	s := h.s
-	if !(pk.Properties.TopicAliasFlag && pk.TopicName == "") {
-		if err := checkTopic(pk.TopicName); err != nil {
-			return pk, s.refuse(cl, packets.Code{Code: packets.ErrTopicNameInvalid.Code, Reason: err.Error()}, "bad_topic", err.Error())
-		}
+	topic := pk.TopicName
+	if pk.Properties.TopicAliasFlag && topic == "" {
+		// An MQTT 5 topic alias alone: the topic it stands for, as
+		// mochi resolves it after the hooks (an alias is set even by a
+		// publish refused here, so it is checked again at each use).
+		topic = cl.State.TopicAliases.Inbound.Set(pk.Properties.TopicAlias, "")
+	} else if err := checkTopic(topic); err != nil {
+		return pk, s.refuse(cl, packets.Code{Code: packets.ErrTopicNameInvalid.Code, Reason: err.Error()}, "bad_topic", err.Error())
 	}
 	if len(pk.Payload) > s.opts.MaxPayload {
 		reason := fmt.Sprintf("payload of %d bytes over the %d-byte limit", len(pk.Payload), s.opts.MaxPayload)
 		return pk, s.refuse(cl, packets.Code{Code: packets.ErrPacketTooLarge.Code, Reason: reason}, "payload_too_large", reason)
 	}
-	if reason := reservedTopic(pk.TopicName); reason != "" {
-		return s.refuseReserved(cl, pk, reason)
+	if reason := reservedTopic(topic); reason != "" {
+		return s.refuseReserved(cl, pk, topic, reason)
+	}
+	if d := s.auth.decider(cl); d != nil && !d.AllowPublish(topic, pk.FixedHeader.Retain) {
+		action := "iot:Publish"
+		if pk.FixedHeader.Retain {
+			action = "iot:Publish and iot:RetainPublish"
+		}
+		return s.refuseNotAuthorized(cl, pk, topic, "publish_denied", "no policy allows "+action+" on topic/"+topic)
 	}
 	return pk, nil
 }
@@ -492,11 +505,11 @@ func (c *conn) produce(typ schemas.EventType, pk packets.Packet, ack bool) {
 func (c *conn) pending(typ schemas.EventType, pk packets.Packet, ack bool) *pending {
 	now := time.Now()
 	p := &pending{Context: context.Background(), pk: pk, ack: ack, start: now, c: c}
-	key := c.key // the common case (schemas.EventKey is the client id): share its bytes
+	key := c.key // the common case (schemas.EventKey is the thing or client id): share its bytes
 	if thing := schemas.TopicThing(pk.TopicName); thing != "" {
 		key = []byte(thing)
 	}
-	c.s.fillRecord(&p.rec, p.hdrs[:0], key, c.cl.ID, c.principal, typ, pk.TopicName, pk.FixedHeader.Qos, pk.FixedHeader.Retain, pk.Payload, now)
+	c.s.fillRecord(&p.rec, p.hdrs[:0], key, c.cl.ID, c.principal, c.thing, typ, pk.TopicName, pk.FixedHeader.Qos, pk.FixedHeader.Retain, pk.Payload, now)
 	p.rec.Context = p
 	return p
 }
@@ -526,18 +539,20 @@ func (s *Server) produced(r *kgo.Record, err error) {
 // record builds the log record of an event of cl.
 func (s *Server) record(cl *mqtt.Client, typ schemas.EventType, topic string, qos byte, retain bool, payload []byte) *kgo.Record {
 	r := new(kgo.Record)
-	s.fillRecord(r, make([]kgo.RecordHeader, 0, 8), []byte(schemas.EventKey(cl.ID, topic)), cl.ID, principal(cl), typ, topic, qos, retain, payload, time.Now())
+	who, thing := s.auth.who(cl)
+	s.fillRecord(r, make([]kgo.RecordHeader, 0, 9), []byte(schemas.EventKey(cl.ID, thing, topic)), cl.ID, who, thing, typ, topic, qos, retain, payload, time.Now())
 	return r
 }
 
 // fillRecord sets r to the events-topic record of an event keyed by key,
 // appending its headers to hdrs.
-func (s *Server) fillRecord(r *kgo.Record, hdrs []kgo.RecordHeader, key []byte, clientID, principal string, typ schemas.EventType, topic string, qos byte, retain bool, payload []byte, at time.Time) {
+func (s *Server) fillRecord(r *kgo.Record, hdrs []kgo.RecordHeader, key []byte, clientID, principal, thing string, typ schemas.EventType, topic string, qos byte, retain bool, payload []byte, at time.Time) {
 	env := schemas.Envelope{
 		Type:       typ,
 		Topic:      topic,
 		ClientID:   clientID,
 		Principal:  principal,
+		Thing:      thing,
 		QoS:        qos,
 		Retain:     retain,
 		ReceivedAt: at.UnixNano(),
@@ -548,6 +563,8 @@ func (s *Server) fillRecord(r *kgo.Record, hdrs []kgo.RecordHeader, key []byte, 
 	r.Headers = env.AppendHeaders(hdrs)
 }
 
+// principal is the principal of a connection in Dev mode: its user
+// name, or anonymous.
 func principal(cl *mqtt.Client) string {
 	if u := cl.Properties.Username; len(u) > 0 {
 		return string(u)

@@ -39,6 +39,18 @@ func dialRawConnect(t *testing.T, addr, id string, v5 bool, willTopic string, wi
 	}
 	t.Cleanup(func() { c.Close() })
 	rc := &rawClient{t: t, c: c, r: bufio.NewReader(c), v5: v5}
+	rc.send(0x10, connectBody(id, v5, willTopic, willPayload, "", ""))
+	typ, ack := rc.read()
+	if typ != 0x20 || len(ack) < 2 {
+		t.Fatalf("connack %x %v", typ, ack)
+	}
+	return rc, ack[1]
+}
+
+// connectBody is the body of a clean-session CONNECT of id (keepalive
+// 60), with a QoS 1 Will on willTopic when it is not empty, and user and
+// pass when user is not empty.
+func connectBody(id string, v5 bool, willTopic string, willPayload []byte, user, pass string) []byte {
 	var body []byte
 	body = appendString(body, "MQTT")
 	level := byte(4)
@@ -48,6 +60,9 @@ func dialRawConnect(t *testing.T, addr, id string, v5 bool, willTopic string, wi
 	flags := byte(0x02) // clean session
 	if willTopic != "" {
 		flags |= 0x04 | 0x08 // will, QoS 1
+	}
+	if user != "" {
+		flags |= 0x80 | 0x40 // user name, password
 	}
 	body = append(body, level, flags, 0, 60) // keepalive 60
 	if v5 {
@@ -61,12 +76,11 @@ func dialRawConnect(t *testing.T, addr, id string, v5 bool, willTopic string, wi
 		body = appendString(body, willTopic)
 		body = appendString(body, string(willPayload))
 	}
-	rc.send(0x10, body)
-	typ, ack := rc.read()
-	if typ != 0x20 || len(ack) < 2 {
-		t.Fatalf("connack %x %v", typ, ack)
+	if user != "" {
+		body = appendString(body, user)
+		body = appendString(body, pass)
 	}
-	return rc, ack[1]
+	return body
 }
 
 func appendString(b []byte, s string) []byte {

@@ -38,19 +38,27 @@ func (h *publishHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 func (s *Server) refuseConnect(cl *mqtt.Client, code packets.Code, metric, reason string) error {
 	s.metrics.refused.WithLabelValues(metric).Inc()
 	s.opts.Logger.Warn("refused connection", "client", cl.ID, "remote", cl.Net.Remote, "code", fmt.Sprintf("0x%02x", code.Code), "reason", reason)
-	ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ReasonCode: code.Code}
 	switch {
 	case cl.Properties.ProtocolVersion == 5:
-		ack.Properties.ReasonString = reason
+		s.connack(cl, code.Code, reason)
 	case code == packets.ErrClientIdentifierNotValid:
-		ack.ReasonCode = packets.Err3ClientIdentifierNotValid.Code
+		s.connack(cl, packets.Err3ClientIdentifierNotValid.Code, "")
 	default:
-		ack.ReasonCode = packets.Err3NotAuthorized.Code
+		s.connack(cl, packets.Err3NotAuthorized.Code, "")
+	}
+	return packets.Code{Code: code.Code, Reason: reason}
+}
+
+// connack answers cl's CONNECT with a refusing CONNACK: code as it is
+// for cl's protocol version, and reason as the MQTT 5 reason string.
+func (s *Server) connack(cl *mqtt.Client, code byte, reason string) {
+	ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ReasonCode: code}
+	if cl.Properties.ProtocolVersion == 5 {
+		ack.Properties.ReasonString = reason
 	}
 	if err := cl.WritePacket(ack); err != nil {
 		s.opts.Logger.Debug("write connack", "client", cl.ID, "err", err)
 	}
-	return packets.Code{Code: code.Code, Reason: reason}
 }
 
 // refuseReserved refuses pk, a PUBLISH on a topic only iotpipe
@@ -59,16 +67,23 @@ func (s *Server) refuseConnect(cl *mqtt.Client, code packets.Code, metric, reaso
 // connection stays (pk is marked Ignore, so neither mochi nor OnPublish
 // logs or routes it); MQTT 5 at QoS 0 or 2 gets a DISCONNECT with 0x87,
 // MQTT 3.1.1 has its connection closed, as AWS IoT does.
-func (s *Server) refuseReserved(cl *mqtt.Client, pk packets.Packet, reason string) (packets.Packet, error) {
+func (s *Server) refuseReserved(cl *mqtt.Client, pk packets.Packet, topic, reason string) (packets.Packet, error) {
+	return s.refuseNotAuthorized(cl, pk, topic, "reserved_topic", reason)
+}
+
+// refuseNotAuthorized refuses pk, a PUBLISH on topic (its alias
+// resolved) the client may not publish on, counted as metric: as
+// refuseReserved says.
+func (s *Server) refuseNotAuthorized(cl *mqtt.Client, pk packets.Packet, topic, metric, reason string) (packets.Packet, error) {
 	code := packets.Code{Code: packets.ErrNotAuthorized.Code, Reason: reason}
 	v, ok := s.conns.Load(cl)
 	if cl.Properties.ProtocolVersion != 5 || pk.FixedHeader.Qos != 1 || !ok {
-		return pk, s.refuse(cl, code, "reserved_topic", fmt.Sprintf("publish on %s: %s", pk.TopicName, reason))
+		return pk, s.refuse(cl, code, metric, fmt.Sprintf("publish on %s: %s", topic, reason))
 	}
 	// Counted; logged at debug level only, as the connection goes on
 	// and may repeat it at any rate.
-	s.metrics.refused.WithLabelValues("reserved_topic").Inc()
-	s.opts.Logger.Debug("refused publish", "client", cl.ID, "topic", pk.TopicName, "code", fmt.Sprintf("0x%02x", code.Code), "reason", reason)
+	s.metrics.refused.WithLabelValues(metric).Inc()
+	s.opts.Logger.Debug("refused publish", "client", cl.ID, "topic", topic, "code", fmt.Sprintf("0x%02x", code.Code), "reason", reason)
 	v.(*conn).refusePublish(pk, code.Code)
 	pk.Ignore = true
 	return pk, nil

@@ -9,6 +9,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/iotpipe/iotpipe/schemas"
+	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // Limits and reserved topics, over raw MQTT 3.1.1 and 5 packets: the
@@ -140,5 +141,32 @@ func TestLimitsAndReservedTopics(t *testing.T) {
 	defer mu.Unlock()
 	if len(forged) > 0 {
 		t.Fatalf("a subscriber received forgeries on %v", forged)
+	}
+}
+
+// TestReservedTopicThroughAlias: an MQTT 5 topic alias set by a refused
+// publish on a reserved topic does not let a later publish that names
+// only the alias through (mochi resolves the alias after the hooks that
+// refuse; the refusal resolves it first).
+func TestReservedTopicThroughAlias(t *testing.T) {
+	r := newRig(t, Options{})
+	v := dialV5(t, r.addr, "alias-forger", 0)
+	const reserved = "$aws/events/presence/connected/alias-forger"
+	alias := packets.Properties{TopicAlias: 1, TopicAliasFlag: true}
+	for i, topic := range []string{reserved, ""} {
+		v.send(packets.Packet{
+			FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1},
+			TopicName:   topic, Payload: []byte(`{"forged":true}`), PacketID: v.nextID(), Properties: alias,
+		})
+		if ack := v.awaitAck(fmt.Sprintf("PUBLISH %d", i)); ack.FixedHeader.Type != packets.Puback || ack.ReasonCode != packets.ErrNotAuthorized.Code {
+			t.Fatalf("publish %d (topic %q, alias 1): %+v, want PUBACK 0x87", i, topic, ack)
+		}
+	}
+	v.publish("alias/ok", `{"ok":1}`, false, packets.Properties{})
+	for _, rec := range r.readAll(t, r.log.Topics().Events, 2) {
+		if strings.Contains(string(rec.Value), "forged") {
+			env, _ := schemas.DecodeEnvelope(rec.Headers)
+			t.Errorf("refused publish logged: %+v", env)
+		}
 	}
 }

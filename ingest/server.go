@@ -7,6 +7,9 @@ package ingest
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -17,7 +20,6 @@ import (
 
 	"github.com/iotpipe/iotpipe/schemas"
 	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -30,12 +32,44 @@ type Producer interface {
 
 // Options configures a Server.
 type Options struct {
-	// MQTTAddr is the MQTT TCP listen address (default ":1883"; "" with
-	// NoMQTT set disables it).
+	// MQTTAddr is the plain MQTT TCP listen address ("" for none). Plain
+	// listeners (this and WSAddr) carry no client certificate: without
+	// Dev they authenticate tokens only, and only with TokenAuth.
 	MQTTAddr string
-	// Dev allows anonymous devices. Without it, and until identity is
-	// configured, every connection is refused.
+	// TLSAddr is the MQTT over TLS listen address ("" for none):
+	// devices authenticate with a client certificate, or a token.
+	// Needs TLSCertificate.
+	TLSAddr string
+	// WSAddr is the MQTT over WebSocket listen address, plain ("" for
+	// none); see MQTTAddr.
+	WSAddr string
+	// WSSAddr is the MQTT over WebSocket over TLS listen address ("" for
+	// none): certificates or tokens. Needs TLSCertificate.
+	WSSAddr string
+	// TLSCertificate is the server certificate of the TLS listeners
+	// (TLS 1.2 and later).
+	TLSCertificate *tls.Certificate
+	// Dev allows anonymous devices and authorizes everything, whatever
+	// the identity options. Without it a connection must authenticate
+	// (a registered client certificate, a token or the custom
+	// authorizer) and its policies decide what it may do.
 	Dev bool
+	// Registry holds the things, certificates, CAs, policies and tokens
+	// devices authenticate with (*registry.Registry). Connections are
+	// refused until it is ready. nil: no certificate or token
+	// authenticates.
+	Registry Registry
+	// CA is iotpipe's own CA certificate, when there is one: a client
+	// certificate it signed that is not registered is refused as
+	// unknown_certificate rather than untrusted_ca.
+	CA *x509.Certificate
+	// TokenAuth lets the plain listeners authenticate tokens (and the
+	// custom authorizer): the secret then crosses the network in clear.
+	// TLS listeners always accept them.
+	TokenAuth bool
+	// Authorizer, when its URL is set, is the custom authorizer that
+	// decides tokens that are not registry tokens.
+	Authorizer AuthorizerOptions
 	// HTTPPrincipal returns the principal an HTTP request authenticated
 	// as ("" when none): the API's authenticator, which also decided the
 	// request is allowed. Its principal goes into the envelope
@@ -96,9 +130,6 @@ type Options struct {
 }
 
 func (o *Options) defaults() {
-	if o.MQTTAddr == "" {
-		o.MQTTAddr = ":1883"
-	}
 	if o.Topics.Events == "" {
 		o.Topics = schemas.DefaultTopics()
 	}
@@ -132,6 +163,7 @@ func (o *Options) defaults() {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	o.Authorizer.defaults()
 }
 
 // Server is the device front. Start it with Start and stop it with Close.
@@ -145,7 +177,6 @@ type Server struct {
 	waiters  waiters
 	ctx      context.Context
 	cancel   context.CancelFunc
-	addr     net.Addr
 	promise  func(*kgo.Record, error)
 	// promiseUnrouted completes QoS 0 records that skip the FIFO.
 	promiseUnrouted func(*kgo.Record, error)
@@ -153,10 +184,13 @@ type Server struct {
 	// closing is closed when Close starts: readers waiting for an
 	// in-flight slot give up.
 	closing chan struct{}
-	// takeover gives a client id one connection at a time; listener is
-	// the MQTT listener (after Start).
-	takeover  *takeover
+	// takeover gives a client id one connection at a time.
+	takeover *takeover
+	// listeners are the MQTT listeners by id (after Start), listener the
+	// plain TCP one; open counts the connections open on all of them.
+	listeners map[string]*listener
 	listener  *listener
+	open      atomic.Int64
 	closeOnce sync.Once
 	drops     *dropMetrics
 	refusals  *rateLog // publishesRefused's log lines
@@ -164,6 +198,8 @@ type Server struct {
 	// sessions past their expiry.
 	store  *sessionStore
 	expiry *expiry
+	// auth decides who connects and what each connection may do.
+	auth *auth
 }
 
 // New returns a Server writing to producer.
@@ -197,14 +233,12 @@ func New(producer Producer, opts Options) (*Server, error) {
 	s.drops = newDropMetrics(ms.Info)
 	s.promise = s.produced
 	s.promiseUnrouted = s.producedUnrouted
-	if opts.Dev {
-		if err := ms.AddHook(new(auth.AllowHook), nil); err != nil {
-			return nil, err
-		}
-	} else {
-		if err := ms.AddHook(&denyHook{log: opts.Logger}, nil); err != nil {
-			return nil, err
-		}
+	if (opts.TLSAddr != "" || opts.WSSAddr != "") && opts.TLSCertificate == nil {
+		return nil, errors.New("mqtt over TLS: no server certificate")
+	}
+	s.auth = newAuth(s)
+	if err := ms.AddHook(&authHook{a: s.auth}, nil); err != nil {
+		return nil, err
 	}
 	if opts.SessionDir != "" {
 		st, err := openSessionStore(opts.SessionDir, opts.Logger, s.storedExpiry)
@@ -230,40 +264,90 @@ func New(producer Producer, opts Options) (*Server, error) {
 	if err := ms.AddHook(&connectHook{s: s}, nil); err != nil {
 		return nil, err
 	}
+	// Last: a session a registry change ended while it was being
+	// established is ended once it is (see auth.recheck).
+	if err := ms.AddHook(&establishedHook{a: s.auth}, nil); err != nil {
+		return nil, err
+	}
 	s.router = ms.NewClient(nil, "local", "iotpipe-router", true)
 	s.router.Properties.ProtocolVersion = 5 // what it routes keeps MQTT 5 semantics (message expiry)
 	return s, nil
 }
 
-// Start listens for MQTT and starts serving.
+// Start listens on the MQTT listeners the options name and starts
+// serving. A listen failure is a *ListenError.
 func (s *Server) Start() error {
-	ln, err := net.Listen("tcp", s.opts.MQTTAddr)
-	if err != nil {
-		return fmt.Errorf("mqtt listen %s: %w", s.opts.MQTTAddr, err)
+	specs := s.listenerSpecs()
+	if len(specs) == 0 {
+		return errors.New("mqtt: no listener address (set MQTTAddr, TLSAddr, WSAddr or WSSAddr)")
 	}
-	s.addr = ln.Addr()
-	// Serve loads the stored sessions; the listener is served only after
-	// the loaded sessions' expiry is set.
+	lns := make([]net.Listener, 0, len(specs))
+	closeAll := func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}
+	for _, sp := range specs {
+		ln, err := net.Listen("tcp", sp.addr)
+		if err != nil {
+			closeAll()
+			return &ListenError{Listener: sp.id, Addr: sp.addr, Err: err}
+		}
+		lns = append(lns, ln)
+	}
+	// Serve loads the stored sessions; the listeners are served only
+	// after the loaded sessions' expiry is set.
 	if err := s.mqtt.Serve(); err != nil {
-		ln.Close()
+		closeAll()
 		return fmt.Errorf("mqtt serve: %w", err)
 	}
 	s.restoreStored()
 	s.expiry.scheduleLoaded()
 	s.disconnectCrashed()
-	s.listener = newListener(s, "tcp", watchListener{ln})
-	if err := s.mqtt.AddListener(s.listener); err != nil {
-		ln.Close()
-		return fmt.Errorf("mqtt listener: %w", err)
+	s.auth.start()
+	s.listeners = make(map[string]*listener, len(specs))
+	for i, sp := range specs {
+		l := newListener(s, sp.id, watchListener{s.wrapListener(sp, lns[i])})
+		s.listeners[sp.id] = l
+		if sp.id == listenerTCP {
+			s.listener = l
+		}
 	}
-	s.mqtt.Listeners.Serve(s.listener.ID(), s.mqtt.EstablishConnection)
-	s.opts.Logger.Info("mqtt listening", "addr", s.addr.String(), "dev", s.opts.Dev,
-		"max_connections", s.opts.MaxConnections, "connect_timeout", s.opts.ConnectTimeout)
+	for _, sp := range specs {
+		l := s.listeners[sp.id]
+		if err := s.mqtt.AddListener(l); err != nil {
+			closeAll()
+			return fmt.Errorf("mqtt listener %s: %w", sp.id, err)
+		}
+		s.mqtt.Listeners.Serve(l.ID(), s.mqtt.EstablishConnection)
+		s.opts.Logger.Info("mqtt listening", "listener", sp.id, "addr", l.Address(), "auth", s.auth.describe(sp.id))
+	}
+	s.opts.Logger.Info("mqtt serving", "dev", s.opts.Dev, "max_connections", s.opts.MaxConnections, "connect_timeout", s.opts.ConnectTimeout)
 	return nil
 }
 
-// MQTTAddr returns the MQTT listener's address (after Start).
-func (s *Server) MQTTAddr() net.Addr { return s.addr }
+// MQTTAddr returns the plain MQTT listener's address (after Start; nil
+// when there is none).
+func (s *Server) MQTTAddr() net.Addr { return s.listenerAddr(listenerTCP) }
+
+// TLSAddr returns the MQTT over TLS listener's address (after Start;
+// nil when there is none).
+func (s *Server) TLSAddr() net.Addr { return s.listenerAddr(listenerTLS) }
+
+// WSAddr returns the MQTT over WebSocket listener's address (after
+// Start; nil when there is none).
+func (s *Server) WSAddr() net.Addr { return s.listenerAddr(listenerWS) }
+
+// WSSAddr returns the MQTT over secure WebSocket listener's address
+// (after Start; nil when there is none).
+func (s *Server) WSSAddr() net.Addr { return s.listenerAddr(listenerWSS) }
+
+func (s *Server) listenerAddr(id string) net.Addr {
+	if l := s.listeners[id]; l != nil {
+		return l.ln.Addr()
+	}
+	return nil
+}
 
 // Close disconnects clients and stops the broker. Publishes already
 // handed to the producer complete or fail with the producer. Calls after
@@ -272,6 +356,7 @@ func (s *Server) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
 		close(s.closing)
+		s.auth.stop()
 		s.takeover.close()
 		s.expiry.stop()
 		err = s.mqtt.Close()
@@ -280,31 +365,12 @@ func (s *Server) Close() error {
 	return err
 }
 
-// denyHook refuses every connection: identity is not configured yet.
-type denyHook struct {
-	mqtt.HookBase
-	log *slog.Logger
-}
-
-func (h *denyHook) ID() string { return "iotpipe-deny" }
-
-func (h *denyHook) Provides(b byte) bool {
-	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
-}
-
-func (h *denyHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
-	h.log.Warn("connection refused: anonymous access needs --dev (identity is not configured)", "client", cl.ID, "remote", cl.Net.Remote)
-	return false
-}
-
-func (h *denyHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool { return false }
-
 // lifecycle writes a connected/disconnected event to the log and, once
 // logged, publishes AWS IoT's presence message for it. It goes through
 // the connection's FIFO so presence messages keep their order with the
 // client's publishes.
 func (s *Server) lifecycle(cl *mqtt.Client, typ schemas.EventType, c *conn, cause error) {
-	ev := presence(cl, typ, c.session, cause, time.Now())
+	ev := presence(cl, typ, c.session, c.principal, cause, time.Now())
 	payload, _ := ev.marshal()
 	topic := "$aws/events/presence/" + string(typ) + "/" + cl.ID
 	c.produce(typ, packets.Packet{

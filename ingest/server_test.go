@@ -62,6 +62,12 @@ func startServer(t testing.TB, prod Producer, opts Options) *Server {
 		opts.MQTTAddr = "127.0.0.1:0"
 	}
 	opts.Dev = true
+	return serve(t, prod, opts)
+}
+
+// serve starts a server with opts, closed when the test ends.
+func serve(t testing.TB, prod Producer, opts Options) *Server {
+	t.Helper()
 	srv, err := New(prod, opts)
 	if err != nil {
 		t.Fatal(err)

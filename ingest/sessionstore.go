@@ -410,6 +410,7 @@ type liveSession struct {
 	ClientID  string `json:"clientId"`
 	Session   string `json:"session"`
 	Principal string `json:"principal"`
+	Thing     string `json:"thing,omitempty"`
 	IP        string `json:"ip,omitempty"`
 	Since     int64  `json:"since"` // unix ms
 }

@@ -75,7 +75,7 @@ func (s *Server) ShadowHTTP(w http.ResponseWriter, r *http.Request) {
 		Type: schemas.EventPublish, Topic: topic, ClientID: client, Principal: principal,
 		QoS: 1, ReceivedAt: time.Now().UnixNano(), RequestID: reqID,
 	}
-	rec := &kgo.Record{Topic: s.opts.Topics.Events, Key: []byte(schemas.EventKey(client, topic)), Value: body, Headers: env.Headers()}
+	rec := &kgo.Record{Topic: s.opts.Topics.Events, Key: []byte(schemas.EventKey(client, "", topic)), Value: body, Headers: env.Headers()}
 	if err := s.producer.ProduceSync(r.Context(), rec).FirstErr(); err != nil {
 		httpError(w, http.StatusServiceUnavailable, "event log unavailable: "+err.Error())
 		return

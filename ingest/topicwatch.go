@@ -25,6 +25,10 @@ type topicWatch struct {
 	// disconnected is set when a DISCONNECT was written.
 	disconnected atomic.Bool
 	f            framing // used by Read only (mochi's read goroutine)
+	// ident is who the connection authenticated as (set at CONNECT):
+	// every listener's connection is a topicWatch, so it travels with
+	// the connection.
+	ident atomic.Pointer[identity]
 }
 
 func (w *topicWatch) Read(b []byte) (int, error) {

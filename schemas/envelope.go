@@ -32,6 +32,9 @@ const (
 	HeaderTopic     = "iot.topic"
 	HeaderClientID  = "iot.client"
 	HeaderPrincipal = "iot.principal"
+	// HeaderThing is optional (added in version 1, see the version rule):
+	// the registry thing the connection was attached to.
+	HeaderThing     = "iot.thing"
 	HeaderQoS       = "iot.qos"
 	HeaderRetain    = "iot.retain"
 	HeaderReceived  = "iot.rx"
@@ -68,9 +71,14 @@ type Envelope struct {
 	Topic string
 	// ClientID is the MQTT client id (or the HTTP caller's id).
 	ClientID string
-	// Principal is who authenticated: a certificate id, a user name, or
-	// "anonymous" in --dev mode.
+	// Principal is who authenticated: a certificate id, a token's or a
+	// custom authorizer's principal, or the user name (else "anonymous")
+	// in --dev mode.
 	Principal string
+	// Thing is the registry thing the connection is attached to, "" when
+	// none (--dev, a principal attached to no thing). The record key is
+	// this thing (see EventKey).
+	Thing string
 	// QoS is the MQTT quality of service of the publish.
 	QoS byte
 	// Retain is the MQTT retain flag of the publish.
@@ -85,13 +93,13 @@ type Envelope struct {
 // Headers encodes e as Kafka record headers, always at EnvelopeVersion.
 // Empty optional fields are left out.
 func (e *Envelope) Headers() []kgo.RecordHeader {
-	return e.AppendHeaders(make([]kgo.RecordHeader, 0, 9))
+	return e.AppendHeaders(make([]kgo.RecordHeader, 0, 10))
 }
 
 // AppendHeaders appends e's headers to dst. All header values share one
 // allocation (this runs once per device message).
 func (e *Envelope) AppendHeaders(dst []kgo.RecordHeader) []kgo.RecordHeader {
-	arena := make([]byte, 0, 2+len(e.Type)+len(e.Topic)+len(e.ClientID)+len(e.Principal)+len(e.RequestID)+22)
+	arena := make([]byte, 0, 2+len(e.Type)+len(e.Topic)+len(e.ClientID)+len(e.Principal)+len(e.Thing)+len(e.RequestID)+22)
 	add := func(key string, from int) {
 		dst = append(dst, kgo.RecordHeader{Key: key, Value: arena[from:len(arena):len(arena)]})
 	}
@@ -115,6 +123,11 @@ func (e *Envelope) AppendHeaders(dst []kgo.RecordHeader) []kgo.RecordHeader {
 		at = len(arena)
 		arena = append(arena, e.Principal...)
 		add(HeaderPrincipal, at)
+	}
+	if e.Thing != "" {
+		at = len(arena)
+		arena = append(arena, e.Thing...)
+		add(HeaderThing, at)
 	}
 	if e.Type == EventPublish {
 		at = len(arena)
@@ -147,7 +160,7 @@ func DecodeEnvelope(headers []kgo.RecordHeader) (Envelope, error) {
 	n := 0
 	for _, h := range headers {
 		switch h.Key {
-		case HeaderTopic, HeaderClientID, HeaderPrincipal, HeaderRequestID:
+		case HeaderTopic, HeaderClientID, HeaderPrincipal, HeaderThing, HeaderRequestID:
 			n += len(h.Value)
 		case HeaderType:
 			if knownType(h.Value) == "" {
@@ -186,6 +199,8 @@ func DecodeEnvelope(headers []kgo.RecordHeader) (Envelope, error) {
 			e.ClientID = str(h.Value)
 		case HeaderPrincipal:
 			e.Principal = str(h.Value)
+		case HeaderThing:
+			e.Thing = str(h.Value)
 		case HeaderQoS:
 			if len(h.Value) != 1 || h.Value[0] < '0' || h.Value[0] > '2' {
 				return e, fmt.Errorf("envelope: bad qos %q", h.Value)

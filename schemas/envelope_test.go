@@ -13,6 +13,8 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 		{Type: EventPublish, Topic: "a", ClientID: "c", QoS: 0, ReceivedAt: 1},
 		{Type: EventConnected, Topic: "$aws/events/presence/connected/c", ClientID: "c", Principal: "u", ReceivedAt: 42},
 		{Type: EventPublish, Topic: "$aws/things/t/shadow/update", ClientID: "http", Principal: "http:anonymous", QoS: 1, ReceivedAt: 7, RequestID: "abc"},
+		{Type: EventPublish, Topic: "dt/lamp-1", ClientID: "lamp-1-app", Principal: "3f1c", Thing: "lamp-1", QoS: 1, ReceivedAt: 8},
+		{Type: EventDisconnected, Topic: "$aws/events/presence/disconnected/c", ClientID: "c", Principal: "p", Thing: "t", ReceivedAt: 9},
 	}
 	for _, e := range envs {
 		h := e.Headers()
@@ -63,14 +65,25 @@ func TestDecodeEnvelopeErrors(t *testing.T) {
 	if _, err := DecodeEnvelope(h); err != nil {
 		t.Fatalf("unknown header: %v", err)
 	}
+	// A record written before iot.thing decodes with no thing; one
+	// with it keeps version 1 (an optional header, the version rule).
+	old := (&Envelope{Type: EventPublish, ReceivedAt: 1}).Headers()
+	if e, err := DecodeEnvelope(old); err != nil || e.Thing != "" || e.Version != 1 {
+		t.Fatalf("envelope without iot.thing: %+v, %v", e, err)
+	}
+	withThing := (&Envelope{Type: EventPublish, Thing: "lamp-1", ReceivedAt: 1}).Headers()
+	if string(HeaderValue(withThing, HeaderThing)) != "lamp-1" || string(HeaderValue(withThing, HeaderVersion)) != "1" {
+		t.Fatalf("headers %v", withThing)
+	}
 }
 
 func FuzzDecodeEnvelope(f *testing.F) {
-	f.Add("1", "publish", "a/b", "c", "0", "123")
-	f.Fuzz(func(t *testing.T, v, typ, topic, client, qos, rx string) {
+	f.Add("1", "publish", "a/b", "c", "lamp-1", "0", "123")
+	f.Fuzz(func(t *testing.T, v, typ, topic, client, thing, qos, rx string) {
 		h := []kgo.RecordHeader{
 			{Key: HeaderVersion, Value: []byte(v)}, {Key: HeaderType, Value: []byte(typ)},
 			{Key: HeaderTopic, Value: []byte(topic)}, {Key: HeaderClientID, Value: []byte(client)},
+			{Key: HeaderThing, Value: []byte(thing)},
 			{Key: HeaderQoS, Value: []byte(qos)}, {Key: HeaderReceived, Value: []byte(rx)},
 		}
 		e, err := DecodeEnvelope(h)
@@ -78,7 +91,7 @@ func FuzzDecodeEnvelope(f *testing.F) {
 			return
 		}
 		e2, err := DecodeEnvelope(e.Headers())
-		if err != nil || e2.Topic != e.Topic || e2.ClientID != e.ClientID || e2.ReceivedAt != e.ReceivedAt || e2.Type != e.Type {
+		if err != nil || e2.Topic != e.Topic || e2.ClientID != e.ClientID || e2.Thing != e.Thing || e2.ReceivedAt != e.ReceivedAt || e2.Type != e.Type {
 			t.Fatalf("re-encode of %+v: %+v %v", e, e2, err)
 		}
 	})

@@ -10,10 +10,10 @@ import (
 // copy-free read for hot consumers (the ClickHouse sink). It is valid only
 // while the record's headers are.
 type EnvelopeView struct {
-	Type, Topic, ClientID, Principal, RequestID []byte
-	QoS                                         byte
-	Retain                                      bool
-	ReceivedAt                                  int64
+	Type, Topic, ClientID, Principal, Thing, RequestID []byte
+	QoS                                                byte
+	Retain                                             bool
+	ReceivedAt                                         int64
 }
 
 // DecodeEnvelopeView is DecodeEnvelope without copying. It reads the
@@ -38,6 +38,8 @@ func DecodeEnvelopeView(headers []kgo.RecordHeader) (EnvelopeView, error) {
 			e.ClientID = h.Value
 		case HeaderPrincipal:
 			e.Principal = h.Value
+		case HeaderThing:
+			e.Thing = h.Value
 		case HeaderQoS:
 			ok = len(h.Value) == 1 && h.Value[0] >= '0' && h.Value[0] <= '2'
 			if ok {
@@ -68,7 +70,7 @@ func DecodeEnvelopeView(headers []kgo.RecordHeader) (EnvelopeView, error) {
 func (e *Envelope) View() EnvelopeView {
 	return EnvelopeView{
 		Type: []byte(e.Type), Topic: []byte(e.Topic), ClientID: []byte(e.ClientID), Principal: []byte(e.Principal),
-		RequestID: []byte(e.RequestID), QoS: e.QoS, Retain: e.Retain, ReceivedAt: e.ReceivedAt,
+		Thing: []byte(e.Thing), RequestID: []byte(e.RequestID), QoS: e.QoS, Retain: e.Retain, ReceivedAt: e.ReceivedAt,
 	}
 }
 

@@ -9,7 +9,7 @@ import (
 )
 
 func TestDecodeEnvelopeView(t *testing.T) {
-	full := Envelope{Type: EventPublish, Topic: "dt/a", ClientID: "a", Principal: "p", QoS: 2, Retain: true, ReceivedAt: 9223372036854775807}
+	full := Envelope{Type: EventPublish, Topic: "dt/a", ClientID: "a", Principal: "p", Thing: "lamp-1", QoS: 2, Retain: true, ReceivedAt: 9223372036854775807}
 	h := func(kv ...string) []kgo.RecordHeader {
 		var hs []kgo.RecordHeader
 		for i := 0; i < len(kv); i += 2 {
@@ -35,6 +35,7 @@ func TestDecodeEnvelopeView(t *testing.T) {
 		{"no type", h("iot.v", "1"), true},
 		{"bad qos", h("iot.v", "1", "iot.type", "publish", "iot.qos", "3"), true},
 		{"repeated header", h("iot.v", "1", "iot.type", "publish", "iot.topic", "a", "iot.topic", "b"), false},
+		{"thing", h("iot.v", "1", "iot.type", "publish", "iot.thing", "lamp-1"), false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -59,13 +60,13 @@ func TestDecodeEnvelopeView(t *testing.T) {
 // FuzzDecodeEnvelope checks the copy-free envelope read against
 // DecodeEnvelope.
 func FuzzDecodeEnvelopeView(f *testing.F) {
-	f.Add("1", "publish", "dt/a", "a", "p", "1", "1", "1763805600123456789")
-	f.Add("+1", "", "", "", "", "3", "0", "-1")
-	f.Add("01", "connected", "x", "", "", "", "", "99999999999999999999")
-	f.Fuzz(func(t *testing.T, v, typ, topic, client, principal, qos, retain, rx string) {
+	f.Add("1", "publish", "dt/a", "a", "p", "t", "1", "1", "1763805600123456789")
+	f.Add("+1", "", "", "", "", "", "3", "0", "-1")
+	f.Add("01", "connected", "x", "", "", "", "", "", "99999999999999999999")
+	f.Fuzz(func(t *testing.T, v, typ, topic, client, principal, thing, qos, retain, rx string) {
 		var hs []kgo.RecordHeader
 		for i, kv := range [][2]string{{"iot.v", v}, {"iot.type", typ}, {"iot.topic", topic}, {"iot.client", client},
-			{"iot.principal", principal}, {"iot.qos", qos}, {"iot.retain", retain}, {"iot.rx", rx}} {
+			{"iot.principal", principal}, {"iot.thing", thing}, {"iot.qos", qos}, {"iot.retain", retain}, {"iot.rx", rx}} {
 			if kv[1] != "" || i%2 == 0 {
 				hs = append(hs, kgo.RecordHeader{Key: kv[0], Value: []byte(kv[1])})
 			}

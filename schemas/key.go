@@ -24,9 +24,14 @@ func TopicThing(topic string) string {
 // every way an event comes in (MQTT, HTTP publish, the HTTP shadow
 // API): the thing named by a reserved thing topic (a request on another
 // thing's shadow is keyed by that thing, so all requests on one shadow
-// share a partition), else the client id (a device's own events).
-func EventKey(clientID, topic string) string {
-	if thing := TopicThing(topic); thing != "" {
+// share a partition), else the thing the connection is attached to
+// (thing, "" when none: one device's events stay in one partition
+// whatever its client id), else the client id.
+func EventKey(clientID, thing, topic string) string {
+	if t := TopicThing(topic); t != "" {
+		return t
+	}
+	if thing != "" {
 		return thing
 	}
 	return clientID

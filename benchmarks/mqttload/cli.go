@@ -33,6 +33,8 @@ Examples:
   iotpipe bench mqtt --conns 1000 --qos 0 --duration 10s --json
   iotpipe bench mqtt --conns 100 --qos 1 --rate 50000 --warmup 2s --duration 10s
   iotpipe bench mqtt --qos 1 --count 100000 --subscribe 'bench/#'
+  iotpipe bench mqtt --addr 127.0.0.1:8883 --cafile ca.pem --cert dev.crt --key dev.key \
+    --topic 'dt/{client}/telemetry'
 
 Exit status: 0 on success, 1 when the run failed or a connection broke or
 left messages unacknowledged, 2 on bad usage.
@@ -57,6 +59,7 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		asJSON  bool
 		quiet   bool
 		timeout time.Duration
+		tlsf    tlsFiles
 	)
 	fs.StringVar(&cfg.Addr, "addr", DefaultAddr, "broker `host:port`")
 	fs.IntVar(&cfg.Conns, "conns", DefaultConns, "publishing connections")
@@ -66,6 +69,9 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.ClientPrefix, "client-prefix", DefaultClientPrefix, "client id `prefix` (followed by the connection index)")
 	fs.StringVar(&cfg.Username, "username", "", "MQTT user name (none by default)")
 	fs.StringVar(&cfg.Password, "password", "", "MQTT password, sent only with --username")
+	fs.StringVar(&tlsf.ca, "cafile", "", "connect over TLS, trusting the CA certificate(s) in this PEM `file`")
+	fs.StringVar(&tlsf.cert, "cert", "", "client certificate PEM `file` sent over TLS (with --key)")
+	fs.StringVar(&tlsf.key, "key", "", "private key PEM `file` of --cert")
 	fs.IntVar(&cfg.Window, "window", DefaultWindow, "QoS 1 messages in flight per connection")
 	fs.DurationVar(&cfg.Duration, "duration", 0, "measurement window (default 10s unless --count is set)")
 	fs.Int64Var(&cfg.Count, "count", 0, "send exactly this many messages in total instead of running for --duration")
@@ -93,6 +99,11 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cfg.QoS, cfg.SubscribeQoS = byte(qos), byte(subQoS)
+	var err error
+	if cfg.TLS, err = tlsf.config(); err != nil {
+		fmt.Fprintf(stderr, "iotpipe bench mqtt: %v\n", err)
+		return 2
+	}
 	if cfg.Duration == 0 && cfg.Count == 0 {
 		cfg.Duration = 10 * time.Second
 	}

@@ -1,6 +1,7 @@
 package mqttload
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"strconv"
@@ -58,6 +59,10 @@ type Config struct {
 	ClientPrefix string
 	// Username and Password are sent in CONNECT when Username is not empty.
 	Username, Password string
+	// TLS, when set, makes every connection (the subscriber's too) TLS
+	// with this configuration (its client certificate, its roots).
+	// Default nil: plain TCP.
+	TLS *tls.Config
 	// Window is the maximum number of unacknowledged QoS 1 messages per
 	// connection. Default DefaultWindow; at most MaxWindow. Ignored at QoS 0.
 	Window int

@@ -3,13 +3,15 @@ package mqttload
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"time"
 )
 
-// dialMQTT opens a TCP connection, sends CONNECT and waits for an accepting
-// CONNACK, all within cfg.DialTimeout. The returned reader wraps conn.
+// dialMQTT opens a TCP connection (TLS with cfg.TLS), sends CONNECT and
+// waits for an accepting CONNACK, all within cfg.DialTimeout. The
+// returned reader wraps conn.
 func dialMQTT(ctx context.Context, cfg *Config, clientID string, readBuf int) (net.Conn, *bufio.Reader, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
 	defer cancel()
@@ -17,6 +19,21 @@ func dialMQTT(ctx context.Context, cfg *Config, clientID string, readBuf int) (n
 	conn, err := d.DialContext(ctx, "tcp", cfg.Addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("dialing %s: %w", cfg.Addr, err)
+	}
+	if cfg.TLS != nil {
+		conf := cfg.TLS
+		if conf.ServerName == "" && !conf.InsecureSkipVerify {
+			// As tls.Dial: the certificate must name the host dialed.
+			host, _, _ := net.SplitHostPort(cfg.Addr)
+			conf = conf.Clone()
+			conf.ServerName = host
+		}
+		tc := tls.Client(conn, conf)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			_ = conn.Close()
+			return nil, nil, fmt.Errorf("TLS handshake with %s: %w", cfg.Addr, err)
+		}
+		conn = tc
 	}
 	fail := func(err error) (net.Conn, *bufio.Reader, error) {
 		_ = conn.Close()

@@ -26,9 +26,18 @@ import (
 type config struct {
 	DataDir        string        `yaml:"data_dir" flag:"data-dir" help:"directory for the embedded log, state and ClickHouse data"`
 	Dev            bool          `yaml:"dev" flag:"dev" help:"allow anonymous devices (development only: anyone can connect and publish)"`
-	MQTTAddr       string        `yaml:"mqtt_addr" flag:"mqtt-addr" help:"MQTT TCP listen address"`
+	MQTTAddr       string        `yaml:"mqtt_addr" flag:"mqtt-addr" help:"plain MQTT TCP listen address, opened only with --dev or --mqtt-token-auth (\"\": none)"`
+	MQTTSAddr      string        `yaml:"mqtts_addr" flag:"mqtts-addr" help:"MQTT over TLS listen address: client certificates or tokens (\"\": none)"`
+	WSAddr         string        `yaml:"ws_addr" flag:"ws-addr" help:"MQTT over WebSocket listen address, plain: opened only with --dev or --mqtt-token-auth (\"\": none)"`
+	WSSAddr        string        `yaml:"wss_addr" flag:"wss-addr" help:"MQTT over WebSocket over TLS listen address: client certificates or tokens (\"\": none)"`
+	TLSCert        string        `yaml:"tls_cert" flag:"tls-cert" help:"PEM certificate (chain) of the TLS listeners, MQTT and --http-tls (default: one iotpipe's CA issues, kept under <data-dir>/pki)"`
+	TLSKey         string        `yaml:"tls_key" flag:"tls-key" help:"PEM private key of --tls-cert"`
+	TLSNames       string        `yaml:"tls_names" flag:"tls-names" help:"extra DNS names or IPs, comma-separated, of the server certificate iotpipe's CA issues (beside localhost, 127.0.0.1, ::1 and the host name)"`
+	MQTTTokenAuth  bool          `yaml:"mqtt_token_auth" flag:"mqtt-token-auth" help:"open the plain MQTT and WebSocket listeners to token authentication (the token, the MQTT password, crosses the network in clear)"`
+	AuthorizerURL  string        `yaml:"authorizer_url" flag:"authorizer-url" help:"custom authorizer: HTTP endpoint deciding tokens that are not iotpipe tokens (AWS's request and answer shape)"`
+	AuthTimeout    time.Duration `yaml:"authorizer_timeout" flag:"authorizer-timeout" help:"longest a custom authorizer call may take; a timeout refuses the connection"`
 	HTTPAddr       string        `yaml:"http_addr" flag:"http-addr" help:"HTTP API, /metrics and dashboard listen address (every request but /healthz and /readyz needs a bearer token; :8080 for every interface)"`
-	HTTPTLS        bool          `yaml:"http_tls" flag:"http-tls" help:"serve the HTTP API over TLS with iotpipe's server certificate (<data-dir>/pki/server.pem, signed by its CA)"`
+	HTTPTLS        bool          `yaml:"http_tls" flag:"http-tls" help:"serve the HTTP API over TLS with the TLS listeners' certificate (--tls-cert, or iotpipe's server certificate <data-dir>/pki/server.pem, signed by its CA)"`
 	BootstrapToken string        `yaml:"bootstrap_token" flag:"bootstrap-token" help:"on the first start, the admin API token's secret (iotp_ and 43 base64url characters) instead of a random one: for automated deployments"`
 	Kafka          string        `yaml:"kafka" flag:"kafka" help:"external Kafka/Redpanda seed brokers host:port,... (empty: the embedded log)"`
 	KafkaCreds     string        `yaml:"kafka_credentials" flag:"kafka-credentials" help:"JSON file {\"mechanism\",\"user\",\"password\"} iotpipe authenticates to --kafka with (default: <data-dir>/kafka/credentials.json when it exists: the embedded log's own)"`
@@ -71,6 +80,10 @@ func defaultConfig() config {
 	return config{
 		DataDir:        "data",
 		MQTTAddr:       ":1883",
+		MQTTSAddr:      ":8883",
+		WSAddr:         ":8083",
+		WSSAddr:        ":8084",
+		AuthTimeout:    5 * time.Second,
 		HTTPAddr:       "127.0.0.1:8080",
 		KafkaPort:      9092,
 		Partitions:     8,
@@ -264,10 +277,13 @@ func (c *config) validate() error {
 	for _, d := range []struct {
 		flag string
 		v    time.Duration
-	}{{"drain-timeout", c.DrainTimeout}, {"http-read-timeout", c.HTTPTimeout}} {
+	}{{"drain-timeout", c.DrainTimeout}, {"http-read-timeout", c.HTTPTimeout}, {"authorizer-timeout", c.AuthTimeout}} {
 		if d.v <= 0 {
 			bad(d.flag, d.v, "a duration above 0 (e.g. 30s)")
 		}
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		bad("tls-cert", strconv.Quote(c.TLSCert), "given with --tls-key (both or neither)")
 	}
 	return errors.Join(errs...)
 }

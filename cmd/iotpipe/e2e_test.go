@@ -137,7 +137,7 @@ func newInstance(t *testing.T) *instance {
 func (in *instance) start(extra ...string) {
 	in.t.Helper()
 	args := append([]string{"run", "--dev", "--data-dir", in.dataDir,
-		"--mqtt-addr", fmt.Sprintf("127.0.0.1:%d", in.mqtt),
+		"--mqtt-addr", fmt.Sprintf("127.0.0.1:%d", in.mqtt), "--mqtts-addr", "127.0.0.1:0", "--ws-addr", "127.0.0.1:0", "--wss-addr", "127.0.0.1:0",
 		"--http-addr", fmt.Sprintf("127.0.0.1:%d", in.http),
 		"--kafka-port", strconv.Itoa(in.kafka), "--partitions", "4",
 		"--rules", filepath.Join(in.dataDir, "rules")}, extra...)

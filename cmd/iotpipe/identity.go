@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
+	"github.com/iotpipe/iotpipe/ingest"
 	"github.com/iotpipe/iotpipe/ingest/admin"
 	"github.com/iotpipe/iotpipe/ingest/apiauth"
 	"github.com/iotpipe/iotpipe/ingest/pki"
@@ -140,4 +143,66 @@ func shadowResource(r *http.Request) string {
 		res += "/" + name
 	}
 	return res
+}
+
+// listenerNames names each MQTT listener and its flag in listen errors.
+var listenerNames = map[string][2]string{
+	"tcp": {"MQTT", "--mqtt-addr"},
+	"tls": {"MQTT over TLS", "--mqtts-addr"},
+	"ws":  {"MQTT over WebSocket", "--ws-addr"},
+	"wss": {"MQTT over secure WebSocket", "--wss-addr"},
+}
+
+// identityOptions fills the ingest options of identity: the listeners
+// (plain ones only with --dev or --mqtt-token-auth), the TLS listeners'
+// certificate (serverCertificate), the node's registry and CA (see
+// startIdentity: ready before the front accepts connections) and the
+// custom authorizer.
+func (n *node) identityOptions(o *ingest.Options) error {
+	cfg := n.cfg
+	o.TLSAddr, o.WSSAddr = cfg.MQTTSAddr, cfg.WSSAddr
+	o.WSAddr = cfg.WSAddr
+	o.TokenAuth = cfg.MQTTTokenAuth
+	o.Authorizer = ingest.AuthorizerOptions{URL: cfg.AuthorizerURL, Timeout: cfg.AuthTimeout}
+	if !cfg.Dev && !cfg.MQTTTokenAuth {
+		if cfg.MQTTAddr != "" || cfg.WSAddr != "" {
+			n.log.Info("plain MQTT and WebSocket listeners are off: devices connect over TLS (--mqtts-addr, --wss-addr); --mqtt-token-auth opens them to tokens")
+		}
+		o.MQTTAddr, o.WSAddr = "", ""
+	}
+	o.Registry, o.CA = n.registry, n.ca.Certificate()
+	if o.TLSAddr != "" || o.WSSAddr != "" {
+		cert, err := n.serverCertificate()
+		if err != nil {
+			return err
+		}
+		o.TLSCertificate = &cert
+	}
+	if !cfg.Dev {
+		n.log.Info("devices authenticate with client certificates: create a thing and its certificate, then connect with the certificate, its key and the CA file",
+			"ca_file", cfg.path("pki", pki.CACertFile), "mqtts", cfg.MQTTSAddr)
+	}
+	return nil
+}
+
+// serverCertificate is the certificate of the TLS listeners (MQTT,
+// WebSocket, and the HTTP API with --http-tls): --tls-cert/--tls-key,
+// or the one iotpipe's CA issues for localhost, the host name and
+// --tls-names.
+func (n *node) serverCertificate() (tls.Certificate, error) {
+	cfg := n.cfg
+	if cfg.TLSCert != "" {
+		c, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return c, fmt.Errorf("--tls-cert %s, --tls-key %s: %w", cfg.TLSCert, cfg.TLSKey, err)
+		}
+		return c, nil
+	}
+	var names []string
+	for _, name := range strings.Split(cfg.TLSNames, ",") {
+		if name = strings.TrimSpace(name); name != "" {
+			names = append(names, name)
+		}
+	}
+	return n.ca.ServerCertificate(pki.ServerOptions{Names: names})
 }

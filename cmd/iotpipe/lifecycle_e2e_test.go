@@ -97,7 +97,8 @@ func TestStartupErrorsPrintedOnce(t *testing.T) {
 			root := t.TempDir()
 			held := strconv.Itoa(holdPort(t))
 			args := []string{"run", "--dev", "--data-dir", filepath.Join(root, "data"), "--rules", filepath.Join(root, "rules"),
-				"--mqtt-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "--http-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+				"--mqtt-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "--mqtts-addr", "127.0.0.1:0", "--ws-addr", "127.0.0.1:0", "--wss-addr", "127.0.0.1:0",
+				"--http-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 				"--kafka-port", strconv.Itoa(freePort(t)), "--partitions", "4", "--clickhouse", "off"}
 			for _, a := range c.args {
 				a = strings.ReplaceAll(a, "PORT", held)

@@ -177,11 +177,9 @@ func (n *node) start(ctx context.Context) error {
 	cfg := n.cfg
 	if n.roles.ingest && cfg.Dev {
 		n.log.Warn("**********************************************************************")
-		n.log.Warn("--dev: ANONYMOUS DEVICES ALLOWED. Anyone who reaches " + cfg.MQTTAddr + " can connect,")
-		n.log.Warn("publish and subscribe to any topic, and use any shadow. Never expose this to a network.")
+		n.log.Warn("--dev: ANONYMOUS DEVICES ALLOWED. Anyone who reaches the MQTT listeners can connect,")
+		n.log.Warn("publish and subscribe to any topic, and use any shadow; policies are not checked. Never expose this to a network.")
 		n.log.Warn("**********************************************************************")
-	} else if n.roles.ingest {
-		n.log.Warn("identity is not configured yet: every device connection will be refused; pass --dev to allow anonymous devices")
 	}
 	// The HTTP port is taken first: a busy port fails before anything
 	// else starts.
@@ -230,7 +228,7 @@ func (n *node) start(ctx context.Context) error {
 	n.startDashboard()
 	var tlsConf *tls.Config
 	if cfg.HTTPTLS {
-		c, err := n.ca.ServerCertificate(pki.ServerOptions{})
+		c, err := n.serverCertificate()
 		if err != nil {
 			return fmt.Errorf("--http-tls: %w", err)
 		}
@@ -262,13 +260,17 @@ func (n *node) startIngest() error {
 		}
 		return nil
 	})
-	srv, err := ingest.New(prod, ingest.Options{
+	iopts := ingest.Options{
 		MQTTAddr: cfg.MQTTAddr, Dev: cfg.Dev, Topics: lg.Topics(), MaxInFlight: cfg.MaxInFlight,
 		MaxPayload: cfg.MaxPayload, Node: cfg.Node, Logger: n.log, SessionDir: cfg.path("mqtt"),
 		ConnectTimeout: cfg.MQTTConnect, MaxConnections: cfg.MQTTMaxConns, MaxSessionExpiry: cfg.MQTTSession,
 		ClientWriteQueue: cfg.MQTTQueue, MaxQueuedMessages: cfg.MQTTMaxQueued, LogWriteError: lg.WriteError,
 		HTTPPrincipal: httpPrincipal,
-	})
+	}
+	if err := n.identityOptions(&iopts); err != nil {
+		return err
+	}
+	srv, err := ingest.New(prod, iopts)
 	if err != nil {
 		return err
 	}
@@ -285,8 +287,8 @@ func (n *node) startIngest() error {
 	n.waitReady("the outbound consumer is not assigned yet", outAssigned.Load)
 	n.lc.onStop(acceptPhase, "outbound consumer", func(context.Context) error { out.Close(); return nil })
 	if err := srv.Start(); err != nil {
-		if op := (*net.OpError)(nil); errors.As(err, &op) && op.Op == "listen" {
-			return listenErr(err, "MQTT", cfg.MQTTAddr, "--mqtt-addr")
+		if le := (*ingest.ListenError)(nil); errors.As(err, &le) {
+			return listenErr(le.Err, listenerNames[le.Listener][0], le.Addr, listenerNames[le.Listener][1])
 		}
 		return err
 	}

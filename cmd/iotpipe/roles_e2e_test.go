@@ -88,8 +88,8 @@ func TestSeparateRolesShareTheLog(t *testing.T) {
 func (in *instance) startIngest() *exec.Cmd {
 	in.t.Helper()
 	return in.startChild(in.http, "ingest", "--dev", "--data-dir", in.dataDir,
-		"--mqtt-addr", fmt.Sprintf("127.0.0.1:%d", in.mqtt), "--http-addr", fmt.Sprintf("127.0.0.1:%d", in.http),
-		"--kafka-port", strconv.Itoa(in.kafka), "--partitions", "4")
+		"--mqtt-addr", fmt.Sprintf("127.0.0.1:%d", in.mqtt), "--mqtts-addr", "127.0.0.1:0", "--ws-addr", "127.0.0.1:0", "--wss-addr", "127.0.0.1:0",
+		"--http-addr", fmt.Sprintf("127.0.0.1:%d", in.http), "--kafka-port", strconv.Itoa(in.kafka), "--partitions", "4")
 }
 
 // startSinkNode starts `iotpipe sink` against in's log (without
