@@ -12,9 +12,11 @@ import (
 // * SCRAM-SHA-256
 // * SCRAM-SHA-512
 //
-// Note: v0 is not supported (v0 uses implicit auth after handshake)
+// Note: v0 (raw SASL bytes after the handshake) is listed in ApiVersions
+// but refused with UNSUPPORTED_VERSION: librdkafka (kcat) authenticates
+// only with a broker listing v0, and then sends v1 (iotpipe's change).
 
-func init() { regKey(17, 1, 1) }
+func init() { regKey(17, 0, 1) }
 
 func (c *Cluster) handleSASLHandshake(creq *clientReq) (kmsg.Response, error) {
 	req := creq.kreq.(*kmsg.SASLHandshakeRequest)
@@ -22,6 +24,11 @@ func (c *Cluster) handleSASLHandshake(creq *clientReq) (kmsg.Response, error) {
 
 	if err := c.checkReqVersion(req.Key(), req.Version); err != nil {
 		return nil, err
+	}
+	if req.Version == 0 {
+		resp.ErrorCode = kerr.UnsupportedVersion.Code
+		resp.SupportedMechanisms = []string{saslPlain, saslScram256, saslScram512}
+		return resp, nil
 	}
 
 	if creq.cc.saslStage != saslStageBegin {

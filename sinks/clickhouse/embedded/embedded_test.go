@@ -262,3 +262,22 @@ func waitUp(t *testing.T, s *chtest.Server) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// A relative data directory (iotpipe run's default is ./data) is taken
+// from the working directory of the start, not of the child: the child
+// runs in its data directory, and its users file was looked up under
+// data/clickhouse/data/clickhouse and not found.
+func TestRelativeDataDir(t *testing.T) {
+	if os.Getenv(chtest.DSNEnv) != "" {
+		t.Skip("CLICKHOUSE_DSN names an external server")
+	}
+	t.Chdir(t.TempDir())
+	s, err := chtest.StartIn(context.Background(), filepath.Join("data", "clickhouse"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	if n := httpQuery(t, s.HTTPURL, "SELECT 1"); n != "1" {
+		t.Errorf("SELECT 1 = %s", n)
+	}
+}

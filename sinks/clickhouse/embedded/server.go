@@ -140,6 +140,13 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err := opts.setDefaults(); err != nil {
 		return nil, err
 	}
+	// The child runs in its data directory: every path it is given is
+	// absolute (a relative one would be read from there).
+	abs, err := filepath.Abs(opts.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("embedded clickhouse: data directory: %w", err)
+	}
+	opts.DataDir = abs
 	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("embedded clickhouse: create data directory: %w", err)
 	}
