@@ -317,6 +317,11 @@ func (n *node) startClickHouse(ctx context.Context) error {
 	}
 	dsn, httpDSN, queryDSN := cfg.ClickHouse, "", cfg.CHQueryDSN
 	if dsn == "" {
+		// After a crash, the killed process's server may still be
+		// exiting, its ports still taken.
+		if err := embedded.WaitPrevious(ctx, cfg.path("clickhouse"), 30*time.Second, n.log); err != nil {
+			return err
+		}
 		if err := portsFree(chPort{cfg.CHTCPPort, "--clickhouse-tcp-port"}, chPort{cfg.CHHTTPPort, "--clickhouse-http-port"}); err != nil {
 			return err
 		}
