@@ -82,6 +82,16 @@ func (l *Ledger) FirstAckAfter(t time.Time) (time.Time, bool) {
 	return first, !first.IsZero()
 }
 
+// AwaitAckAfter waits up to timeout for an acknowledgement after t and
+// returns when it arrived (false when none came in time).
+func (l *Ledger) AwaitAckAfter(t time.Time, timeout time.Duration) (time.Time, bool) {
+	for deadline := time.Now().Add(timeout); ; time.Sleep(20 * time.Millisecond) {
+		if at, ok := l.FirstAckAfter(t); ok || time.Now().After(deadline) {
+			return at, ok
+		}
+	}
+}
+
 // AckedBetween counts the publishes acknowledged in [from, to).
 func (l *Ledger) AckedBetween(from, to time.Time) int {
 	l.mu.Lock()

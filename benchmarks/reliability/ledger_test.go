@@ -74,6 +74,9 @@ func TestLedgerTimes(t *testing.T) {
 	if _, ok := l.FirstAckAfter(t0.Add(9 * time.Second)); ok {
 		t.Error("an ack after the last one")
 	}
+	if at, ok := l.AwaitAckAfter(t0.Add(8*time.Second), time.Minute); !ok || !at.Equal(t0.Add(9*time.Second)) {
+		t.Errorf("await an ack after 8s: %v %v", at, ok)
+	}
 	if n := l.AckedBetween(t0.Add(2*time.Second), t0.Add(5*time.Second)); n != 3 {
 		t.Errorf("acked in [2s, 5s): %d, want 3", n)
 	}
@@ -83,6 +86,11 @@ func TestLedgerTimes(t *testing.T) {
 	c := l.Check([]string{"d/0", "d/1", "d/2"})
 	if n := c.LostBetween(t0.Add(3*time.Second), t0.Add(6*time.Second)); n != 3 {
 		t.Errorf("lost in [3s, 6s): %d, want 3", n)
+	}
+	late := time.Now()
+	go l.Answered("d/late", 0, late.Add(50*time.Millisecond))
+	if at, ok := l.AwaitAckAfter(late, 10*time.Second); !ok || !at.Equal(late.Add(50*time.Millisecond)) {
+		t.Errorf("await an ack that comes later: %v %v", at, ok)
 	}
 }
 

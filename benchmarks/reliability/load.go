@@ -73,9 +73,9 @@ type Load struct {
 
 	connects   atomic.Int64
 	mu         sync.Mutex
-	commands   map[string]int    // command_id -> times received
-	disconnect map[byte]int      // DISCONNECT reason code -> times
-	lastErr    map[string]string // device -> its last connection error
+	commands   map[string]Received // by command_id
+	disconnect map[byte]int        // DISCONNECT reason code -> times
+	lastErr    map[string]string   // device -> its last connection error
 }
 
 // StartLoad starts the devices; their answers go to ledger.
@@ -83,7 +83,7 @@ func StartLoad(o LoadOptions, ledger *Ledger) *Load {
 	o.defaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &Load{opts: o, ledger: ledger, cancel: cancel,
-		commands: map[string]int{}, disconnect: map[byte]int{}, lastErr: map[string]string{}}
+		commands: map[string]Received{}, disconnect: map[byte]int{}, lastErr: map[string]string{}}
 	for i := range o.Devices {
 		l.wg.Add(1)
 		go func() {
@@ -119,9 +119,16 @@ func (l *Load) Devices() []string {
 // start, then one per reconnect).
 func (l *Load) Connects() int64 { return l.connects.Load() }
 
-// Commands returns how many times each command (by command_id) reached a
-// device.
-func (l *Load) Commands() map[string]int {
+// Received is how often a command reached a device, and when it first
+// did.
+type Received struct {
+	Times int
+	First time.Time
+}
+
+// Commands returns, by command_id (the topic for a message without
+// one), what reached the devices on their Commands subscription.
+func (l *Load) Commands() map[string]Received {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return maps.Clone(l.commands)
@@ -266,6 +273,11 @@ func (l *Load) received(pk packets.Packet) {
 		key = cmd.ID
 	}
 	l.mu.Lock()
-	l.commands[key]++
+	r := l.commands[key]
+	if r.Times == 0 {
+		r.First = time.Now()
+	}
+	r.Times++
+	l.commands[key] = r
 	l.mu.Unlock()
 }

@@ -143,7 +143,7 @@ func TestLoadAgainstMochi(t *testing.T) {
 	}
 	b.refusing.Store(false)
 	refusedAt := time.Now()
-	if _, ok := waitFirstAck(ledger, refusedAt); !ok {
+	if _, ok := ledger.AwaitAckAfter(refusedAt, 10*time.Second); !ok {
 		t.Fatal("no publish acknowledged after the refusals stopped")
 	}
 
@@ -160,9 +160,9 @@ func TestLoadAgainstMochi(t *testing.T) {
 	}
 	time.Sleep(200 * time.Millisecond)
 	l.Stop()
-	for id, n := range l.Commands() {
-		if n != 1 {
-			t.Errorf("command %s received %d times", id, n)
+	for id, got := range l.Commands() {
+		if got.Times != 1 || got.First.IsZero() {
+			t.Errorf("command %s received %+v, want once", id, got)
 		}
 	}
 
@@ -186,16 +186,6 @@ func TestLoadAgainstMochi(t *testing.T) {
 		t.Errorf("stats %+v do not add up (check %+v)", st, c)
 	}
 	t.Logf("%d sent, %d acknowledged, refused %v, %d connections, %d logged but unacknowledged", st.Sent, st.Acked, st.Refused, l.Connects(), c.Unacked)
-}
-
-// waitFirstAck waits up to 10 s for an acknowledgement after t.
-func waitFirstAck(l *Ledger, t time.Time) (time.Time, bool) {
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if at, ok := l.FirstAckAfter(t); ok {
-			return at, true
-		}
-	}
-	return time.Time{}, false
 }
 
 // Dial reports a refused CONNECT with its reason code, and Await an

@@ -98,8 +98,11 @@ func cell(s string) string {
 }
 
 func recovery(d time.Duration) string {
-	if d <= 0 {
+	switch {
+	case d <= 0:
 		return "–"
+	case d < 100*time.Millisecond:
+		return "< 0.1 s"
 	}
 	return fmt.Sprintf("%.1f s", d.Seconds())
 }

@@ -17,6 +17,7 @@ func TestTableMarkdown(t *testing.T) {
 	tb.Add(Row{Fault: "kill -9 ×3", Load: "10 devices × 20/s QoS 1", Acknowledged: 12345, Rows: "13,001 = 13,001",
 		Recovery: 2345 * time.Millisecond, Notes: "webhook: 3 repeats | commands: 0"})
 	tb.Add(Row{Fault: "topic with NUL", Load: "10 devices × 20/s QoS 1", Acknowledged: 180, Lost: 1, Duplicated: 2, Notes: "DISCONNECT 0x90\nnothing logged"})
+	tb.Add(Row{Fault: "disk full", Acknowledged: 1200, Rows: "1,522 = 1,522", Recovery: 20 * time.Millisecond})
 	got := tb.Markdown()
 	golden := filepath.Join("testdata", "table.md")
 	if *rewrite {
