@@ -1606,6 +1606,13 @@ func (c *Cluster) loadSegmentBatches(pd *partData, fsys fs, pdir string, base in
 		idxOff := batchIdx * indexEntrySize
 		if idxOff+indexEntrySize <= len(idxRaw) {
 			epoch, _, inTx, _ = decodeIndexEntry(idxRaw[idxOff : idxOff+indexEntrySize])
+		} else {
+			// iotpipe patch: a crash between the segment write and
+			// the index write leaves a batch without its entry; a
+			// transactional data batch stays in its transaction
+			// (read as committed, it broke the transaction's
+			// atomicity across partitions).
+			inTx = rb.Attributes&0x0010 != 0 && rb.Attributes&0x0020 == 0
 		}
 
 		batch := &partBatch{
