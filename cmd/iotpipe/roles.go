@@ -239,6 +239,7 @@ func (n *node) startIngest() error {
 	// HTTP shadow requests come through it.
 	var outAssigned atomic.Bool
 	out, err := lg.Client(kgo.ConsumeTopics(lg.Topics().Outbound), kgo.ConsumerGroup(srv.OutboundGroup()), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.DisableAutoCommit(), // DeliverOutbound commits what it routed
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()), kgo.FetchMaxWait(50*time.Millisecond),
 		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { outAssigned.Store(true) }))
 	if err != nil {
