@@ -24,8 +24,9 @@ func relKills(t *testing.T, m suiteMode) []reliability.Row {
 	var each []string
 	for _, wait := range reliability.Moments(m.seed, m.kills, time.Second, 5*time.Second) {
 		time.Sleep(wait)
+		at := time.Now()
 		r.kill()
-		at, dead := r.crashes[len(r.crashes)-1], time.Now() // a PUBACK read after the kill was sent before it
+		dead := r.crashes[len(r.crashes)-1] // a PUBACK read before was sent before the kill
 		r.restart()
 		first, ok := r.ledger.AwaitAckAfter(dead, time.Minute)
 		if !ok {
