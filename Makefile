@@ -15,7 +15,7 @@ LONGFUZZ   ?= 2m
 STATICCHECK_VERSION := v0.8.2
 export IOTPIPE_CHDB_LIB ?= $(CHDB_LIB)
 
-.PHONY: all build run test deps deps-apt deps-go deps-chdb vet lint fuzz fuzz-short bench reliability clean help
+.PHONY: all build run test deps deps-apt deps-go deps-chdb vet lint fuzz fuzz-short bench bench-e2e reliability clean help
 
 all: build
 
@@ -23,7 +23,8 @@ help:
 	@echo "make run          start the whole pipeline (MQTT :1883, HTTP :8080, log :9092, ClickHouse :9000/:8123) with --dev"
 	@echo "make deps         install what tests and run need (Debian packages, Go modules, chDB)"
 	@echo "make test         install test dependencies and run the tests (with short fuzzing)"
-	@echo "make bench        benchmarks: Go benchmarks and the MQTT side-by-side against Mosquitto"
+	@echo "make bench        benchmarks: Go benchmarks, the MQTT side-by-side against Mosquitto, the end-to-end benchmark"
+	@echo "make bench-e2e    only the end-to-end benchmark (report in benchmarks/results/REPORT.md)"
 	@echo "make fuzz         longer fuzzing of every parser and decoder (LONGFUZZ=$(LONGFUZZ) each)"
 	@echo "make reliability  long runs: crash matrix, soak"
 	@echo "make lint         go vet + staticcheck"
@@ -85,6 +86,12 @@ lint: vet
 bench: deps build
 	$(GO) test -run '^$$' -bench . -benchtime 1s ./schemas/... ./processors/... ./rulesql/... ./sinks/...
 	@if [ -x benchmarks/run-mqtt.sh ]; then IOTPIPE_BIN=$(CURDIR)/$(BIN) benchmarks/run-mqtt.sh; fi
+	./$(BIN) bench e2e --out benchmarks/results
+
+# Only the end-to-end benchmark (about 10 minutes on 2 cores): report in
+# benchmarks/results/REPORT.md.
+bench-e2e: deps build
+	./$(BIN) bench e2e --out benchmarks/results
 
 reliability: deps build
 	IOTPIPE_RELIABILITY=long $(GO) test -count=1 -timeout 60m -run 'Crash|Kill|Soak|Outage' ./...

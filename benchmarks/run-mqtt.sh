@@ -192,6 +192,7 @@ start_iotpipe() { # $@ = extra flags
 	fi
 	iot_addr=127.0.0.1:$mqtt
 	iot_kafka=127.0.0.1:$kafka
+	iot_kafka_creds=$data/kafka/credentials.json
 }
 stop_iotpipe() { # SIGTERM, then SIGKILL after 10s: the data dir is thrown away
 	if [ -n "$iot_pid" ]; then
@@ -209,7 +210,7 @@ stop_iotpipe() { # SIGTERM, then SIGKILL after 10s: the data dir is thrown away
 # sample_log appends "unix_ns records" lines for iotpipe.events on the
 # Kafka address $1 to the file $2 every quarter second until killed.
 sample_log() {
-	exec "$logcount" --brokers "$1" --topic iotpipe.events --interval 250ms >>"$2" 2>>"$OUT/logcount.log"
+	exec "$logcount" --brokers "$1" --credentials "$iot_kafka_creds" --topic iotpipe.events --interval 250ms >>"$2" 2>>"$OUT/logcount.log"
 }
 
 # window_rate prints "records records/s" appended to the log during the

@@ -114,8 +114,16 @@ func (n *testNode) mqtt() string { return fmt.Sprintf("127.0.0.1:%d", n.mport) }
 // (up to 30s).
 func (n *testNode) events(want func([]*kgo.Record) bool) []*kgo.Record {
 	n.t.Helper()
+	creds, err := eventlog.ReadCredentials(filepath.Join(n.dir, "kafka"))
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	auth, err := creds.Opt()
+	if err != nil {
+		n.t.Fatal(err)
+	}
 	newClient := func(opts ...kgo.Opt) (*kgo.Client, error) {
-		return kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(fmt.Sprintf("127.0.0.1:%d", n.kport))}, opts...)...)
+		return kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(fmt.Sprintf("127.0.0.1:%d", n.kport)), auth}, opts...)...)
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {

@@ -33,8 +33,8 @@ func (s *Server) HTTPPublish(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusForbidden, "only iotpipe publishes on "+topic+": "+reason)
 		return
 	}
-	if !s.opts.Dev {
-		httpError(w, http.StatusUnauthorized, "anonymous publish needs --dev (identity is not configured)")
+	principal, ok := s.httpPrincipal(w, r)
+	if !ok {
 		return
 	}
 	client, ok := httpClientID(w, r)
@@ -56,7 +56,7 @@ func (s *Server) HTTPPublish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	env := schemas.Envelope{
-		Type: schemas.EventPublish, Topic: topic, ClientID: client, Principal: "http:anonymous",
+		Type: schemas.EventPublish, Topic: topic, ClientID: client, Principal: principal,
 		QoS: qos, Retain: retain, ReceivedAt: time.Now().UnixNano(),
 	}
 	rec := &kgo.Record{Topic: s.opts.Topics.Events, Key: []byte(schemas.EventKey(client, topic)), Value: body, Headers: env.Headers()}
@@ -92,6 +92,21 @@ func (s *Server) readPayload(w http.ResponseWriter, r *http.Request) ([]byte, bo
 // httpClientID is the client id of an HTTP caller: the X-Client-Id
 // header, or "http". A client id MQTT would refuse (checkClientID) is
 // answered 400 and ok is false.
+// httpPrincipal returns the principal of an HTTP request (see
+// Options.HTTPPrincipal), or answers 401 and returns false.
+func (s *Server) httpPrincipal(w http.ResponseWriter, r *http.Request) (string, bool) {
+	if s.opts.HTTPPrincipal != nil {
+		if p := s.opts.HTTPPrincipal(r); p != "" {
+			return p, true
+		}
+	}
+	if s.opts.Dev {
+		return "http:anonymous", true
+	}
+	httpError(w, http.StatusUnauthorized, "an HTTP publish or shadow request needs an API token (Authorization: Bearer <token>)")
+	return "", false
+}
+
 func httpClientID(w http.ResponseWriter, r *http.Request) (id string, ok bool) {
 	id = r.Header.Get("X-Client-Id")
 	if id == "" {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,6 +36,12 @@ type Options struct {
 	// Dev allows anonymous devices. Without it, and until identity is
 	// configured, every connection is refused.
 	Dev bool
+	// HTTPPrincipal returns the principal an HTTP request authenticated
+	// as ("" when none): the API's authenticator, which also decided the
+	// request is allowed. Its principal goes into the envelope
+	// (iot.principal). A request without one is refused unless Dev
+	// (then its principal is "http:anonymous").
+	HTTPPrincipal func(r *http.Request) string
 	// Topics are the log's topic names (default schemas.DefaultTopics()).
 	Topics schemas.Topics
 	// MaxInFlight bounds the publishes one connection may have on their

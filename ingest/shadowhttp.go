@@ -26,8 +26,8 @@ func (s *Server) ShadowHTTP(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusBadRequest, fmt.Sprintf("bad thing name (at most %d bytes, no / + # or NUL)", MaxThingNameBytes))
 		return
 	}
-	if !s.opts.Dev {
-		httpError(w, http.StatusUnauthorized, "anonymous shadow access needs --dev (identity is not configured)")
+	principal, ok := s.httpPrincipal(w, r)
+	if !ok {
 		return
 	}
 	var op string
@@ -72,7 +72,7 @@ func (s *Server) ShadowHTTP(w http.ResponseWriter, r *http.Request) {
 	answers, done := s.Wait(reqID)
 	defer done()
 	env := schemas.Envelope{
-		Type: schemas.EventPublish, Topic: topic, ClientID: client, Principal: "http:anonymous",
+		Type: schemas.EventPublish, Topic: topic, ClientID: client, Principal: principal,
 		QoS: 1, ReceivedAt: time.Now().UnixNano(), RequestID: reqID,
 	}
 	rec := &kgo.Record{Topic: s.opts.Topics.Events, Key: []byte(schemas.EventKey(client, topic)), Value: body, Headers: env.Headers()}

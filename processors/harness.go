@@ -111,21 +111,21 @@ func (h *Harness) commit(t *task, bt *batch) ([]*kgo.Record, error) {
 		t.abort(bt)
 		return nil, err
 	}
-	if h.DropChangelog {
-		cl = nil
-	}
-	for _, r := range cl { // they point into the batch, which commit closes
-		r.Key = append([]byte(nil), r.Key...)
-		if r.Value != nil {
-			r.Value = append([]byte{}, r.Value...)
+	var kept []*kgo.Record
+	if !h.DropChangelog {
+		// The task reuses the records and their bytes: keep copies.
+		kept = make([]*kgo.Record, len(cl))
+		for i, r := range cl {
+			kept[i] = &kgo.Record{Topic: r.Topic, Partition: r.Partition, Key: append([]byte(nil), r.Key...)}
+			if r.Value != nil {
+				kept[i].Value = append([]byte{}, r.Value...)
+			}
 		}
 	}
 	if err := t.commit(bt, -1); err != nil {
 		return nil, err
 	}
-	if !h.DropChangelog {
-		h.changelog[t.partition] = append(h.changelog[t.partition], cl...)
-	}
+	h.changelog[t.partition] = append(h.changelog[t.partition], kept...)
 	return bt.out, nil
 }
 

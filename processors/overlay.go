@@ -2,7 +2,7 @@ package processors
 
 import (
 	"bytes"
-	"sort"
+	"slices"
 )
 
 // overlay holds the writes of one processor call, so that a call that
@@ -101,79 +101,26 @@ func (o *overlay) set(k, v []byte, del bool) {
 	}
 }
 
-// apply writes the call's writes to the batch, in the order they were
-// first made.
-func (o *overlay) apply(bt *batch) error {
+// apply records the call's writes in the batch's write set (cache), in
+// the order they were first made.
+func (o *overlay) apply(cache *stateCache) {
 	for i := range o.ents {
 		e := &o.ents[i]
-		var err error
-		if e.del {
-			err = bt.b.Delete(o.key(e), nil)
-		} else {
-			err = bt.b.Set(o.key(e), o.value(e), nil)
-		}
-		if err != nil {
-			return err
-		}
+		cache.write(o.key(e), o.value(e), e.del)
 	}
-	return nil
 }
 
-// scan calls fn for each key in [lo, hi) of the batch with the call's
-// writes merged in (written values replace, deletes hide), in key order.
-func (o *overlay) scan(bt *batch, lo, hi []byte, fn func(k, v []byte) bool) error {
-	var mine []int
+// scan calls fn for each key in [lo, hi) of base with the call's writes
+// merged in (written values replace, deletes hide), in key order.
+func (o *overlay) scan(base scanFunc, lo, hi []byte, fn func(k, v []byte) bool) error {
+	var ws []write
 	for i := range o.ents {
-		k := o.key(&o.ents[i])
+		e := &o.ents[i]
+		k := o.key(e)
 		if bytes.Compare(k, lo) >= 0 && (hi == nil || bytes.Compare(k, hi) < 0) {
-			mine = append(mine, i)
+			ws = append(ws, write{k: k, v: o.value(e), del: e.del})
 		}
 	}
-	if len(mine) == 0 {
-		return bt.scan(lo, hi, fn)
-	}
-	sort.Slice(mine, func(a, b int) bool {
-		return bytes.Compare(o.key(&o.ents[mine[a]]), o.key(&o.ents[mine[b]])) < 0
-	})
-	j := 0
-	more := true
-	// emitMine passes the call's entries below k (all when k is nil).
-	emitMine := func(k []byte) bool {
-		for j < len(mine) {
-			e := &o.ents[mine[j]]
-			c := 1
-			if k != nil {
-				c = bytes.Compare(o.key(e), k)
-			}
-			if c >= 0 && k != nil {
-				return true
-			}
-			j++
-			if !e.del && !fn(o.key(e), o.value(e)) {
-				return false
-			}
-		}
-		return true
-	}
-	err := bt.scan(lo, hi, func(k, v []byte) bool {
-		if more = emitMine(k); !more {
-			return false
-		}
-		if j < len(mine) && bytes.Equal(o.key(&o.ents[mine[j]]), k) {
-			e := &o.ents[mine[j]]
-			j++
-			if e.del {
-				return true
-			}
-			more = fn(k, o.value(e))
-			return more
-		}
-		more = fn(k, v)
-		return more
-	})
-	if err != nil || !more {
-		return err
-	}
-	emitMine(nil)
-	return nil
+	slices.SortFunc(ws, func(a, b write) int { return bytes.Compare(a.k, b.k) })
+	return mergeScan(base, lo, hi, ws, fn)
 }

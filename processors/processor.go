@@ -140,6 +140,7 @@ type Tx struct {
 	t         *task
 	bt        *batch
 	ov        *overlay
+	proc      int // the processor's index in the task
 	prefix    []byte
 	name      string
 	partition int32
@@ -197,7 +198,7 @@ func (tx *Tx) Get(key []byte) ([]byte, bool, error) {
 		}
 		return append([]byte(nil), v...), true, nil
 	}
-	v, ok, err := tx.bt.get(k)
+	v, ok, err := tx.t.read(tx.proc, k)
 	return v, ok, tx.fail(err)
 }
 
@@ -226,7 +227,8 @@ func (tx *Tx) Scan(lower, upper []byte, fn func(key, value []byte) bool) error {
 		hi = append(append([]byte(nil), tx.prefix...), upper...)
 	}
 	n := len(tx.prefix)
-	return tx.fail(tx.ov.scan(tx.bt, lo, hi, func(k, v []byte) bool { return fn(k[n:], v) }))
+	base := func(lo, hi []byte, fn func(k, v []byte) bool) error { return tx.t.scan(tx.proc, lo, hi, fn) }
+	return tx.fail(tx.ov.scan(base, lo, hi, func(k, v []byte) bool { return fn(k[n:], v) }))
 }
 
 // Lookup reads key of another processor's state in this partition, as
@@ -235,11 +237,11 @@ func (tx *Tx) Scan(lower, upper []byte, fn func(key, value []byte) bool) error {
 // It is how a processor reads what another derives in the same
 // transaction; what lives in other partitions is not visible here.
 func (tx *Tx) Lookup(processor string, key []byte) ([]byte, bool, error) {
-	p, ok := tx.t.prefixOf(processor)
+	i, ok := tx.t.indexOf(processor)
 	if !ok {
 		return nil, false, nil
 	}
-	v, ok, err := tx.bt.get(tx.scratchKey(p, key))
+	v, ok, err := tx.t.read(i, tx.scratchKey(tx.t.prefixes[i], key))
 	return v, ok, tx.fail(err)
 }
 

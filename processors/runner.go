@@ -425,9 +425,8 @@ func (r *Runner) startPartition(ctx context.Context, p int32) (*worker, error) {
 // newProducer returns partition p's transactional producer: its id is
 // the partition's, so a new owner fences the old one.
 func (r *Runner) newProducer(p int32) (*kgo.Client, error) {
-	id := fmt.Sprintf("%s/%s/%d", r.opts.Group, r.opts.Input, p)
 	return r.factory.Client(
-		kgo.TransactionalID(id),
+		kgo.TransactionalID(TransactionalID(r.opts.Group, r.opts.Input, p)),
 		kgo.TransactionTimeout(r.opts.TransactionTimeout),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.RecordPartitioner(changelogPartitioner{r.opts.Topics.Changelog, kgo.StickyKeyPartitioner(nil)}),

@@ -34,8 +34,10 @@ type task struct {
 	// PartitionOf); hash partitions keys as ingest's producer does.
 	partitions int
 	hash       kgo.TopicPartitioner
-	// memos holds each processor's memo of this partition.
-	memos []*Memo
+	// memos holds each processor's memo of this partition, caches its
+	// state keys' values (see stateCache).
+	memos  []*Memo
+	caches []*stateCache
 	// next is the offset of the next event to apply (the state's), -1
 	// before the first.
 	next int64
@@ -44,6 +46,10 @@ type task struct {
 	tx Tx
 	ev Event
 	ov overlay
+	// clSlab and clRecs hold the last changelog's records (see
+	// changelog).
+	clSlab []kgo.Record
+	clRecs []*kgo.Record
 }
 
 func newTask(db *pebble.DB, partition int32, procs []Processor, clock func() time.Time, dryRun bool, dlq string, partitions int) *task {
@@ -53,18 +59,19 @@ func newTask(db *pebble.DB, partition int32, procs []Processor, clock func() tim
 		t.names = append(t.names, p.Name())
 		t.prefixes = append(t.prefixes, processorPrefix(partition, p.Name()))
 		t.memos = append(t.memos, newMemo(DefaultMemoSize))
+		t.caches = append(t.caches, newStateCache(DefaultStateCacheSize))
 	}
 	return t
 }
 
-// prefixOf returns the state prefix of processor in this partition.
-func (t *task) prefixOf(processor string) ([]byte, bool) {
+// indexOf returns the index of processor in the task.
+func (t *task) indexOf(processor string) (int, bool) {
 	for i, n := range t.names {
 		if n == processor {
-			return t.prefixes[i], true
+			return i, true
 		}
 	}
-	return nil, false
+	return 0, false
 }
 
 func (t *task) partitionOf(key []byte) int32 {
@@ -72,16 +79,17 @@ func (t *task) partitionOf(key []byte) int32 {
 }
 
 // batch is one unit of work: state writes, records to produce, and the
-// next offset, committed together.
+// next offset, committed together. Its state writes are kept in the
+// task's caches until it ends (see stateCache); seal then writes them
+// to b, one per key, and the changelog is made from them.
 type batch struct {
-	b    *pebble.Batch
-	out  []*kgo.Record
-	next int64
+	b      *pebble.Batch
+	sealed bool
+	out    []*kgo.Record
+	next   int64
 	// arena holds small byte values of emitted records (source ids);
 	// its chunks are never reused, so the slices handed out stay valid.
 	arena []byte
-	// vbuf is reused for values read from the batch.
-	vbuf []byte
 }
 
 // arenaChunk is the size of a batch's arena chunks.
@@ -100,10 +108,10 @@ func (bt *batch) alloc(n int) []byte {
 	return bt.arena[start : start+n : start+n]
 }
 
-// get reads key through the batch (its writes, then the committed
-// state); the value is the caller's.
-func (bt *batch) get(key []byte) ([]byte, bool, error) {
-	v, closer, err := bt.b.Get(key)
+// get reads key's committed value (the current batch's writes are in
+// the caches); the value is the caller's.
+func (t *task) get(key []byte) ([]byte, bool, error) {
+	v, closer, err := t.db.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, false, nil
 	}
@@ -115,8 +123,27 @@ func (bt *batch) get(key []byte) ([]byte, bool, error) {
 	return out, true, nil
 }
 
-func (bt *batch) scan(lower, upper []byte, fn func(key, value []byte) bool) error {
-	it, err := bt.b.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+// read reads key of processor i as the batch sees it: the batch's
+// writes, then the committed state (cached). The value is the caller's.
+func (t *task) read(i int, key []byte) ([]byte, bool, error) {
+	c := t.caches[i]
+	if v, absent, ok := c.get(key); ok {
+		if absent {
+			return nil, false, nil
+		}
+		return append([]byte(nil), v...), true, nil
+	}
+	v, ok, err := t.get(key)
+	if err != nil {
+		return nil, false, err
+	}
+	c.put(key, v, !ok)
+	return v, ok, nil
+}
+
+// scanCommitted scans [lower, upper) of the committed state.
+func (t *task) scanCommitted(lower, upper []byte, fn func(key, value []byte) bool) error {
+	it, err := t.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return fmt.Errorf("state scan: %w", err)
 	}
@@ -128,9 +155,43 @@ func (bt *batch) scan(lower, upper []byte, fn func(key, value []byte) bool) erro
 	return it.Close()
 }
 
-func (t *task) newBatch() *batch {
-	return &batch{b: t.db.NewIndexedBatch(), next: -1}
+// scan scans [lower, upper) of processor i's keys as the batch sees
+// them: the committed state with the batch's writes merged in.
+func (t *task) scan(i int, lower, upper []byte, fn func(key, value []byte) bool) error {
+	return mergeScan(t.scanCommitted, lower, upper, t.caches[i].writesIn(lower, upper), fn)
 }
+
+func (t *task) newBatch() *batch {
+	return &batch{b: t.db.NewBatch(), next: -1}
+}
+
+// seal writes the batch's state writes (the last value of each key the
+// batch wrote, a delete for a deleted one) to its Pebble batch, once;
+// the batch takes no more writes after it.
+func (t *task) seal(bt *batch) error {
+	if bt.sealed {
+		return nil
+	}
+	bt.sealed = true
+	for _, c := range t.caches {
+		for _, e := range c.dirty {
+			var err error
+			if e.absent {
+				err = bt.b.Delete(unsafeBytes(e.k), nil)
+			} else {
+				err = bt.b.Set(unsafeBytes(e.k), e.v, nil)
+			}
+			if err != nil {
+				return fmt.Errorf("state write of partition %d: %w", t.partition, err)
+			}
+		}
+	}
+	return nil
+}
+
+// unsafeBytes returns the bytes of s without copying them; they must
+// not be modified.
+func unsafeBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
 
 // abort abandons a batch: its writes are dropped, and with them every
 // memo (they may hold values of those writes).
@@ -143,6 +204,9 @@ func (t *task) resetMemos() {
 	for _, m := range t.memos {
 		m.reset()
 	}
+	for _, c := range t.caches {
+		c.reset()
+	}
 }
 
 // txFor returns the task's Tx set up for processor i over bt, its id
@@ -153,6 +217,7 @@ func (t *task) txFor(bt *batch, i int, source []byte) *Tx {
 		t:         t,
 		bt:        bt,
 		ov:        &t.ov,
+		proc:      i,
 		prefix:    t.prefixes[i],
 		name:      t.names[i],
 		partition: t.partition,
@@ -170,6 +235,9 @@ func (t *task) txFor(bt *batch, i int, source []byte) *Tx {
 // dropped, its memo emptied, and the failure returned with fatal set
 // when it must abort the batch (a store failure, ErrFatal, the context).
 func (t *task) call(ctx context.Context, bt *batch, i int, source []byte, fn func(*Tx) error) (err error, fatal bool) {
+	if bt.sealed {
+		return Fatal(fmt.Errorf("%s: a call on a sealed batch of partition %d", t.names[i], t.partition)), true
+	}
 	mark := len(bt.out)
 	tx := t.txFor(bt, i, source)
 	err = fn(tx)
@@ -177,14 +245,14 @@ func (t *task) call(ctx context.Context, bt *batch, i int, source []byte, fn fun
 		err, fatal = tx.failed, true
 	}
 	if err == nil {
-		if aerr := t.ov.apply(bt); aerr != nil {
-			return Fatal(fmt.Errorf("state write: %w", aerr)), true
-		}
+		t.ov.apply(t.caches[i])
 		return nil, false
 	}
 	clear(bt.out[mark:])
 	bt.out = bt.out[:mark]
 	t.memos[i].reset()
+	// The state cache holds only what the batch holds: the call's
+	// writes never reached it (see overlay).
 	if ctx.Err() != nil {
 		return ctx.Err(), true
 	}
@@ -246,61 +314,53 @@ func (t *task) tick(ctx context.Context, bt *batch) error {
 			bt.out = append(bt.out, &kgo.Record{Topic: t.dlq, Headers: schemas.AppendDLQHeaders(nil, p.Name(), err.Error(), fmt.Sprintf("tick/%d", t.partition))})
 		}
 	}
-	return nil
+	// A tick is a batch of its own: its Pebble batch tells whether it
+	// wrote anything.
+	return Fatal(t.seal(bt))
 }
 
 // changelog returns the changelog records of bt: the last write of every
 // key the batch wrote (a tombstone for a delete), keyed by the state key
-// without the partition prefix, followed, when the batch moved the
-// offset, by the runtime's offset record. Keys and values point into the
-// batch, which must stay open until they are produced.
+// without the partition prefix, processor by processor in the order of
+// their first writes, followed, when the batch moved the offset, by the
+// runtime's offset record. It seals the batch. The records, their keys
+// and values are the task's, valid until its next batch writes or makes
+// its changelog: they must be produced (and acknowledged) before.
 func (t *task) changelog(topic string, bt *batch) ([]*kgo.Record, error) {
-	type write struct {
-		key, value []byte
-		del        bool
+	if err := t.seal(bt); err != nil {
+		return nil, err
 	}
-	var order []string
-	last := map[string]write{}
-	r := bt.b.Reader()
-	for {
-		kind, k, v, ok, err := r.Next()
-		if err != nil {
-			return nil, fmt.Errorf("read batch of partition %d: %w", t.partition, err)
-		}
-		if !ok {
-			break
-		}
-		var w write
-		switch kind {
-		case pebble.InternalKeyKindSet:
-			w = write{key: k, value: v}
-		case pebble.InternalKeyKindDelete:
-			w = write{key: k, del: true}
-		default:
-			return nil, fmt.Errorf("batch of partition %d: unexpected write kind %v", t.partition, kind)
-		}
-		s := unsafe.String(unsafe.SliceData(k), len(k))
-		if _, seen := last[s]; !seen {
-			order = append(order, s)
-		}
-		last[s] = w
+	n := 1
+	for _, c := range t.caches {
+		n += len(c.dirty)
 	}
-	n := len(partitionPrefix(t.partition))
-	recs := make([]*kgo.Record, 0, len(order)+1)
-	for _, s := range order {
-		w := last[s]
-		rec := &kgo.Record{Topic: topic, Partition: t.partition, Key: w.key[n:]}
-		if !w.del {
-			rec.Value = w.value
-			if rec.Value == nil {
-				rec.Value = []byte{} // a nil value is a tombstone
+	if cap(t.clSlab) < n {
+		t.clSlab = make([]kgo.Record, n+n/4)
+		t.clRecs = make([]*kgo.Record, 0, n+n/4)
+	}
+	recs := t.clRecs[:0]
+	add := func(key, value []byte) {
+		r := &t.clSlab[len(recs)]
+		*r = kgo.Record{Topic: topic, Partition: t.partition, Key: key, Value: value}
+		recs = append(recs, r)
+	}
+	const np = 5 // len(partitionPrefix(p))
+	for _, c := range t.caches {
+		for _, e := range c.dirty {
+			var v []byte // a nil value is a tombstone
+			if !e.absent {
+				v = e.v
+				if v == nil {
+					v = []byte{}
+				}
 			}
+			add(unsafeBytes(e.k[np:]), v)
 		}
-		recs = append(recs, rec)
 	}
 	if bt.next >= 0 {
-		recs = append(recs, &kgo.Record{Topic: topic, Partition: t.partition, Key: offsetKey(t.partition)[n:], Value: encodeOffset(bt.next)})
+		add(offsetKey(t.partition)[np:], encodeOffset(bt.next))
 	}
+	t.clRecs = recs
 	return recs, nil
 }
 
@@ -309,6 +369,10 @@ func (t *task) changelog(topic string, bt *batch) ([]*kgo.Record, error) {
 // must have been produced (and the transaction committed) before;
 // dry-run tasks drop them.
 func (t *task) commit(bt *batch, clEnd int64) error {
+	if err := t.seal(bt); err != nil {
+		t.abort(bt)
+		return Fatal(err)
+	}
 	if bt.next >= 0 {
 		if err := bt.b.Set(offsetKey(t.partition), encodeOffset(bt.next), nil); err != nil {
 			t.abort(bt)
@@ -324,6 +388,9 @@ func (t *task) commit(bt *batch, clEnd int64) error {
 	if err := bt.b.Commit(pebble.NoSync); err != nil {
 		t.abort(bt)
 		return Fatal(fmt.Errorf("commit state of partition %d: %w", t.partition, err))
+	}
+	for _, c := range t.caches {
+		c.committed()
 	}
 	if bt.next >= 0 {
 		t.next = bt.next

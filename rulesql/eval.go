@@ -22,20 +22,13 @@ func (r *Rule) Eval(in *Input, st State) (out any, fired bool, err error) {
 	if c == nil {
 		c = new(env.Ctx)
 	}
-	*c = env.Ctx{In: in, Doc: in.Payload, St: st, Rule: r.Name}
+	c.Reset(in, st, r.Name)
 	defer func() {
-		*c = env.Ctx{}
+		c.Reset(nil, nil, "")
 		r.ctxs.Put(c)
 	}()
 	q := r.query
-	if q.SelectFirst {
-		c.Slots = make([]any, len(q.Items))
-		for i, it := range q.Items {
-			if !it.Star {
-				c.Slots[i] = it.Fn(c)
-			}
-		}
-	}
+	selectFirst(q, c)
 	if q.WherePred != nil && q.WherePred(c) != compile.True {
 		return value.Undefined, false, c.Err
 	}
@@ -44,6 +37,20 @@ func (r *Rule) Eval(in *Input, st State) (out any, fired bool, err error) {
 	}
 	out = q.Build(c)
 	return out, true, c.Err
+}
+
+// selectFirst evaluates the SELECT items of a rule whose items must be
+// evaluated before WHERE (stateful ones) into c.Slots.
+func selectFirst(q *compile.Query, c *env.Ctx) {
+	if !q.SelectFirst {
+		return
+	}
+	c.UseSlots(len(q.Items))
+	for i, it := range q.Items {
+		if !it.Star {
+			c.Slots[i] = it.Fn(c)
+		}
+	}
 }
 
 // Condition evaluates only the WHERE clause (true when there is none).

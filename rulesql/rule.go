@@ -157,19 +157,33 @@ type Aggregate struct {
 	Func  string
 	Arg   *Program
 	Param float64
+	// ArgKey identifies Arg's expression when it is made of attributes,
+	// literals, operators and casts only: aggregates with the same
+	// non-empty ArgKey aggregate the same values. "" for count(*) and
+	// for arguments that call functions.
+	ArgKey string
 }
 
 // Program is one compiled expression.
 type Program struct {
 	fn   compile.Fn
 	rule string
+	// ctxs recycles evaluation contexts (see Rule).
+	ctxs sync.Pool
 }
 
 // Eval evaluates the expression for an event.
 func (p *Program) Eval(in *Input, st State) (any, error) {
-	c := &env.Ctx{In: in, Doc: in.Payload, St: st, Rule: p.rule}
+	c, _ := p.ctxs.Get().(*env.Ctx)
+	if c == nil {
+		c = new(env.Ctx)
+	}
+	c.Reset(in, st, p.rule)
 	v := p.fn(c)
-	return v, c.Err
+	err := c.Err
+	c.Reset(nil, nil, "")
+	p.ctxs.Put(c)
+	return v, err
 }
 
 // Rule is one compiled rule.
@@ -287,7 +301,7 @@ func compileRule(ar *ast.Rule, name, file string) (*Rule, Errors) {
 		r.EventTime = &Program{fn: q.EventTime, rule: name}
 	}
 	for _, a := range q.Aggregates {
-		ag := Aggregate{Func: a.Func, Param: a.Param}
+		ag := Aggregate{Func: a.Func, Param: a.Param, ArgKey: a.ArgKey}
 		if a.Arg != nil {
 			ag.Arg = &Program{fn: a.Arg, rule: name}
 		}

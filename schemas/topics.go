@@ -38,6 +38,10 @@ type Topics struct {
 	// executed, so an effect is never repeated after a restart or a
 	// move of the executor.
 	Executed string
+	// Registry is the compacted log of the identity registry (things,
+	// certificates, CA certificates, policies, tokens and their
+	// attachments), keyed by entity; every ingest node materializes it.
+	Registry string
 }
 
 // DefaultTopics returns the default topic names (prefix "iotpipe.").
@@ -53,6 +57,7 @@ func DefaultTopics() Topics {
 		Deliveries: "iotpipe.deliveries",
 		Changelog:  "iotpipe.changelog",
 		Executed:   "iotpipe.executed",
+		Registry:   "iotpipe.registry",
 
 		ActionsChangelog: "iotpipe.changelog.actions",
 	}
@@ -60,10 +65,10 @@ func DefaultTopics() Topics {
 
 // All returns every topic name, events first.
 func (t Topics) All() []string {
-	return []string{t.Events, t.Outbound, t.Actions, t.Shadows, t.Anomalies, t.Aggregates, t.DLQ, t.Changelog, t.Executed, t.ActionsChangelog, t.Deliveries}
+	return []string{t.Events, t.Outbound, t.Actions, t.Shadows, t.Anomalies, t.Aggregates, t.DLQ, t.Changelog, t.Executed, t.ActionsChangelog, t.Deliveries, t.Registry}
 }
 
 // Compacted reports whether topic keeps only the latest record per key.
 func (t Topics) Compacted(topic string) bool {
-	return topic == t.Shadows || topic == t.Changelog || topic == t.Executed || topic == t.ActionsChangelog
+	return topic == t.Shadows || topic == t.Changelog || topic == t.Executed || topic == t.ActionsChangelog || topic == t.Registry
 }

@@ -42,8 +42,11 @@ type Config struct {
 	// MetricsURL, when set, is a Prometheus endpoint whose
 	// go_memstats_heap_inuse_bytes and go_goroutines are read too.
 	MetricsURL string
-	Conns      int
-	Mode       Mode
+	// MetricsToken is the API token MetricsURL is read with (iotpipe's
+	// /metrics needs one).
+	MetricsToken string
+	Conns        int
+	Mode         Mode
 	// Prefix starts every client id (default "idle-").
 	Prefix string
 	// Parallel is how many clients connect at once (default 64).
@@ -111,7 +114,7 @@ func Measure(ctx context.Context, cfg Config) (Result, *Fleet, error) {
 	res := Result{Conns: cfg.Conns, Mode: cfg.Mode}
 	sleep(ctx, cfg.Settle)
 	var err error
-	if res.Before, err = Read(ctx, cfg.PID, cfg.MetricsURL); err != nil {
+	if res.Before, err = Read(ctx, cfg.PID, cfg.MetricsURL, cfg.MetricsToken); err != nil {
 		return res, nil, err
 	}
 	start := time.Now()
@@ -154,7 +157,7 @@ feed:
 		return res, nil, firstErr
 	}
 	sleep(ctx, cfg.Settle)
-	if res.After, err = Read(ctx, cfg.PID, cfg.MetricsURL); err != nil {
+	if res.After, err = Read(ctx, cfg.PID, cfg.MetricsURL, cfg.MetricsToken); err != nil {
 		fleet.Close()
 		return res, nil, err
 	}
@@ -212,9 +215,10 @@ func open(ctx context.Context, cfg Config, id string) (net.Conn, error) {
 	}
 }
 
-// Read samples the process's resident set and, with metricsURL, its Go
-// heap in use and goroutines.
-func Read(ctx context.Context, pid int, metricsURL string) (Sample, error) {
+// Read samples the process's resident set and, with metricsURL (read
+// with the bearer token, when not empty), its Go heap in use and
+// goroutines.
+func Read(ctx context.Context, pid int, metricsURL, token string) (Sample, error) {
 	var s Sample
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
@@ -235,6 +239,9 @@ func Read(ctx context.Context, pid int, metricsURL string) (Sample, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, metricsURL, nil)
 	if err != nil {
 		return s, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

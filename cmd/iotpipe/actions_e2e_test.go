@@ -37,7 +37,7 @@ func (in *instance) readTopic(topic string) []*kgo.Record {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var out []*kgo.Record
-	err := eventlog.ReadToEnd(ctx, brokers(fmt.Sprintf("127.0.0.1:%d", in.kafka)).Client, topic,
+	err := eventlog.ReadToEnd(ctx, in.logClients().Client, topic,
 		func(r *kgo.Record) error { out = append(out, r); return nil })
 	if err != nil {
 		in.t.Fatalf("read %s: %v", topic, err)

@@ -14,6 +14,8 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/iotpipe/iotpipe/ingest/registry"
+	"github.com/iotpipe/iotpipe/internal/eventlog"
 	"github.com/iotpipe/iotpipe/processors/rules"
 	"github.com/iotpipe/iotpipe/processors/shadow/document"
 )
@@ -25,8 +27,11 @@ type config struct {
 	DataDir        string        `yaml:"data_dir" flag:"data-dir" help:"directory for the embedded log, state and ClickHouse data"`
 	Dev            bool          `yaml:"dev" flag:"dev" help:"allow anonymous devices (development only: anyone can connect and publish)"`
 	MQTTAddr       string        `yaml:"mqtt_addr" flag:"mqtt-addr" help:"MQTT TCP listen address"`
-	HTTPAddr       string        `yaml:"http_addr" flag:"http-addr" help:"HTTP API, /metrics and dashboard listen address"`
+	HTTPAddr       string        `yaml:"http_addr" flag:"http-addr" help:"HTTP API, /metrics and dashboard listen address (every request but /healthz and /readyz needs a bearer token; :8080 for every interface)"`
+	HTTPTLS        bool          `yaml:"http_tls" flag:"http-tls" help:"serve the HTTP API over TLS with iotpipe's server certificate (<data-dir>/pki/server.pem, signed by its CA)"`
+	BootstrapToken string        `yaml:"bootstrap_token" flag:"bootstrap-token" help:"on the first start, the admin API token's secret (iotp_ and 43 base64url characters) instead of a random one: for automated deployments"`
 	Kafka          string        `yaml:"kafka" flag:"kafka" help:"external Kafka/Redpanda seed brokers host:port,... (empty: the embedded log)"`
+	KafkaCreds     string        `yaml:"kafka_credentials" flag:"kafka-credentials" help:"JSON file {\"mechanism\",\"user\",\"password\"} iotpipe authenticates to --kafka with (default: <data-dir>/kafka/credentials.json when it exists: the embedded log's own)"`
 	KafkaPort      int           `yaml:"kafka_port" flag:"kafka-port" help:"TCP port of the embedded log on 127.0.0.1 (kcat -b 127.0.0.1:PORT)"`
 	SyncWrites     bool          `yaml:"sync_writes" flag:"sync-writes" help:"embedded log: fsync every batch before acknowledging (survives OS crashes, slower)"`
 	Partitions     int           `yaml:"partitions" flag:"partitions" help:"partitions of topics iotpipe creates"`
@@ -66,7 +71,7 @@ func defaultConfig() config {
 	return config{
 		DataDir:        "data",
 		MQTTAddr:       ":1883",
-		HTTPAddr:       ":8080",
+		HTTPAddr:       "127.0.0.1:8080",
 		KafkaPort:      9092,
 		Partitions:     8,
 		Retention:      72 * time.Hour,
@@ -271,6 +276,24 @@ func setFromString(f reflect.Value, s string) error {
 	return nil
 }
 
+// kafkaCredentials returns what iotpipe authenticates to --kafka with:
+// --kafka-credentials, else the embedded log's credentials file under
+// --data-dir when there is one (roles sharing a data dir with `iotpipe
+// ingest` find them), else none.
+func (c *config) kafkaCredentials() (*eventlog.Credentials, error) {
+	if c.Kafka == "" {
+		return nil, nil // the embedded log has its own
+	}
+	if c.KafkaCreds != "" {
+		return eventlog.ReadCredentials(c.KafkaCreds)
+	}
+	path := c.path("kafka", eventlog.CredentialsFile)
+	if _, err := os.Stat(path); err != nil {
+		return nil, nil
+	}
+	return eventlog.ReadCredentials(path)
+}
+
 func (c *config) brokers() []string {
 	if c.Kafka == "" {
 		return nil
@@ -307,6 +330,11 @@ func (c *config) validate() error {
 	}{{"clickhouse-tcp-port", c.CHTCPPort}, {"clickhouse-http-port", c.CHHTTPPort}} {
 		if p.v < 1 || p.v > 65535 {
 			bad(p.flag, p.v, "a TCP port from 1 to 65535")
+		}
+	}
+	if c.BootstrapToken != "" {
+		if err := registry.CheckTokenSecret(c.BootstrapToken); err != nil {
+			bad("bootstrap-token", "(hidden)", "iotp_ and 43 base64url characters (256 bits), e.g. from `iotpipe tokens secret`")
 		}
 	}
 	for _, d := range []struct {

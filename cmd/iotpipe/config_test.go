@@ -9,7 +9,15 @@ import (
 	"time"
 )
 
+// withoutEnv removes name from the environment for the test (TestMain
+// sets IOTPIPE_BOOTSTRAP_TOKEN for the iotpipe processes the tests start).
+func withoutEnv(t *testing.T, name string) {
+	t.Setenv(name, "")
+	os.Unsetenv(name)
+}
+
 func TestConfigPrecedence(t *testing.T) {
+	withoutEnv(t, "IOTPIPE_BOOTSTRAP_TOKEN")
 	dir := t.TempDir()
 	file := filepath.Join(dir, "c.yaml")
 	if err := os.WriteFile(file, []byte("data_dir: from-file\nmqtt_addr: \":1\"\npartitions: 3\nretention: 1h\n"), 0o644); err != nil {
@@ -23,12 +31,13 @@ func TestConfigPrecedence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.DataDir != "from-file" || c.MQTTAddr != ":2" || c.Partitions != 7 || c.Retention != time.Hour || c.HTTPAddr != ":8080" {
+	if c.DataDir != "from-file" || c.MQTTAddr != ":2" || c.Partitions != 7 || c.Retention != time.Hour || c.HTTPAddr != "127.0.0.1:8080" {
 		t.Fatalf("precedence broken: %+v", c)
 	}
 }
 
 func TestConfigExampleLoads(t *testing.T) {
+	withoutEnv(t, "IOTPIPE_BOOTSTRAP_TOKEN")
 	fs := flag.NewFlagSet("t", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	c, err := loadConfig(fs, []string{"--config", "../../deploy/iotpipe.example.yaml"})

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -33,6 +34,11 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	iotpipeBin = filepath.Join(dir, "iotpipe")
+	// Every iotpipe the tests start makes this its admin API token on
+	// its first start, and the tests' HTTP requests carry it unless they
+	// set their own Authorization (the API refuses requests without).
+	os.Setenv("IOTPIPE_BOOTSTRAP_TOKEN", testAPIToken)
+	http.DefaultTransport = tokenTransport{http.DefaultTransport}
 	args := []string{"build", "-o", iotpipeBin}
 	if os.Getenv("IOTPIPE_RACE") != "" {
 		args = append(args, "-race") // the child processes run with the race detector
@@ -45,6 +51,22 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// testAPIToken is the admin API token of the iotpipe processes the tests
+// start (--bootstrap-token through the environment).
+const testAPIToken = "iotp_" + "dGVzdHMtb2YtaW90cGlwZS1hcGktdG9rZW4tMzJieXQ"
+
+// tokenTransport adds testAPIToken to requests without an Authorization
+// header.
+type tokenTransport struct{ base http.RoundTripper }
+
+func (t tokenTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Header.Get("Authorization") == "" {
+		r = r.Clone(r.Context())
+		r.Header.Set("Authorization", "Bearer "+testAPIToken)
+	}
+	return t.base.RoundTrip(r)
 }
 
 // freePort returns a TCP port on 127.0.0.1 that nothing listens on.
@@ -87,6 +109,8 @@ type instance struct {
 	// env is added to its environment (a later value of a name wins).
 	dir string
 	env []string
+	// httpsScheme: the API is served over TLS (--http-tls).
+	httpsScheme bool
 }
 
 // dumpLog prints the end of the child's log when the test failed, so a
@@ -141,7 +165,7 @@ func (in *instance) start(extra ...string) {
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get(in.url("/readyz"))
+		resp, err := readyClient.Get(in.url("/readyz"))
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
@@ -177,8 +201,16 @@ func (in *instance) checkLog() {
 }
 
 func (in *instance) url(path string) string {
-	return fmt.Sprintf("http://127.0.0.1:%d%s", in.http, path)
+	scheme := "http"
+	if in.httpsScheme {
+		scheme = "https"
+	}
+	return fmt.Sprintf("%s://127.0.0.1:%d%s", scheme, in.http, path)
 }
+
+// readyClient polls /readyz, over TLS without checking the server's
+// certificate (the tests that serve TLS check it themselves).
+var readyClient = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 
 // readEvents reads the whole events topic up to its end offsets.
 func (in *instance) readEvents() []*kgo.Record {
@@ -186,7 +218,7 @@ func (in *instance) readEvents() []*kgo.Record {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var out []*kgo.Record
-	err := eventlog.ReadToEnd(ctx, brokers(fmt.Sprintf("127.0.0.1:%d", in.kafka)).Client, schemas.DefaultTopics().Events,
+	err := eventlog.ReadToEnd(ctx, in.logClients().Client, schemas.DefaultTopics().Events,
 		func(r *kgo.Record) error { out = append(out, r); return nil })
 	if err != nil {
 		in.t.Fatal(err)

@@ -45,7 +45,7 @@ CREATE RULE stuck AS SELECT dev FROM 'es/+' WHERE seq >= 0 FOR 1 HOUR THEN repub
 // createTopic creates a topic on the instance's log.
 func (in *instance) createTopic(topic string) {
 	in.t.Helper()
-	cl, err := brokers(fmt.Sprintf("127.0.0.1:%d", in.kafka)).Client()
+	cl, err := in.logClients().Client()
 	if err != nil {
 		in.t.Fatal(err)
 	}
@@ -191,7 +191,7 @@ func (in *instance) deleteEvents() {
 	in.t.Helper()
 	node := in.startIngest()
 	defer func() { node.Process.Signal(os.Interrupt); node.Wait() }()
-	cl, err := brokers(fmt.Sprintf("127.0.0.1:%d", in.kafka)).Client()
+	cl, err := in.logClients().Client()
 	if err != nil {
 		in.t.Fatal(err)
 	}
@@ -262,7 +262,7 @@ func TestProcessNodeKilledRepeatsNoEffects(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	h, err := processors.Rebuild(ctx, brokers(fmt.Sprintf("127.0.0.1:%d", in.kafka)), schemas.DefaultTopics().Events,
+	h, err := processors.Rebuild(ctx, in.logClients(), schemas.DefaultTopics().Events,
 		[]processors.Processor{shadow.New(shadow.Options{})})
 	if err != nil {
 		t.Fatal(err)

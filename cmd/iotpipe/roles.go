@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,12 +18,17 @@ import (
 	"time"
 
 	"github.com/iotpipe/iotpipe/ingest"
+	"github.com/iotpipe/iotpipe/ingest/apiauth"
+	"github.com/iotpipe/iotpipe/ingest/pki"
+	"github.com/iotpipe/iotpipe/ingest/policy"
+	"github.com/iotpipe/iotpipe/ingest/registry"
 	"github.com/iotpipe/iotpipe/internal/eventlog"
 	"github.com/iotpipe/iotpipe/processors"
 	"github.com/iotpipe/iotpipe/processors/lastseen"
 	"github.com/iotpipe/iotpipe/processors/rules"
 	"github.com/iotpipe/iotpipe/processors/shadow"
 	"github.com/iotpipe/iotpipe/processors/shadow/document"
+	"github.com/iotpipe/iotpipe/replay"
 	ddl "github.com/iotpipe/iotpipe/schemas/clickhouse"
 	"github.com/iotpipe/iotpipe/sinks/clickhouse"
 	"github.com/iotpipe/iotpipe/sinks/clickhouse/embedded"
@@ -104,6 +110,11 @@ type node struct {
 	reg *prometheus.Registry
 	mux *http.ServeMux
 	lc  *lifecycle
+	// registry is the identity registry's view, ca iotpipe's CA, auth
+	// the HTTP API's authenticator (see startIdentity).
+	registry *registry.Registry
+	ca       *pki.CA
+	auth     *apiauth.Authenticator
 	// httpAddr is the HTTP listener's address once taken.
 	httpAddr string
 	// waits are what must hold, besides having started, for /readyz to
@@ -175,8 +186,12 @@ func (n *node) start(ctx context.Context) error {
 	}
 	n.httpAddr = ln.Addr().String()
 	n.lc.onStop(acceptPhase, "http listener", func(context.Context) error { ln.Close(); return nil })
+	creds, err := cfg.kafkaCredentials()
+	if err != nil {
+		return fmt.Errorf("%w (pass --kafka-credentials with the log's credentials file, e.g. the ingest node's <data-dir>/kafka/%s)", err, eventlog.CredentialsFile)
+	}
 	lg, err := eventlog.Open(ctx, eventlog.Options{
-		Brokers: cfg.brokers(), DataDir: cfg.path("kafka"), Port: cfg.KafkaPort, SyncWrites: cfg.SyncWrites,
+		Brokers: cfg.brokers(), Credentials: creds, DataDir: cfg.path("kafka"), Port: cfg.KafkaPort, SyncWrites: cfg.SyncWrites,
 		Partitions: int32(cfg.Partitions), RetentionTime: cfg.Retention, RetentionBytes: cfg.RetentionBytes, Logger: n.log,
 	})
 	if err != nil {
@@ -184,6 +199,14 @@ func (n *node) start(ctx context.Context) error {
 	}
 	n.lg = lg
 	n.lc.onStop(storePhase, "embedded log", func(context.Context) error { lg.Close(); return nil })
+	if err := n.startIdentity(ctx); err != nil {
+		return err
+	}
+	// Reading the log's history (the dashboard's events and replay
+	// views) works on any node: it only reads.
+	hist := replay.HTTPOptions{Log: replay.Log{Client: lg.Client, Topic: lg.Topics().Events}, Logger: n.log}
+	n.route("GET /api/events", apiauth.ActionRead, apiauth.Fixed("api/events"), replay.EventsHandler(hist))
+	n.route("POST /api/replay", apiauth.ActionRead, apiauth.Fixed("api/replay"), replay.ReplayHandler(hist))
 	if n.roles.sink {
 		if err := n.startSinks(ctx); err != nil {
 			return err
@@ -199,7 +222,15 @@ func (n *node) start(ctx context.Context) error {
 			return err
 		}
 	}
-	n.serveHTTP(ln)
+	var tlsConf *tls.Config
+	if cfg.HTTPTLS {
+		c, err := n.ca.ServerCertificate(pki.ServerOptions{})
+		if err != nil {
+			return fmt.Errorf("--http-tls: %w", err)
+		}
+		tlsConf = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{c}}
+	}
+	n.serveHTTP(ln, tlsConf)
 	return nil
 }
 
@@ -230,6 +261,7 @@ func (n *node) startIngest() error {
 		MaxPayload: cfg.MaxPayload, Node: cfg.Node, Logger: n.log, SessionDir: cfg.path("mqtt"),
 		ConnectTimeout: cfg.MQTTConnect, MaxConnections: cfg.MQTTMaxConns, MaxSessionExpiry: cfg.MQTTSession,
 		ClientWriteQueue: cfg.MQTTQueue, MaxQueuedMessages: cfg.MQTTMaxQueued, LogWriteError: lg.WriteError,
+		HTTPPrincipal: httpPrincipal,
 	})
 	if err != nil {
 		return err
@@ -260,10 +292,10 @@ func (n *node) startIngest() error {
 		err := srv.DeliverOutbound(ctx, out)
 		return errors.Join(err, srv.Close())
 	})
-	n.mux.HandleFunc("POST /topics/{topic...}", srv.HTTPPublish)
-	n.mux.HandleFunc("GET /things/{thing}/shadow", srv.ShadowHTTP)
-	n.mux.HandleFunc("POST /things/{thing}/shadow", srv.ShadowHTTP)
-	n.mux.HandleFunc("DELETE /things/{thing}/shadow", srv.ShadowHTTP)
+	n.route("POST /topics/{topic...}", policy.ActionPublish, pathResource("topic/", "topic"), http.HandlerFunc(srv.HTTPPublish))
+	n.route("GET /things/{thing}/shadow", policy.ActionGetThingShadow, shadowResource, http.HandlerFunc(srv.ShadowHTTP))
+	n.route("POST /things/{thing}/shadow", policy.ActionUpdateThingShadow, shadowResource, http.HandlerFunc(srv.ShadowHTTP))
+	n.route("DELETE /things/{thing}/shadow", policy.ActionDeleteThingShadow, shadowResource, http.HandlerFunc(srv.ShadowHTTP))
 	return nil
 }
 
@@ -281,7 +313,7 @@ func (n *node) startProcessors() error {
 		n.log.Warn("rules: some files did not load; their previous versions (if any) keep running", "dir", cfg.RulesDir, "err", err)
 	}
 	n.reg.MustRegister(rp.Collectors()...)
-	n.mux.Handle("GET /api/rules", rp.Handler())
+	n.route("GET /api/rules", apiauth.ActionRead, apiauth.Fixed("api/rules"), rp.Handler())
 
 	procs := []processors.Processor{
 		lastseen.Processor{},
@@ -300,7 +332,7 @@ func (n *node) startProcessors() error {
 	// The state store closes once the runner's goroutines all returned.
 	n.lc.onStop(processPhase, "state store", func(context.Context) error { return runner.Close() })
 	n.reg.MustRegister(runner.Collectors()...)
-	n.mux.Handle("GET /api/things/{name}", lastseen.Handler(runner))
+	n.route("GET /api/things/{name}", apiauth.ActionRead, apiauth.Fixed("api/things"), lastseen.Handler(runner))
 	n.lc.run(processPhase, "processors", runner.Run)
 	n.waitReady("the processors' partitions are not assigned yet", runner.Ready)
 	n.lc.run(processPhase, "rules watcher", func(ctx context.Context) error { return rp.Watch(ctx, cfg.RulesDir, time.Second) })
@@ -314,6 +346,11 @@ func (n *node) startClickHouse(ctx context.Context) error {
 	cfg, lg := n.cfg, n.lg
 	if cfg.ClickHouse == "off" {
 		n.log.Warn("--clickhouse off: no telemetry is stored in ClickHouse")
+		n.route("POST /api/sql", apiauth.ActionQuery, apiauth.Fixed("api/sql"), http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, `{"code":503,"message":"no ClickHouse: iotpipe runs with --clickhouse off","timestamp":%d}`+"\n", time.Now().Unix())
+		}))
 		return nil
 	}
 	dsn, httpDSN, queryDSN := cfg.ClickHouse, "", cfg.CHQueryDSN
@@ -361,7 +398,7 @@ func (n *node) startClickHouse(ctx context.Context) error {
 	})
 	sqlHandler, closeSQL := clickhouse.QueryEndpoint(ctx, clickhouse.QueryEndpointOptions{AdminDSN: dsn, QueryDSN: queryDSN, Logger: n.log})
 	n.lc.onStop(sinkPhase, "clickhouse sql connection", func(context.Context) error { closeSQL(); return nil })
-	n.mux.Handle("POST /api/sql", sqlHandler)
+	n.route("POST /api/sql", apiauth.ActionQuery, apiauth.Fixed("api/sql"), sqlHandler)
 	return nil
 }
 
@@ -418,7 +455,7 @@ func (n *node) startSinks(ctx context.Context) error {
 	}
 	n.reg.MustRegister(rep.Collectors()...)
 	n.lc.run(sinkPhase, "command status", rep.Run)
-	n.mux.Handle("GET /api/commands/{id...}", rep.Handler())
+	n.route("GET /api/commands/{id...}", apiauth.ActionRead, apiauth.Fixed("api/commands"), rep.Handler())
 
 	// On an iotpipe embedded log (this node's or another's), a kafka
 	// action's target topic is created on first use; an external
@@ -462,8 +499,9 @@ func (n *node) startSinks(ctx context.Context) error {
 	return nil
 }
 
-// serveHTTP serves the API on ln until the accept phase stops.
-func (n *node) serveHTTP(ln net.Listener) {
+// serveHTTP serves the API on ln (over TLS with tlsConf when not nil)
+// until the accept phase stops.
+func (n *node) serveHTTP(ln net.Listener, tlsConf *tls.Config) {
 	mux := n.mux
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
@@ -479,16 +517,22 @@ func (n *node) serveHTTP(ln net.Listener) {
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{}))
+	n.route("GET /metrics", apiauth.ActionRead, apiauth.Fixed("api/metrics"), promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{}))
 	if n.cfg.Pprof {
-		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+		debug := apiauth.Fixed("api/debug")
+		n.route("GET /debug/pprof/", apiauth.ActionAdmin, debug, http.HandlerFunc(pprof.Index))
+		n.route("GET /debug/pprof/profile", apiauth.ActionAdmin, debug, http.HandlerFunc(pprof.Profile))
+		n.route("GET /debug/pprof/trace", apiauth.ActionAdmin, debug, http.HandlerFunc(pprof.Trace))
 	}
 	hs := n.httpServer(mux)
+	serve := hs.Serve
+	if tlsConf != nil {
+		hs.TLSConfig = tlsConf
+		serve = func(ln net.Listener) error { return hs.ServeTLS(ln, "", "") }
+	}
 	n.lc.run(acceptPhase, "http server", func(ctx context.Context) error {
 		errc := make(chan error, 1)
-		go func() { errc <- hs.Serve(ln) }()
+		go func() { errc <- serve(ln) }()
 		select {
 		case err := <-errc:
 			return err

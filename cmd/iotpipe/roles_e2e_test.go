@@ -98,7 +98,8 @@ func (in *instance) startSinkNode() *exec.Cmd {
 	in.t.Helper()
 	port := freePort(in.t)
 	return in.startChild(port, "sink", "--data-dir", filepath.Join(in.dataDir, "sink"), "--clickhouse", "off",
-		"--kafka", fmt.Sprintf("127.0.0.1:%d", in.kafka), "--http-addr", fmt.Sprintf("127.0.0.1:%d", port))
+		"--kafka", fmt.Sprintf("127.0.0.1:%d", in.kafka), "--kafka-credentials", in.kafkaCredentials(),
+		"--http-addr", fmt.Sprintf("127.0.0.1:%d", port))
 }
 
 // processNode is an `iotpipe process` child.
@@ -114,8 +115,8 @@ func (in *instance) startProcess(name string) processNode {
 	in.t.Helper()
 	port := freePort(in.t)
 	cmd := in.startChild(port, "process", "--data-dir", filepath.Join(in.dataDir, name),
-		"--kafka", fmt.Sprintf("127.0.0.1:%d", in.kafka), "--http-addr", fmt.Sprintf("127.0.0.1:%d", port),
-		"--rules", filepath.Join(in.dataDir, "rules"))
+		"--kafka", fmt.Sprintf("127.0.0.1:%d", in.kafka), "--kafka-credentials", in.kafkaCredentials(),
+		"--http-addr", fmt.Sprintf("127.0.0.1:%d", port), "--rules", filepath.Join(in.dataDir, "rules"))
 	return processNode{cmd: cmd, http: port}
 }
 

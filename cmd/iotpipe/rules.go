@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/iotpipe/iotpipe/internal/eventlog"
@@ -38,6 +40,7 @@ func rulesMain(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	fs := flag.NewFlagSet("iotpipe rules check", flag.ContinueOnError)
 	kafka := fs.String("kafka", sqlEnvOr("IOTPIPE_KAFKA", ""), "Kafka seed brokers")
+	credsFile := fs.String("kafka-credentials", sqlEnvOr("IOTPIPE_KAFKA_CREDENTIALS", ""), "Kafka credentials file (default: data/kafka/credentials.json when it exists)")
 	paths, err := parseArgs(fs, args[1:])
 	if errors.Is(err, flag.ErrHelp) {
 		fmt.Fprint(stdout, rulesCheckUsage)
@@ -58,7 +61,22 @@ func rulesMain(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintln(stderr, "iotpipe rules check:", err)
 		return 1
 	}
-	return checkKafkaTopics(ctx, set, *kafka, stdout, stderr)
+	var creds *eventlog.Credentials
+	if *kafka != "" {
+		path := *credsFile
+		if path == "" {
+			if _, err := os.Stat(filepath.Join("data", "kafka", eventlog.CredentialsFile)); err == nil {
+				path = filepath.Join("data", "kafka", eventlog.CredentialsFile)
+			}
+		}
+		if path != "" {
+			if creds, err = eventlog.ReadCredentials(path); err != nil {
+				fmt.Fprintln(stderr, "iotpipe rules check:", err)
+				return 2
+			}
+		}
+	}
+	return checkKafkaTopics(ctx, set, *kafka, creds, stdout, stderr)
 }
 
 // kafkaTarget is a topic a kafka action names and the rules naming it.
@@ -103,7 +121,7 @@ func kafkaTargets(set *rulesql.Set) (targets []kafkaTarget, templated []string) 
 
 // checkKafkaTopics says which kafka action topics are missing on the
 // cluster at brokers, or that they were not checked.
-func checkKafkaTopics(ctx context.Context, set *rulesql.Set, brokers string, stdout, stderr io.Writer) int {
+func checkKafkaTopics(ctx context.Context, set *rulesql.Set, brokers string, creds *eventlog.Credentials, stdout, stderr io.Writer) int {
 	targets, templated := kafkaTargets(set)
 	for _, r := range templated {
 		fmt.Fprintf(stdout, "note: rule %s names its kafka topic with a template: not checked\n", r)
@@ -120,7 +138,7 @@ func checkKafkaTopics(ctx context.Context, set *rulesql.Set, brokers string, std
 		return 0
 	}
 	seeds := strings.Split(brokers, ",")
-	missing, err := eventlog.MissingTopics(ctx, seeds, names)
+	missing, err := eventlog.MissingTopics(ctx, seeds, creds, names)
 	if err != nil {
 		fmt.Fprintf(stderr, "iotpipe rules check: kafka topics not checked: %v\n", err)
 		return 1
@@ -129,7 +147,7 @@ func checkKafkaTopics(ctx context.Context, set *rulesql.Set, brokers string, std
 		fmt.Fprintf(stdout, "kafka topics exist on %s: %s\n", brokers, strings.Join(names, ", "))
 		return 0
 	}
-	embedded, err := eventlog.IsEmbeddedCluster(ctx, seeds)
+	embedded, err := eventlog.IsEmbeddedCluster(ctx, seeds, creds)
 	if err != nil {
 		fmt.Fprintf(stderr, "iotpipe rules check: %v\n", err)
 		return 1

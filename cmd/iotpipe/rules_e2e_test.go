@@ -186,7 +186,11 @@ func TestKafkaActionCreatesTopicOnEmbeddedLog(t *testing.T) {
 	seeds := []string{fmt.Sprintf("127.0.0.1:%d", in.kafka)}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		missing, err := eventlog.MissingTopics(t.Context(), seeds, []string{"alerts"})
+		creds, err := eventlog.ReadCredentials(in.kafkaCredentials())
+		if err != nil {
+			t.Fatal(err)
+		}
+		missing, err := eventlog.MissingTopics(t.Context(), seeds, creds, []string{"alerts"})
 		if err == nil && len(missing) == 0 && len(in.readTopic("alerts")) == 3 {
 			break
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -109,6 +110,10 @@ CREATE RULE r3 AS SELECT * FROM 'c/#' THEN kafka(topic => 'per-${topic(2)}')`)
 		t.Fatal(err)
 	}
 	defer lg.Close()
+	credsFile := filepath.Join(t.TempDir(), "creds.json")
+	if b, err := json.Marshal(lg.Credentials()); err != nil || os.WriteFile(credsFile, b, 0o600) != nil {
+		t.Fatal("write the log's credentials", err)
+	}
 	addr := func(b []string) string { return strings.Join(b, ",") }
 	for _, c := range []struct {
 		name         string
@@ -127,7 +132,7 @@ CREATE RULE r3 AS SELECT * FROM 'c/#' THEN kafka(topic => 'per-${topic(2)}')`)
 			stdout: []string{"missing kafka topic audit"}},
 		{name: "all there", args: []string{"check", "--kafka", addr(complete.ListenAddrs()), dir}, code: 0,
 			stdout: []string{"kafka topics exist on " + addr(complete.ListenAddrs()) + ": alerts, audit"}},
-		{name: "embedded log", args: []string{"check", dir, "--kafka", addr(lg.Brokers())}, code: 0,
+		{name: "embedded log", args: []string{"check", dir, "--kafka", addr(lg.Brokers()), "--kafka-credentials", credsFile}, code: 0,
 			stdout: []string{"missing kafka topic alerts on", "(rules r1, r2)", "missing kafka topic audit on",
 				"this is an iotpipe embedded log: it creates them on first use"}},
 		{name: "unknown flag", args: []string{"check", dir, "--bogus"}, code: 2, errs: []string{"flag provided but not defined: -bogus"}},

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // Two `iotpipe process` nodes share the processors' consumer group: when
@@ -92,7 +91,7 @@ func TestProcessorNodesHandOverShadows(t *testing.T) {
 	check("one node")
 	in.startProcess("proc-b") // takes over some partitions, with no state of its own
 	// Wait until the group has split the partitions between the nodes.
-	cl, err := kgo.NewClient(kgo.SeedBrokers(fmt.Sprintf("127.0.0.1:%d", in.kafka)))
+	cl, err := in.logClients().Client()
 	if err != nil {
 		t.Fatal(err)
 	}

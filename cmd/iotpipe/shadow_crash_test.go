@@ -14,17 +14,46 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/iotpipe/iotpipe/internal/eventlog"
 	"github.com/iotpipe/iotpipe/processors"
 	"github.com/iotpipe/iotpipe/processors/shadow"
 	"github.com/iotpipe/iotpipe/schemas"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// brokers is a processors.ClientFactory for a broker address.
-type brokers string
+// logClients is a processors.ClientFactory for an instance's embedded
+// log: its address and the credentials it generated.
+type logClients struct {
+	addr  string
+	creds *eventlog.Credentials
+}
 
-func (b brokers) Client(opts ...kgo.Opt) (*kgo.Client, error) {
-	return kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(string(b))}, opts...)...)
+func (c logClients) Client(opts ...kgo.Opt) (*kgo.Client, error) {
+	all := []kgo.Opt{kgo.SeedBrokers(c.addr)}
+	if c.creds != nil {
+		auth, err := c.creds.Opt()
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, auth)
+	}
+	return kgo.NewClient(append(all, opts...)...)
+}
+
+// logClients returns a client factory for in's embedded log (which must
+// have started once: it writes its credentials then).
+func (in *instance) logClients() logClients {
+	in.t.Helper()
+	creds, err := eventlog.ReadCredentials(in.kafkaCredentials())
+	if err != nil {
+		in.t.Fatal(err)
+	}
+	return logClients{addr: fmt.Sprintf("127.0.0.1:%d", in.kafka), creds: creds}
+}
+
+// kafkaCredentials is the path of in's embedded log's credentials file.
+func (in *instance) kafkaCredentials() string {
+	return filepath.Join(in.dataDir, "kafka", eventlog.CredentialsFile)
 }
 
 // kill -9 during 20k shadow updates over 200 things, restart: every
@@ -114,7 +143,7 @@ func TestShadowCrashVersionsGaplessAndRebuildIdentical(t *testing.T) {
 	// A rebuild from the log gives the same documents, byte for byte.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	h, err := processors.Rebuild(ctx, brokers(fmt.Sprintf("127.0.0.1:%d", in.kafka)), schemas.DefaultTopics().Events,
+	h, err := processors.Rebuild(ctx, in.logClients(), schemas.DefaultTopics().Events,
 		[]processors.Processor{shadow.New(shadow.Options{})})
 	if err != nil {
 		t.Fatal(err)

@@ -30,6 +30,10 @@ import (
 type Options struct {
 	// Brokers are external Kafka seed brokers. Empty means embedded.
 	Brokers []string
+	// Credentials authenticate iotpipe's clients to external brokers
+	// (nil: none). The embedded log makes its own on its first start
+	// (CredentialsFile in DataDir) and accepts no client without them.
+	Credentials *Credentials
 	// DataDir is where the embedded broker persists its log
 	// (default ./data/kafka).
 	DataDir string
@@ -138,12 +142,18 @@ func (l *Log) startEmbedded() error {
 		}
 		port = p
 	}
+	creds, created, err := embeddedCredentials(o.DataDir)
+	if err != nil {
+		return fmt.Errorf("embedded log: %w", err)
+	}
 	kopts := []kfake.Opt{
 		kfake.NumBrokers(1),
 		kfake.Ports(port),
 		kfake.DataDir(o.DataDir),
 		kfake.DefaultNumPartitions(int(o.Partitions)),
 		kfake.ClusterID(embeddedClusterID),
+		kfake.EnableSASL(),
+		kfake.Superuser(creds.Mechanism, creds.User, creds.Password),
 	}
 	if o.SyncWrites {
 		kopts = append(kopts, kfake.SyncWrites())
@@ -158,6 +168,10 @@ func (l *Log) startEmbedded() error {
 	debug.FreeOSMemory()
 	l.cluster = c
 	l.brokers = c.ListenAddrs()
+	l.opts.Credentials = creds
+	if created {
+		o.Logger.Info("embedded log credentials generated: every client authenticates (SASL SCRAM-SHA-256)", "file", filepath.Join(o.DataDir, CredentialsFile))
+	}
 	// Asked when a write failed: read afresh (a failure right after a
 	// reading must not be put down to something else).
 	l.space = &diskspace.Watch{Dir: o.DataDir, Min: diskFullBelow, Every: 10 * time.Millisecond}
@@ -192,14 +206,14 @@ func (l *Log) IotpipeEmbedded(ctx context.Context) (bool, error) {
 	if l.cluster != nil {
 		return true, nil
 	}
-	return IsEmbeddedCluster(ctx, l.brokers)
+	return IsEmbeddedCluster(ctx, l.brokers, l.opts.Credentials)
 }
 
 // IsEmbeddedCluster reports whether the cluster at brokers is an iotpipe
 // embedded log (its cluster id says so).
-func IsEmbeddedCluster(ctx context.Context, brokers []string) (bool, error) {
+func IsEmbeddedCluster(ctx context.Context, brokers []string, creds *Credentials) (bool, error) {
 	var embedded bool
-	err := withAdmin(ctx, brokers, func(ctx context.Context, adm *kadm.Client) error {
+	err := withAdmin(ctx, brokers, creds, func(ctx context.Context, adm *kadm.Client) error {
 		m, err := adm.BrokerMetadata(ctx)
 		if err != nil {
 			return fmt.Errorf("metadata of %v: %w", brokers, err)
@@ -212,8 +226,16 @@ func IsEmbeddedCluster(ctx context.Context, brokers []string) (bool, error) {
 
 // withAdmin runs fn with an admin client of the cluster at brokers,
 // bounded by 15s.
-func withAdmin(ctx context.Context, brokers []string, fn func(ctx context.Context, adm *kadm.Client) error) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RequestRetries(2))
+func withAdmin(ctx context.Context, brokers []string, creds *Credentials, fn func(ctx context.Context, adm *kadm.Client) error) error {
+	opts := []kgo.Opt{kgo.SeedBrokers(brokers...), kgo.RequestRetries(2)}
+	if creds != nil {
+		o, err := creds.Opt()
+		if err != nil {
+			return err
+		}
+		opts = append(opts, o)
+	}
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return fmt.Errorf("kafka client for %v: %w", brokers, err)
 	}
@@ -229,10 +251,22 @@ func (l *Log) Topics() schemas.Topics { return l.opts.Topics }
 // Partitions returns the partition count used for created topics.
 func (l *Log) Partitions() int32 { return l.opts.Partitions }
 
-// Client returns a franz-go client seeded with the log's brokers; opts
-// are applied after the seeds.
+// Credentials returns what iotpipe's clients authenticate with (nil:
+// nothing).
+func (l *Log) Credentials() *Credentials { return l.opts.Credentials }
+
+// Client returns a franz-go client seeded with the log's brokers and
+// authenticated with its credentials; opts are applied after those.
 func (l *Log) Client(opts ...kgo.Opt) (*kgo.Client, error) {
-	all := append([]kgo.Opt{kgo.SeedBrokers(l.brokers...)}, opts...)
+	all := []kgo.Opt{kgo.SeedBrokers(l.brokers...)}
+	if c := l.opts.Credentials; c != nil {
+		o, err := c.Opt()
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, o)
+	}
+	all = append(all, opts...)
 	cl, err := kgo.NewClient(all...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka client for %v: %w", l.brokers, err)
@@ -292,9 +326,9 @@ func (l *Log) createTopics(ctx context.Context, topics ...string) error {
 
 // MissingTopics returns those of topics that do not exist on the
 // cluster at brokers (sorted, each once). It creates nothing.
-func MissingTopics(ctx context.Context, brokers []string, topics []string) ([]string, error) {
+func MissingTopics(ctx context.Context, brokers []string, creds *Credentials, topics []string) ([]string, error) {
 	var missing []string
-	err := withAdmin(ctx, brokers, func(ctx context.Context, adm *kadm.Client) error {
+	err := withAdmin(ctx, brokers, creds, func(ctx context.Context, adm *kadm.Client) error {
 		details, err := adm.ListTopics(ctx, topics...)
 		if err != nil {
 			return fmt.Errorf("list topics on %v: %w", brokers, err)

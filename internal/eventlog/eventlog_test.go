@@ -2,6 +2,8 @@ package eventlog
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -111,7 +113,7 @@ func TestCreateTopicAndMissingTopics(t *testing.T) {
 	if retention != "3600000" {
 		t.Errorf("alerts retention.ms = %q, want 3600000", retention)
 	}
-	missing, err := MissingTopics(ctx, l.Brokers(), []string{"nope", "alerts", l.Topics().Events, "nope", "also-nope"})
+	missing, err := MissingTopics(ctx, l.Brokers(), l.Credentials(), []string{"nope", "alerts", l.Topics().Events, "nope", "also-nope"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +135,7 @@ func TestIotpipeEmbedded(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	remote, err := Open(ctx, Options{Brokers: l.Brokers(), Partitions: 1})
+	remote, err := Open(ctx, Options{Brokers: l.Brokers(), Credentials: l.Credentials(), Partitions: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,5 +156,51 @@ func TestIotpipeEmbedded(t *testing.T) {
 	}
 	if ok, err := ext.IotpipeEmbedded(ctx); ok || err != nil {
 		t.Errorf("another cluster: IotpipeEmbedded = %v, %v", ok, err)
+	}
+}
+
+// The embedded log accepts no client without its credentials (any local
+// user could write forged events or read everything before): they are
+// generated on its first start, kept in its data dir (0600) and used by
+// iotpipe's own clients; a restart keeps them (issue 21 item 24).
+func TestEmbeddedLogRequiresCredentials(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	l, err := Open(ctx, Options{DataDir: dir, Port: -1, Partitions: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Brokers()
+	fi, err := os.Stat(filepath.Join(dir, CredentialsFile))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("credentials file: %v, %v (want mode 0600)", fi, err)
+	}
+	anon, err := kgo.NewClient(kgo.SeedBrokers(addr...), kgo.RequestRetries(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer anon.Close()
+	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := anon.ProduceSync(actx, &kgo.Record{Topic: l.Topics().Events, Value: []byte("forged")}).FirstErr(); err == nil {
+		t.Fatal("a client without credentials wrote to the embedded log")
+	}
+	own, err := l.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := own.ProduceSync(ctx, &kgo.Record{Topic: l.Topics().Events, Value: []byte("ok")}).FirstErr(); err != nil {
+		t.Fatalf("iotpipe's own client: %v", err)
+	}
+	own.Close()
+	before := *l.Credentials()
+	l.Close()
+	l, err = Open(ctx, Options{DataDir: dir, Port: -1, Partitions: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if *l.Credentials() != before {
+		t.Fatal("the credentials changed across a restart")
 	}
 }

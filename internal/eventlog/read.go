@@ -5,11 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // NewClientFunc makes a franz-go client with extra options (Log.Client
@@ -105,46 +104,16 @@ func ReadPartition(ctx context.Context, newClient NewClientFunc, topic string, p
 	}
 	startOff, _ := starts.Lookup(topic, partition)
 	pos := max(from, startOff.Offset)
-	broker := cl.Broker(int(pd.Leader))
-	dec := kgo.DefaultDecompressor()
+	f := PartitionFetch{
+		Broker: cl.Broker(int(pd.Leader)), Topic: topic, TopicID: td.ID, Partition: partition,
+		MaxWait: 500 * time.Millisecond, Decompressor: kgo.DefaultDecompressor(),
+	}
 	stuck := 0
 	for pos < end {
-		req := kmsg.NewPtrFetchRequest()
-		req.ReplicaID = -1
-		req.MaxWaitMillis = 500
-		req.MinBytes = 1
-		req.MaxBytes = 32 << 20
-		req.IsolationLevel = 1 // read committed
-		req.SessionEpoch = -1
-		rt := kmsg.NewFetchRequestTopic()
-		rt.Topic, rt.TopicID = topic, td.ID
-		rp := kmsg.NewFetchRequestTopicPartition()
-		rp.Partition, rp.FetchOffset, rp.PartitionMaxBytes = partition, pos, 32<<20
-		rp.CurrentLeaderEpoch, rp.LogStartOffset = -1, -1
-		rt.Partitions = append(rt.Partitions, rp)
-		req.Topics = append(req.Topics, rt)
-		raw, err := broker.RetriableRequest(ctx, req)
+		fp, next, err := f.Fetch(ctx, pos)
 		if err != nil {
-			return 0, fmt.Errorf("fetch %s/%d at %d: %w", topic, partition, pos, err)
+			return 0, err
 		}
-		resp := raw.(*kmsg.FetchResponse)
-		if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
-			return 0, fmt.Errorf("fetch %s/%d at %d: %w", topic, partition, pos, err)
-		}
-		var part *kmsg.FetchResponseTopicPartition
-		for i := range resp.Topics {
-			for j := range resp.Topics[i].Partitions {
-				if resp.Topics[i].Partitions[j].Partition == partition {
-					part = &resp.Topics[i].Partitions[j]
-				}
-			}
-		}
-		if part == nil {
-			return 0, fmt.Errorf("fetch %s/%d at %d: partition missing from the response", topic, partition, pos)
-		}
-		fp, next := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{
-			Offset: pos, IsolationLevel: kgo.ReadCommitted(), Topic: topic, Partition: partition,
-		}, part, dec, nil)
 		if fp.Err != nil {
 			return 0, fmt.Errorf("fetch %s/%d at %d: %w", topic, partition, pos, fp.Err)
 		}

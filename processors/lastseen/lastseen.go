@@ -5,6 +5,8 @@ package lastseen
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -29,7 +31,9 @@ type Thing struct {
 	Offset int64 `json:"offset"`
 }
 
-// Processor is the lastseen processor.
+// Processor is the lastseen processor. It keeps each thing's decoded
+// record in its memo, so an event costs an encode and a write, not a
+// read and a decode.
 type Processor struct{}
 
 // Name implements processors.Processor.
@@ -37,18 +41,25 @@ func (Processor) Name() string { return Name }
 
 // Process implements processors.Processor.
 func (Processor) Process(_ context.Context, tx *processors.Tx, ev *processors.Event) error {
+	key := []byte(ev.Thing)
 	var t Thing
-	raw, ok, err := tx.Get([]byte(ev.Thing))
-	if err != nil {
-		return err
-	}
-	if ok {
-		if err := json.Unmarshal(raw, &t); err != nil {
-			return fmt.Errorf("lastseen state of %s: %w", ev.Thing, err)
-		}
+	kept, _ := tx.Memo().Get(key)
+	memo, _ := kept.(*Thing)
+	if memo != nil {
+		t = *memo
 	} else {
-		t.Name = ev.Thing
-		t.FirstSeen = ev.ReceivedAt().UTC()
+		raw, ok, err := tx.Get(key)
+		if err != nil {
+			return err
+		}
+		if ok {
+			if t, err = decode(raw); err != nil {
+				return fmt.Errorf("lastseen state of %s: %w", ev.Thing, err)
+			}
+		} else {
+			t.Name = ev.Thing
+			t.FirstSeen = ev.ReceivedAt().UTC()
+		}
 	}
 	t.LastSeen = ev.ReceivedAt().UTC()
 	t.Offset = ev.Offset
@@ -61,11 +72,85 @@ func (Processor) Process(_ context.Context, tx *processors.Tx, ev *processors.Ev
 	case schemas.EventDisconnected:
 		t.Connected = false
 	}
-	b, err := json.Marshal(&t)
-	if err != nil {
+	var buf [96]byte
+	if err := tx.Set(key, t.appendBinary(buf[:0])); err != nil {
 		return err
 	}
-	return tx.Set([]byte(ev.Thing), b)
+	if memo == nil {
+		memo = new(Thing)
+		tx.Memo().Put(key, memo)
+	}
+	*memo = t
+	return nil
+}
+
+// The stored record is binary: recordVersion, the name and the last
+// topic with their uvarint lengths, the counters and times (Unix ns) as
+// varints, and the connected flag. State written before this form holds
+// the record as JSON (Thing's json tags), which starts with '{' and is
+// still read.
+const recordVersion = 1
+
+func (t *Thing) appendBinary(b []byte) []byte {
+	b = append(b, recordVersion)
+	b = binary.AppendUvarint(b, uint64(len(t.Name)))
+	b = append(b, t.Name...)
+	b = binary.AppendUvarint(b, uint64(len(t.LastTopic)))
+	b = append(b, t.LastTopic...)
+	b = binary.AppendVarint(b, t.Messages)
+	b = binary.AppendVarint(b, t.FirstSeen.UnixNano())
+	b = binary.AppendVarint(b, t.LastSeen.UnixNano())
+	b = binary.AppendVarint(b, t.Offset)
+	c := byte(0)
+	if t.Connected {
+		c = 1
+	}
+	return append(b, c)
+}
+
+// errCorrupt is wrapped by the errors of records that do not decode.
+var errCorrupt = errors.New("corrupt record")
+
+// decode decodes a stored record, binary or JSON.
+func decode(b []byte) (Thing, error) {
+	var t Thing
+	if len(b) > 0 && b[0] == '{' {
+		err := json.Unmarshal(b, &t)
+		return t, err
+	}
+	if len(b) == 0 || b[0] != recordVersion {
+		return Thing{}, fmt.Errorf("%w: unknown version", errCorrupt)
+	}
+	b = b[1:]
+	var bad bool
+	str := func() string {
+		n, w := binary.Uvarint(b)
+		if w <= 0 || n > uint64(len(b)-w) {
+			bad = true
+			return ""
+		}
+		s := string(b[w : w+int(n)])
+		b = b[w+int(n):]
+		return s
+	}
+	num := func() int64 {
+		v, w := binary.Varint(b)
+		if w <= 0 {
+			bad = true
+			return 0
+		}
+		b = b[w:]
+		return v
+	}
+	t.Name, t.LastTopic = str(), str()
+	t.Messages = num()
+	t.FirstSeen, t.LastSeen = time.Unix(0, num()).UTC(), time.Unix(0, num()).UTC()
+	t.Offset = num()
+	if bad || len(b) != 1 || b[0] > 1 {
+		return Thing{}, fmt.Errorf("%w (%d bytes)", errCorrupt, len(b))
+	}
+	t.Connected = b[0] == 1
+	return t, nil
 }
 
 // Reader reads committed processor state (processors.Runner does).
@@ -79,8 +164,8 @@ func Get(r Reader, thing string) (Thing, bool, error) {
 	if err != nil || !ok {
 		return Thing{}, ok, err
 	}
-	var t Thing
-	if err := json.Unmarshal(raw, &t); err != nil {
+	t, err := decode(raw)
+	if err != nil {
 		return Thing{}, false, fmt.Errorf("lastseen state of %s: %w", thing, err)
 	}
 	return t, true, nil

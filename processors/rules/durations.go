@@ -1,7 +1,9 @@
 package rules
 
 import (
+	"encoding/binary"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/segmentio/encoding/json"
@@ -27,17 +29,78 @@ import (
 
 // durationRun is one FOR rule on one partition.
 type durationRun struct {
-	tm      *timer.Timers
-	timerNS []byte // the timer library's keys
-	epNS    []byte // episode records, by thing
+	tm *timer.Timers
+	ts subStore // the timer library's keys
+	es subStore // episode records, by thing
+	// buf and in are scratch space for encoding an episode record and
+	// its event.
+	buf, in []byte
 }
 
-// episodeRecord is kept per thing while its condition holds.
+// bind sets the call d's stores read and write through.
+func (d *durationRun) bind(tx *processors.Tx) {
+	d.ts.bind(tx)
+	d.es.bind(tx)
+}
+
+// episodeRecord is kept per thing while its condition holds. It is
+// stored in a binary form (storedVersion, Start as a varint, then Input,
+// Output and Fired with their uvarint lengths); state written before
+// that form holds it as JSON (jsonEpisode), which is still read.
 type episodeRecord struct {
-	Start  int64           `json:"start"` // offset of the first event
-	Input  json.RawMessage `json:"in"`    // last event at which the condition held
-	Output json.RawMessage `json:"out"`   // its output
+	Start  int64  // offset of the first event
+	Input  []byte // last event at which the condition held (see storedInput)
+	Output []byte // its output, JSON
+	Fired  []byte // the output it fired with, JSON; empty until it fired
+}
+
+// jsonEpisode is the JSON form of an episode record.
+type jsonEpisode struct {
+	Start  int64           `json:"start"`
+	Input  json.RawMessage `json:"in"`
+	Output json.RawMessage `json:"out"`
 	Fired  json.RawMessage `json:"fired,omitempty"`
+}
+
+func (e *episodeRecord) appendBinary(b []byte) []byte {
+	b = append(b, storedVersion)
+	b = binary.AppendVarint(b, e.Start)
+	for _, f := range [...][]byte{e.Input, e.Output, e.Fired} {
+		b = binary.AppendUvarint(b, uint64(len(f)))
+		b = append(b, f...)
+	}
+	return b
+}
+
+// decodeEpisode decodes an episode record, binary or JSON; the record
+// keeps slices of b.
+func decodeEpisode(b []byte) (*episodeRecord, error) {
+	if len(b) > 0 && b[0] == '{' {
+		var j jsonEpisode
+		if err := json.Unmarshal(b, &j); err != nil {
+			return nil, err
+		}
+		return (&episodeRecord{Start: j.Start, Input: j.Input, Output: j.Output, Fired: j.Fired}).clean(), nil
+	}
+	r := reader{b: b}
+	if r.byte() != storedVersion {
+		return nil, fmt.Errorf("%w: unknown version", errCorrupt)
+	}
+	e := &episodeRecord{Start: r.varint(), Input: r.bytes(), Output: r.bytes(), Fired: r.bytes()}
+	if r.bad || len(r.b) > 0 {
+		return nil, fmt.Errorf("%w (%d bytes)", errCorrupt, len(b))
+	}
+	return e.clean(), nil
+}
+
+// clean makes e's empty fields nil.
+func (e *episodeRecord) clean() *episodeRecord {
+	for _, f := range [...]*[]byte{&e.Input, &e.Output, &e.Fired} {
+		if len(*f) == 0 {
+			*f = nil
+		}
+	}
+	return e
 }
 
 func (p *Processor) durationRun(ps *partState, ri *ruleInfo) (*durationRun, error) {
@@ -49,9 +112,9 @@ func (p *Processor) durationRun(ps *partState, ri *ruleInfo) (*durationRun, erro
 		return nil, err
 	}
 	d := &durationRun{
-		tm:      tm,
-		timerNS: append(append([]byte(nil), ri.ns...), 'x'),
-		epNS:    append(append([]byte(nil), ri.ns...), 'e'),
+		tm: tm,
+		ts: subStore{prefix: append(append([]byte(nil), ri.ns...), 'x')},
+		es: subStore{prefix: append(append([]byte(nil), ri.ns...), 'e')},
 	}
 	ps.timers[string(ri.ns)] = d
 	return d, nil
@@ -62,27 +125,24 @@ func (d *durationRun) episode(st *subStore, thing string) (*episodeRecord, error
 	if err != nil || !ok {
 		return nil, err
 	}
-	var e episodeRecord
-	if err := json.Unmarshal(b, &e); err != nil {
+	e, err := decodeEpisode(b)
+	if err != nil {
 		return nil, fmt.Errorf("decode episode of %s: %w", thing, err)
 	}
-	return &e, nil
+	return e, nil
 }
 
-func putEpisode(st *subStore, thing string, e *episodeRecord) error {
-	b, err := json.Marshal(e)
-	if err != nil {
-		return fmt.Errorf("encode episode of %s: %w", thing, err)
-	}
-	return st.Set([]byte(thing), b)
+func (d *durationRun) putEpisode(st *subStore, thing string, e *episodeRecord) error {
+	d.buf = e.appendBinary(d.buf[:0])
+	return st.Set([]byte(thing), d.buf)
 }
 
 // durationEvent observes the rule's condition on an event.
-func (p *Processor) durationEvent(tx *processors.Tx, ps *partState, ri *ruleInfo, ev *processors.Event, in *rulesql.Input, st *subStore, base string) error {
+func (p *Processor) durationEvent(tx *processors.Tx, ps *partState, ri *ruleInfo, ev *processors.Event, in *rulesql.Input, st *subStore) error {
 	r := ri.rule
 	out, holds, err := r.Eval(in, st)
 	if err != nil {
-		return p.ruleError(tx, ri, ev, in, base, err)
+		return p.ruleError(tx, ri, ev, in, err)
 	}
 	if rulesql.IsUndefined(out) {
 		holds = false
@@ -91,16 +151,21 @@ func (p *Processor) durationEvent(tx *processors.Tx, ps *partState, ri *ruleInfo
 	if err != nil {
 		return err
 	}
-	es := newSubStore(tx, d.epNS)
+	d.bind(tx)
+	if !holds {
+		// Without an episode in progress there is nothing to end (an
+		// episode record exists only beside its timer's episode).
+		active, err := d.tm.Has(&d.ts, in.Thing)
+		if err != nil || !active {
+			return err
+		}
+	}
+	es := &d.es
 	ep, err := d.episode(es, in.Thing)
 	if err != nil {
 		return err
 	}
 	if holds {
-		enc, err := encodeInput(in)
-		if err != nil {
-			return err
-		}
 		o, err := value.MarshalJSON(out)
 		if err != nil {
 			return fmt.Errorf("encode output: %w", err)
@@ -108,9 +173,10 @@ func (p *Processor) durationEvent(tx *processors.Tx, ps *partState, ri *ruleInfo
 		if ep == nil {
 			ep = &episodeRecord{Start: ev.Offset}
 		}
-		ep.Input, ep.Output = enc, o
+		d.in = appendInput(d.in[:0], in)
+		ep.Input, ep.Output = d.in, o
 	}
-	evs, err := d.tm.Observe(newSubStore(tx, d.timerNS), in.Thing, holds, time.UnixMilli(in.Timestamp))
+	evs, err := d.tm.Observe(&d.ts, in.Thing, holds, time.UnixMilli(in.Timestamp))
 	if err != nil {
 		return err
 	}
@@ -124,14 +190,14 @@ func (p *Processor) durationEvent(tx *processors.Tx, ps *partState, ri *ruleInfo
 				return err
 			}
 		case timer.Resolved:
-			if err := p.durationResolve(tx, ri, ep, in, base); err != nil {
+			if err := p.durationResolve(tx, ri, ep, in); err != nil {
 				return err
 			}
 		}
 	}
 	switch {
 	case holds:
-		return putEpisode(es, in.Thing, ep)
+		return d.putEpisode(es, in.Thing, ep)
 	case ep != nil:
 		return es.Delete([]byte(in.Thing))
 	}
@@ -158,20 +224,25 @@ func (p *Processor) durationFire(tx *processors.Tx, ri *ruleInfo, ep *episodeRec
 
 // durationResolve fires the resolved event: the fired output with
 // "resolved": true, rendered against the event that ended the episode.
-func (p *Processor) durationResolve(tx *processors.Tx, ri *ruleInfo, ep *episodeRecord, in *rulesql.Input, base string) error {
-	var out any = map[string]any{}
+func (p *Processor) durationResolve(tx *processors.Tx, ri *ruleInfo, ep *episodeRecord, in *rulesql.Input) error {
+	var fired any = map[string]any{}
 	if len(ep.Fired) > 0 {
 		var err error
-		if out, err = decodeJSON(ep.Fired); err != nil {
+		if fired, err = decodeJSON(ep.Fired); err != nil {
 			return err
 		}
 	}
-	if m, ok := out.(map[string]any); ok {
-		m["resolved"] = true
+	var out any
+	if m, ok := fired.(map[string]any); ok {
+		out = maps.Clone(m)
+		out.(map[string]any)["resolved"] = true
 	} else {
-		out = map[string]any{"value": out, "resolved": true}
+		out = map[string]any{"value": fired, "resolved": true}
 	}
-	return p.fire(tx, ri, in, out, base, in.Timestamp)
+	if err := p.act(tx, ri, in, out, eventBase(in.Partition, in.Offset), in.Timestamp); err != nil {
+		return err
+	}
+	return p.dryRunOutput(tx, ri, in, fired, true)
 }
 
 // durationTick fires the episodes that are due at now.
@@ -180,11 +251,12 @@ func (p *Processor) durationTick(tx *processors.Tx, ps *partState, ri *ruleInfo,
 	if err != nil {
 		return err
 	}
-	evs, err := d.tm.Fire(newSubStore(tx, d.timerNS), now)
+	d.bind(tx)
+	evs, err := d.tm.Fire(&d.ts, now)
 	if err != nil {
 		return err
 	}
-	es := newSubStore(tx, d.epNS)
+	es := &d.es
 	for _, e := range evs {
 		ep, err := d.episode(es, e.Key)
 		if err != nil {
@@ -200,7 +272,7 @@ func (p *Processor) durationTick(tx *processors.Tx, ps *partState, ri *ruleInfo,
 		if err := p.durationFire(tx, ri, ep, e.At.UnixMilli()); err != nil {
 			return err
 		}
-		if err := putEpisode(es, e.Key, ep); err != nil {
+		if err := d.putEpisode(es, e.Key, ep); err != nil {
 			return err
 		}
 	}

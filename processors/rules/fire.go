@@ -10,6 +10,7 @@ import (
 
 	"github.com/iotpipe/iotpipe/processors"
 	"github.com/iotpipe/iotpipe/rulesql"
+	"github.com/iotpipe/iotpipe/rulesql/ruletest"
 	"github.com/iotpipe/iotpipe/rulesql/value"
 	"github.com/iotpipe/iotpipe/schemas"
 	"github.com/iotpipe/iotpipe/schemas/payload"
@@ -19,12 +20,43 @@ import (
 const (
 	// HeaderRule names the rule a record comes from.
 	HeaderRule = "iot.rule"
+	// HeaderThing names the thing of a dry run's output record (see
+	// Options.DryRunOutputs).
+	HeaderThing = "iot.thing"
 )
 
 // fire writes one action record per action of the rule for one output:
 // key base/rule/i. in renders the action templates; firedAt is the
 // event time in Unix ms.
 func (p *Processor) fire(tx *processors.Tx, ri *ruleInfo, in *rulesql.Input, out any, base string, firedAt int64) error {
+	if err := p.act(tx, ri, in, out, base, firedAt); err != nil {
+		return err
+	}
+	return p.dryRunOutput(tx, ri, in, out, false)
+}
+
+// dryRunOutput emits, in a dry run with Options.DryRunOutputs set, the
+// output as iotpipe rules test prints it.
+func (p *Processor) dryRunOutput(tx *processors.Tx, ri *ruleInfo, in *rulesql.Input, out any, resolved bool) error {
+	if p.opts.DryRunOutputs == "" || !tx.DryRun() {
+		return nil
+	}
+	r := ri.rule
+	o := ruletest.Output{Rule: r.Name, Output: out, Resolved: resolved}
+	if len(r.Actions) > 0 {
+		o.Actions = r.ActionTargets(in)
+	}
+	b, err := ruletest.EncodeOutput(o)
+	if err != nil {
+		return fmt.Errorf("encode output: %w", err)
+	}
+	tx.Emit(&kgo.Record{Topic: p.opts.DryRunOutputs, Key: []byte(r.Name), Value: b,
+		Headers: []kgo.RecordHeader{{Key: HeaderRule, Value: []byte(r.Name)}, {Key: HeaderThing, Value: []byte(in.Thing)}}})
+	return nil
+}
+
+// act writes the action records of one output (see fire).
+func (p *Processor) act(tx *processors.Tx, ri *ruleInfo, in *rulesql.Input, out any, base string, firedAt int64) error {
 	r := ri.rule
 	payload, err := value.MarshalJSON(out)
 	if err != nil {
@@ -119,7 +151,7 @@ func appendAction(b []byte, a *schemas.Action) ([]byte, error) {
 // ruleError handles a rule that failed on an event: its error action
 // fires (AWS's errorAction), or, when it has none, the event goes to
 // the DLQ with the reason. The other rules are not affected.
-func (p *Processor) ruleError(tx *processors.Tx, ri *ruleInfo, ev *processors.Event, in *rulesql.Input, base string, cause error) error {
+func (p *Processor) ruleError(tx *processors.Tx, ri *ruleInfo, ev *processors.Event, in *rulesql.Input, cause error) error {
 	r := ri.rule
 	if !tx.DryRun() {
 		ri.stats.fail(cause)
@@ -127,7 +159,7 @@ func (p *Processor) ruleError(tx *processors.Tx, ri *ruleInfo, ev *processors.Ev
 	}
 	if ea := r.ErrorAction; ea != nil {
 		act := schemas.Action{
-			Key:         actionKey(base, r.Name, "error"),
+			Key:         actionKey(eventBase(ev.Partition, ev.Offset), r.Name, "error"),
 			Rule:        r.Name,
 			Type:        ea.Type,
 			Params:      ea.Render(in),

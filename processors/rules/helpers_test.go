@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -79,6 +80,23 @@ func (g *rig) publish(thing, topic, payload string) []*kgo.Record {
 		g.t.Fatal(err)
 	}
 	return recs
+}
+
+// batches runs each batch of records as one batch and returns what was
+// emitted as "topic key value" lines.
+func (g *rig) batches(batches [][]*kgo.Record) []string {
+	g.t.Helper()
+	var out []string
+	for _, b := range batches {
+		recs, err := g.h.Records(context.Background(), b)
+		if err != nil {
+			g.t.Fatal(err)
+		}
+		for _, r := range recs {
+			out = append(out, fmt.Sprintf("%s %s %s", r.Topic, r.Key, r.Value))
+		}
+	}
+	return out
 }
 
 func (g *rig) tick() []*kgo.Record {

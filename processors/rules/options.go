@@ -33,6 +33,14 @@ type Options struct {
 	// clock in the year 2100 would make every other device's events
 	// late). Default DefaultMaxEventSkew; negative: no bound.
 	MaxEventSkew time.Duration
+	// DryRunOutputs, when set, makes a dry run (tx.DryRun, as in
+	// iotpipe replay) also emit every rule output, of rules with actions
+	// or without, as one record to this topic: the value is the output
+	// line of iotpipe rules test (ruletest.EncodeOutput), the key and the
+	// iot.rule header the rule's name, the iot.thing header the thing of
+	// the event it renders against. A dry run's records are never
+	// produced. Default "": none.
+	DryRunOutputs string
 	// LastOutputs is how many recent outputs Status keeps per rule.
 	// Default 5.
 	LastOutputs int

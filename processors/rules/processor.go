@@ -37,7 +37,9 @@ type Processor struct {
 	dir      string
 	files    map[string]*fileState
 
-	matchPool sync.Pool // *[]*rulesql.Rule
+	// separateAggregates runs one window aggregator per aggregate call,
+	// as before calls over the same argument shared one (tests).
+	separateAggregates bool
 }
 
 // loaded is one rule set with what the processor derived from it.
@@ -142,13 +144,19 @@ type partState struct {
 	lastEvent time.Time // tx.Now of the last event
 	windows   map[string]*windowRun
 	timers    map[string]*durationRun
+	// st is the store of the rules' stateful functions, in the input
+	// of the current event and matched the rules it routes to: reused
+	// for every event.
+	st      subStore
+	in      inputWithShadow
+	matched []*rulesql.Rule
 }
 
 func part(tx *processors.Tx) *partState {
 	if ps, ok := tx.Memo().Local().(*partState); ok {
 		return ps
 	}
-	ps := &partState{windows: map[string]*windowRun{}, timers: map[string]*durationRun{}}
+	ps := &partState{windows: map[string]*windowRun{}, timers: map[string]*durationRun{}, st: subStore{prefix: []byte{'s'}}}
 	tx.Memo().SetLocal(ps)
 	return ps
 }
@@ -176,9 +184,14 @@ func (p *Processor) newInput(tx *processors.Tx, at time.Time) *rulesql.Input {
 	return &x.in
 }
 
-// input builds what rules see of an event.
-func (p *Processor) input(tx *processors.Tx, ev *processors.Event) *rulesql.Input {
-	in := p.newInput(tx, ev.ReceivedAt())
+// input builds what rules see of an event, in ps's input.
+func (p *Processor) input(tx *processors.Tx, ps *partState, ev *processors.Event) *rulesql.Input {
+	ps.in = inputWithShadow{}
+	in := &ps.in.in
+	if p.opts.Shadow != nil {
+		ps.in.sh = txShadow{r: p.opts.Shadow, tx: tx, at: ev.ReceivedAt()}
+		in.Shadow = &ps.in.sh
+	}
 	in.Raw = ev.Payload
 	in.Topic = ev.Envelope.Topic
 	in.ClientID = ev.Envelope.ClientID
@@ -206,22 +219,16 @@ func (p *Processor) Process(ctx context.Context, tx *processors.Tx, ev *processo
 	if len(l.set.Rules) == 0 || !routable(ev.Envelope.Type) {
 		return nil
 	}
-	mp, _ := p.matchPool.Get().(*[]*rulesql.Rule)
-	if mp == nil {
-		mp = new([]*rulesql.Rule)
-	}
-	matched := l.set.Router.AppendMatch((*mp)[:0], ev.Envelope.Topic)
+	matched := l.set.Router.AppendMatch(ps.matched[:0], ev.Envelope.Topic)
 	defer func() {
 		clear(matched)
-		*mp = matched[:0]
-		p.matchPool.Put(mp)
+		ps.matched = matched[:0]
 	}()
 	if len(matched) == 0 {
 		return nil
 	}
-	in := p.input(tx, ev)
-	base := eventBase(ev.Partition, ev.Offset)
-	st := newSubStore(tx, []byte{'s'})
+	in := p.input(tx, ps, ev)
+	st := ps.st.bind(tx)
 	for _, r := range matched {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -236,9 +243,9 @@ func (p *Processor) Process(ctx context.Context, tx *processors.Tx, ev *processo
 		case r.Window != nil:
 			err = p.windowEvent(tx, ps, ri, ev, in, st)
 		case r.For != nil:
-			err = p.durationEvent(tx, ps, ri, ev, in, st, base)
+			err = p.durationEvent(tx, ps, ri, ev, in, st)
 		default:
-			err = p.plainEvent(tx, ri, ev, in, st, base)
+			err = p.plainEvent(tx, ri, ev, in, st)
 		}
 		if err != nil {
 			return fmt.Errorf("rule %s: %w", r.Name, err)
@@ -248,10 +255,10 @@ func (p *Processor) Process(ctx context.Context, tx *processors.Tx, ev *processo
 }
 
 // plainEvent runs a rule without window or duration.
-func (p *Processor) plainEvent(tx *processors.Tx, ri *ruleInfo, ev *processors.Event, in *rulesql.Input, st *subStore, base string) error {
+func (p *Processor) plainEvent(tx *processors.Tx, ri *ruleInfo, ev *processors.Event, in *rulesql.Input, st *subStore) error {
 	out, fired, err := ri.rule.Eval(in, st)
 	if err != nil {
-		return p.ruleError(tx, ri, ev, in, base, err)
+		return p.ruleError(tx, ri, ev, in, err)
 	}
 	if !fired || rulesql.IsUndefined(out) {
 		return nil
@@ -261,7 +268,7 @@ func (p *Processor) plainEvent(tx *processors.Tx, ri *ruleInfo, ev *processors.E
 			return err
 		}
 	}
-	return p.fire(tx, ri, in, out, base, in.Timestamp)
+	return p.fire(tx, ri, in, out, eventBase(ev.Partition, ev.Offset), in.Timestamp)
 }
 
 // eventBase is the first half of an event's idempotency keys.

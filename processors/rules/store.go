@@ -12,8 +12,10 @@ type subStore struct {
 	buf    []byte
 }
 
-func newSubStore(tx *processors.Tx, prefix []byte) *subStore {
-	return &subStore{tx: tx, prefix: prefix}
+// bind sets the call s reads and writes through and returns s.
+func (s *subStore) bind(tx *processors.Tx) *subStore {
+	s.tx = tx
+	return s
 }
 
 // key returns prefix+k in a reused buffer; the Tx copies it before the
@@ -24,8 +26,14 @@ func (s *subStore) key(k []byte) []byte {
 }
 
 func (s *subStore) Get(k []byte) ([]byte, bool, error) { return s.tx.Get(s.key(k)) }
-func (s *subStore) Set(k, v []byte) error              { return s.tx.Set(s.key(k), v) }
-func (s *subStore) Delete(k []byte) error              { return s.tx.Delete(s.key(k)) }
+
+// Recall and Keep use the call's memo (rulesql's env.Memo): the runtime
+// empties it whenever the state may have changed other than through
+// this processor's calls.
+func (s *subStore) Recall(k []byte) (any, bool) { return s.tx.Memo().Get(s.key(k)) }
+func (s *subStore) Keep(k []byte, v any)        { s.tx.Memo().Put(s.key(k), v) }
+func (s *subStore) Set(k, v []byte) error       { return s.tx.Set(s.key(k), v) }
+func (s *subStore) Delete(k []byte) error       { return s.tx.Delete(s.key(k)) }
 
 // Scan iterates [lower, upper) of this part; a nil upper means its end.
 func (s *subStore) Scan(lower, upper []byte, fn func(k, v []byte) bool) error {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -19,11 +20,12 @@ import (
 	"github.com/iotpipe/iotpipe/schemas"
 )
 
-// A GROUP BY rule runs one window.Aggregator per aggregate call, all fed
-// the same events in the same order (an event whose argument is not a
-// number only moves that aggregator's watermark, with Advance), so their
-// watermarks and closed windows stay in step; the results of one window
-// are joined by (start, group key) into the values AggregateRow takes.
+// A GROUP BY rule runs one window.Aggregator per group of aggregate
+// calls over the same argument (see aggGroup), all fed the same events in
+// the same order (an event whose argument is not a number only moves that
+// aggregator's watermark, with Advance), so their watermarks and closed
+// windows stay in step; the results of one window are joined by (start,
+// group key) into the values AggregateRow takes.
 // Late events (their window closed: the watermark passed its end plus
 // the rule's ALLOWED LATENESS) go to the DLQ with the reason.
 
@@ -56,17 +58,98 @@ const maxEventTime = int64(1) << 61
 
 // windowRun is one GROUP BY rule on one partition.
 type windowRun struct {
-	aggs   []*window.Aggregator
-	aggNS  [][]byte // state namespace of each aggregator
-	count  []bool   // aggregate i is count (its value is an Int)
-	group  []byte   // namespace of the last event of each group key
-	baseWM int64    // watermark after the partition's last event
-	baseOK bool
+	groups  []aggGroup
+	isCount []bool   // aggregate i is count (its value is an Int)
+	gs      subStore // the last event of each group key
+	baseWM  int64    // watermark after the partition's last event
+	baseOK  bool
+	// orphans are the state namespaces of aggregates merged into
+	// another's group, emptied once (state written before the merge).
+	orphans []subStore
+	// enc, vals, has and results are scratch space for one event (vals,
+	// has and results by group).
+	enc     []byte
+	vals    []float64
+	has     []bool
+	results [][]window.Result
+}
+
+// aggGroup is one window.Aggregator of a GROUP BY rule: the rule's
+// aggregates whose argument is the same expression fed the same way
+// (count(x): whether x is a value; percentile: numbers, kept; the
+// others: numbers), so that each would keep the same summaries. Its
+// state is the namespace of its first aggregate, which already holds
+// what separate aggregators wrote before they were merged.
+type aggGroup struct {
+	agg     *window.Aggregator
+	st      subStore
+	members []int // the rule's aggregates, in the Aggregator's order
+	count   bool  // fed with whether the argument is a value
+}
+
+// groupAggregates groups the aggregates of r (see aggGroup): by index
+// of their group, and each group's members.
+// separate puts every aggregate in a group of its own (as before they
+// were merged; tests).
+func groupAggregates(r *rulesql.Rule, separate bool) [][]int {
+	var groups [][]int
+	byKey := map[string]int{}
+	for i, a := range r.Aggregates {
+		if separate {
+			groups = append(groups, []int{i})
+			continue
+		}
+		f := strings.ToLower(a.Func)
+		feed := "n"
+		switch {
+		case f == "count":
+			feed = "c"
+		case f == "percentile":
+			feed = "p"
+		}
+		key := feed + a.ArgKey
+		if a.Arg != nil && a.ArgKey == "" {
+			key = "" // an argument that may differ from any other
+		}
+		if g, ok := byKey[key]; ok && key != "" {
+			groups[g] = append(groups[g], i)
+			continue
+		}
+		byKey[key] = len(groups)
+		groups = append(groups, []int{i})
+	}
+	return groups
+}
+
+// prepare binds w's stores to the call and, the first time, empties the
+// orphaned namespaces.
+func (w *windowRun) prepare(tx *processors.Tx) error {
+	w.gs.bind(tx)
+	for i := range w.groups {
+		w.groups[i].st.bind(tx)
+	}
+	for _, o := range w.orphans {
+		var keys [][]byte
+		err := o.bind(tx).Scan(nil, nil, func(k, _ []byte) bool {
+			keys = append(keys, append([]byte(nil), k...))
+			return true
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			if err := o.Delete(k); err != nil {
+				return err
+			}
+		}
+	}
+	w.orphans = nil
+	return nil
 }
 
 func (w *windowRun) reset() {
-	for _, a := range w.aggs {
-		a.Reset()
+	for _, g := range w.groups {
+		g.agg.Reset()
 	}
 	w.baseOK = false
 }
@@ -76,32 +159,48 @@ func (p *Processor) windowRun(ps *partState, ri *ruleInfo) (*windowRun, error) {
 		return w, nil
 	}
 	r := ri.rule
-	w := &windowRun{group: append(append([]byte(nil), ri.ns...), 'g')}
+	w := &windowRun{gs: subStore{prefix: append(append([]byte(nil), ri.ns...), 'g')}}
 	slide := int64(0)
 	if r.Window.Kind == "hopping" {
 		slide = r.Window.Slide.Milliseconds()
 	}
-	for i, a := range r.Aggregates {
-		f, ok := windowFuncs[strings.ToLower(a.Func)]
-		if !ok {
-			return nil, fmt.Errorf("aggregate %s is not supported", a.Func)
+	aggNS := func(i int) subStore {
+		ns := append(append([]byte(nil), ri.ns...), 'a')
+		ns = strconv.AppendInt(ns, int64(i), 10)
+		return subStore{prefix: append(ns, 0)}
+	}
+	w.isCount = make([]bool, len(r.Aggregates))
+	for _, members := range groupAggregates(r, p.separateAggregates) {
+		g := aggGroup{members: members, st: aggNS(members[0])}
+		var aggs []window.Aggregate
+		for k, i := range members {
+			a := r.Aggregates[i]
+			f, ok := windowFuncs[strings.ToLower(a.Func)]
+			if !ok {
+				return nil, fmt.Errorf("aggregate %s is not supported", a.Func)
+			}
+			aggs = append(aggs, window.Aggregate{Func: f, P: a.Param * 100})
+			w.isCount[i] = f == window.Count
+			g.count = f == window.Count
+			if k > 0 {
+				w.orphans = append(w.orphans, aggNS(i))
+			}
 		}
 		agg, err := window.New(window.Config{
 			Size:            r.Window.Size.Milliseconds(),
 			Slide:           slide,
 			AllowedLateness: r.Window.Lateness.Milliseconds(),
 			Late:            window.LateDLQ,
-			Aggregates:      []window.Aggregate{{Func: f, P: a.Param * 100}},
+			Aggregates:      aggs,
 		})
 		if err != nil {
 			return nil, err
 		}
-		w.aggs = append(w.aggs, agg)
-		ns := append(append([]byte(nil), ri.ns...), 'a')
-		ns = strconv.AppendInt(ns, int64(i), 10)
-		w.aggNS = append(w.aggNS, append(ns, 0))
-		w.count = append(w.count, f == window.Count)
+		g.agg = agg
+		w.groups = append(w.groups, g)
 	}
+	n := len(w.groups)
+	w.vals, w.has, w.results = make([]float64, n), make([]bool, n), make([][]window.Result, n)
 	ps.windows[string(ri.ns)] = w
 	return w, nil
 }
@@ -109,10 +208,9 @@ func (p *Processor) windowRun(ps *partState, ri *ruleInfo) (*windowRun, error) {
 // windowEvent adds an event that passes the rule's WHERE to its windows.
 func (p *Processor) windowEvent(tx *processors.Tx, ps *partState, ri *ruleInfo, ev *processors.Event, in *rulesql.Input, st *subStore) error {
 	r := ri.rule
-	base := eventBase(ev.Partition, ev.Offset)
 	_, fired, err := r.Eval(in, st)
 	if err != nil {
-		return p.ruleError(tx, ri, ev, in, base, err)
+		return p.ruleError(tx, ri, ev, in, err)
 	}
 	if !fired {
 		return nil
@@ -121,18 +219,18 @@ func (p *Processor) windowEvent(tx *processors.Tx, ps *partState, ri *ruleInfo, 
 	if r.EventTime != nil {
 		v, err := r.EventTime.Eval(in, st)
 		if err != nil {
-			return p.ruleError(tx, ri, ev, in, base, err)
+			return p.ruleError(tx, ri, ev, in, err)
 		}
 		switch t := v.(type) {
 		case int64:
 			at = t
 		case float64:
 			if !(t >= -float64(maxEventTime) && t <= float64(maxEventTime)) {
-				return p.ruleError(tx, ri, ev, in, base, fmt.Errorf("event time %v is out of range", t))
+				return p.ruleError(tx, ri, ev, in, fmt.Errorf("event time %v is out of range", t))
 			}
 			at = int64(t)
 		default:
-			return p.ruleError(tx, ri, ev, in, base, fmt.Errorf("event time is %s (%s), want a number of milliseconds since the epoch", value.Text(v), value.KindOf(v)))
+			return p.ruleError(tx, ri, ev, in, fmt.Errorf("event time is %s (%s), want a number of milliseconds since the epoch", value.Text(v), value.KindOf(v)))
 		}
 		// A device clock far ahead would move the partition's watermark
 		// and make every other device's events late: an event time past
@@ -147,12 +245,20 @@ func (p *Processor) windowEvent(tx *processors.Tx, ps *partState, ri *ruleInfo, 
 		}
 	}
 	var key string
-	if len(r.Keys) > 0 {
+	switch len(r.Keys) {
+	case 0:
+	case 1:
+		v, err := r.Keys[0].Eval(in, st)
+		if err != nil {
+			return p.ruleError(tx, ri, ev, in, err)
+		}
+		key = value.Text(v)
+	default:
 		parts := make([]string, len(r.Keys))
 		for i, k := range r.Keys {
 			v, err := k.Eval(in, st)
 			if err != nil {
-				return p.ruleError(tx, ri, ev, in, base, err)
+				return p.ruleError(tx, ri, ev, in, err)
 			}
 			parts[i] = value.Text(v)
 		}
@@ -162,28 +268,27 @@ func (p *Processor) windowEvent(tx *processors.Tx, ps *partState, ri *ruleInfo, 
 	if err != nil {
 		return err
 	}
-	enc, err := encodeInput(in)
-	if err != nil {
+	if err := w.prepare(tx); err != nil {
 		return err
 	}
-	gs := newSubStore(tx, w.group)
-	if err := gs.Set([]byte(key), enc); err != nil {
+	w.enc = appendInput(w.enc[:0], in)
+	if err := w.gs.Set([]byte(key), w.enc); err != nil {
 		return err
 	}
 	// Evaluate every argument first, so that a failing one leaves all
 	// the aggregators untouched (they stay in step).
-	vals := make([]float64, len(r.Aggregates))
-	has := make([]bool, len(r.Aggregates))
-	for i, a := range r.Aggregates {
-		has[i] = true
+	vals, has := w.vals, w.has
+	for i, g := range w.groups {
+		vals[i], has[i] = 0, true
+		a := r.Aggregates[g.members[0]]
 		if a.Arg == nil {
 			continue
 		}
 		x, err := a.Arg.Eval(in, st)
 		if err != nil {
-			return p.ruleError(tx, ri, ev, in, base, err)
+			return p.ruleError(tx, ri, ev, in, err)
 		}
-		if w.count[i] {
+		if g.count {
 			has[i] = !rulesql.IsUndefined(x) && x != nil
 		} else {
 			vals[i], has[i] = value.ToFloat(x)
@@ -191,22 +296,23 @@ func (p *Processor) windowEvent(tx *processors.Tx, ps *partState, ri *ruleInfo, 
 		}
 	}
 	if at > maxEventTime || at < -maxEventTime {
-		return p.ruleError(tx, ri, ev, in, base, fmt.Errorf("event time %d is out of range", at))
+		return p.ruleError(tx, ri, ev, in, fmt.Errorf("event time %d is out of range", at))
 	}
-	results := make([][]window.Result, len(w.aggs))
+	results := w.results
+	clear(results)
 	var late bool
 	var missed []int64
-	for i := range r.Aggregates {
-		as := newSubStore(tx, w.aggNS[i])
+	for i := range w.groups {
+		g := &w.groups[i]
 		if !has[i] {
-			rs, err := w.aggs[i].Advance(as, at)
+			rs, err := g.agg.Advance(&g.st, at)
 			if err != nil {
 				return err
 			}
 			results[i] = rs
 			continue
 		}
-		o, err := w.aggs[i].Add(as, key, at, vals[i])
+		o, err := g.agg.Add(&g.st, key, at, vals[i])
 		if err != nil {
 			return err
 		}
@@ -222,7 +328,7 @@ func (p *Processor) windowEvent(tx *processors.Tx, ps *partState, ri *ruleInfo, 
 		}
 		p.dlqEvent(tx, ev, r.Name, fmt.Errorf("late event: event time %d is behind the watermark by more than the allowed lateness (%s); windows starting at %v have closed", at, r.Window.Lateness, missed))
 	}
-	wm, ok, err := w.aggs[0].Watermark(newSubStore(tx, w.aggNS[0]))
+	wm, ok, err := w.groups[0].agg.Watermark(&w.groups[0].st)
 	if err != nil {
 		return err
 	}
@@ -237,8 +343,11 @@ func (p *Processor) windowTick(tx *processors.Tx, ps *partState, ri *ruleInfo, n
 	if err != nil {
 		return err
 	}
+	if err := w.prepare(tx); err != nil {
+		return err
+	}
 	if !w.baseOK {
-		wm, ok, err := w.aggs[0].Watermark(newSubStore(tx, w.aggNS[0]))
+		wm, ok, err := w.groups[0].agg.Watermark(&w.groups[0].st)
 		if err != nil || !ok {
 			return err
 		}
@@ -252,9 +361,10 @@ func (p *Processor) windowTick(tx *processors.Tx, ps *partState, ri *ruleInfo, n
 		return nil
 	}
 	target := w.baseWM + idle.Milliseconds()
-	results := make([][]window.Result, len(w.aggs))
-	for i := range w.aggs {
-		rs, err := w.aggs[i].Advance(newSubStore(tx, w.aggNS[i]), target)
+	results := make([][]window.Result, len(w.groups))
+	for i := range w.groups {
+		g := &w.groups[i]
+		rs, err := g.agg.Advance(&g.st, target)
 		if err != nil {
 			return err
 		}
@@ -278,24 +388,29 @@ type joined struct {
 // windowResults joins the aggregators' results per window and emits
 // each: an Aggregate record, then the rule's actions with the row.
 func (p *Processor) windowResults(tx *processors.Tx, ri *ruleInfo, w *windowRun, results [][]window.Result, cur *rulesql.Input) error {
+	if !slices.ContainsFunc(results, func(rs []window.Result) bool { return len(rs) > 0 }) {
+		return nil // no window closed: the common case
+	}
 	var ids []winID
 	byID := map[winID]*joined{}
-	for i, rs := range results {
+	for g, rs := range results {
 		for _, r := range rs {
 			id := winID{r.Start, r.Key, r.Revision}
 			j, ok := byID[id]
 			if !ok {
-				j = &joined{end: r.End, values: make([]any, len(w.aggs))}
+				j = &joined{end: r.End, values: make([]any, len(w.isCount))}
 				for k := range j.values {
 					j.values[k] = rulesql.Undefined
 				}
 				byID[id] = j
 				ids = append(ids, id)
 			}
-			if w.count[i] {
-				j.values[i] = int64(r.Values[0])
-			} else {
-				j.values[i] = r.Values[0]
+			for m, i := range w.groups[g].members {
+				if w.isCount[i] {
+					j.values[i] = int64(r.Values[m])
+				} else {
+					j.values[i] = r.Values[m]
+				}
 			}
 			j.count = max(j.count, r.Count)
 		}
@@ -312,7 +427,7 @@ func (p *Processor) windowResults(tx *processors.Tx, ri *ruleInfo, w *windowRun,
 		}
 		return ids[a].rev < ids[b].rev
 	})
-	gs := newSubStore(tx, w.group)
+	gs := &w.gs
 	r := ri.rule
 	for _, id := range ids {
 		j := byID[id]

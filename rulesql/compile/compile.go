@@ -72,7 +72,7 @@ func (k *compiler) expr(e ast.Expr) (Fn, bool, error) {
 			if slot, ok := k.aliases[t.Name]; ok {
 				return func(c *env.Ctx) any {
 					if slot < len(c.Slots) {
-						return c.Slots[slot]
+						return slotValue(c, slot)
 					}
 					return value.Undefined
 				}, false, nil
@@ -228,7 +228,43 @@ func (k *compiler) field(t *ast.Field) (Fn, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
+	if id, ok := e.(*ast.Ident); ok && k.inWhere && hasKey(k.aliases, id.Name) {
+		// A field of a stateful item's alias: read without building
+		// the item's object when it has not been built.
+		slot := k.aliases[id.Name]
+		return func(c *env.Ctx) any {
+			if slot < len(c.Slots) {
+				if l, ok := c.Slots[slot].(lazyObject); ok {
+					v, ok := l.field(path[0])
+					if !ok {
+						return value.Undefined
+					}
+					return lookup(v, path[1:])
+				}
+			}
+			return lookup(x(c), path)
+		}, false, nil
+	}
 	return func(c *env.Ctx) any { return lookup(x(c), path) }, false, nil
+}
+
+// lazyObject is an item's value not yet built as an object: WHERE reads
+// its fields (field), and everywhere else it is the object (object),
+// built once (slotValue).
+type lazyObject interface {
+	field(name string) (any, bool)
+	object() any
+}
+
+// slotValue returns the value of SELECT item slot, building it first
+// when it is a lazyObject.
+func slotValue(c *env.Ctx, slot int) any {
+	v := c.Slots[slot]
+	if l, ok := v.(lazyObject); ok {
+		v = l.object()
+		c.Slots[slot] = v
+	}
+	return v
 }
 
 func hasKey(m map[string]int, k string) bool {
@@ -418,7 +454,7 @@ func (k *compiler) call(t *ast.Call) (Fn, bool, error) {
 		return k.aggregate(t)
 	}
 	if name == "pewma" {
-		return k.pewma(t)
+		return k.pewma(t, false)
 	}
 	f, ok := funcs.Lookup(t.Name)
 	if !ok {

@@ -54,3 +54,51 @@ func TestPredMatchesExpr(t *testing.T) {
 		}
 	}
 }
+
+// argKey tells apart any two arguments that may differ on some event,
+// ignores positions, and has no key for arguments that call functions.
+func TestArgKey(t *testing.T) {
+	tests := []struct {
+		a, b string
+		same bool
+	}{
+		{"temp", "  temp", true},
+		{"a.b[0] * 1.8 + 32", "a.b[0]*1.8+32", true},
+		{"cast(t AS Int)", "cast(t   AS Int)", true},
+		{"temp", "hum", false},
+		{"temp", "Temp", false},
+		{"t + 1", "t + 1.0", false},
+		{"t + 1", "t - 1", false},
+		{"t + 1", "1 + t", false},
+		{"a.b", "a['b']", false},
+		{"-t", "t", false},
+		{"t * 2 + 1", "t * (2 + 1)", false},
+		{"'1'", "1", false},
+		{"cast(t AS Int)", "cast(t AS Decimal)", false},
+	}
+	key := func(src string) string {
+		e, err := parser.ParseExpr(src)
+		if err != nil {
+			t.Fatalf("%s: %v", src, err)
+		}
+		k, ok := argKey(e)
+		if !ok || k == "" {
+			t.Fatalf("%s: no key", src)
+		}
+		return k
+	}
+	for _, tt := range tests {
+		if got := key(tt.a) == key(tt.b); got != tt.same {
+			t.Errorf("%q and %q: same key %v, want %v (%s, %s)", tt.a, tt.b, got, tt.same, key(tt.a), key(tt.b))
+		}
+	}
+	for _, src := range []string{"abs(t)", "CASE WHEN t > 1 THEN t END", "[t]", "t + rand()"} {
+		e, err := parser.ParseExpr(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k, ok := argKey(e); ok {
+			t.Errorf("%s: key %s", src, k)
+		}
+	}
+}

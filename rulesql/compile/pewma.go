@@ -12,7 +12,10 @@ import (
 
 // PewmaKey is the state key of one pewma() call site for one thing.
 func PewmaKey(rule string, site int, thing string) []byte {
-	b := make([]byte, 0, len(rule)+len(thing)+16)
+	return appendPewmaKey(make([]byte, 0, len(rule)+len(thing)+16), rule, site, thing)
+}
+
+func appendPewmaKey(b []byte, rule string, site int, thing string) []byte {
 	b = append(b, "pewma\x00"...)
 	b = append(b, rule...)
 	b = append(b, 0)
@@ -26,7 +29,11 @@ func PewmaKey(rule string, site int, thing string) []byte {
 // state store, updates it, and returns {mean, std, z, probability,
 // anomaly, lower, upper, t}. A value that is not a finite number leaves
 // the state alone and gives Undefined.
-func (k *compiler) pewma(t *ast.Call) (Fn, bool, error) {
+//
+// With lazy set (a SELECT item that is the call itself) the closure
+// returns the result as a *pewmaOut, which WHERE reads fields of
+// without building the object (see lazyObject).
+func (k *compiler) pewma(t *ast.Call, lazy bool) (Fn, bool, error) {
 	if k.inWhere || k.inAgg {
 		return nil, false, errorf(t.P, "pewma() is only allowed in SELECT; refer to its alias in WHERE (SELECT pewma(x) AS a ... WHERE a.anomaly)")
 	}
@@ -77,12 +84,9 @@ func (k *compiler) pewma(t *ast.Call) (Fn, bool, error) {
 			}
 			return value.Undefined
 		}
-		key := PewmaKey(c.Rule, site, c.In.Thing)
-		var st pewma.State
-		b, found, err := c.St.Get(key)
-		if err == nil && found {
-			err = st.UnmarshalBinary(b)
-		}
+		c.Buf = appendPewmaKey(c.Buf[:0], c.Rule, site, c.In.Thing)
+		key := c.Buf
+		st, kept, err := pewmaState(c.St, key)
 		if err != nil {
 			if c.Err == nil {
 				c.Err = fmt.Errorf("pewma(): read state: %w", err)
@@ -93,16 +97,80 @@ func (k *compiler) pewma(t *ast.Call) (Fn, bool, error) {
 		if r.Skipped {
 			return value.Undefined
 		}
-		nb, err := st.MarshalBinary()
+		var b [24]byte
+		nb, err := st.AppendBinary(b[:0])
 		if err == nil {
 			err = c.St.Set(key, nb)
 		}
-		if err != nil && c.Err == nil {
-			c.Err = fmt.Errorf("pewma(): write state: %w", err)
+		if err != nil {
+			if c.Err == nil {
+				c.Err = fmt.Errorf("pewma(): write state: %w", err)
+			}
+			return value.Undefined
 		}
-		return map[string]any{
-			"mean": r.Mean, "std": r.Std, "z": r.Z, "probability": r.Probability,
-			"anomaly": r.Anomaly, "lower": r.Lower, "upper": r.Upper, "t": st.T,
+		if kept != nil {
+			*kept = st
+		} else if m, ok := c.St.(env.Memo); ok {
+			m.Keep(key, &st)
 		}
+		if lazy {
+			return &pewmaOut{r: r, t: st.T}
+		}
+		o := pewmaOut{r: r, t: st.T}
+		return o.object()
 	}, false, nil
+}
+
+// pewmaOut is a pewma() result: {mean, std, z, probability, anomaly,
+// lower, upper, t}.
+type pewmaOut struct {
+	r pewma.Result
+	t int64
+}
+
+func (o *pewmaOut) field(name string) (any, bool) {
+	switch name {
+	case "mean":
+		return o.r.Mean, true
+	case "std":
+		return o.r.Std, true
+	case "z":
+		return o.r.Z, true
+	case "probability":
+		return o.r.Probability, true
+	case "anomaly":
+		return o.r.Anomaly, true
+	case "lower":
+		return o.r.Lower, true
+	case "upper":
+		return o.r.Upper, true
+	case "t":
+		return o.t, true
+	}
+	return nil, false
+}
+
+func (o *pewmaOut) object() any {
+	return map[string]any{
+		"mean": o.r.Mean, "std": o.r.Std, "z": o.r.Z, "probability": o.r.Probability,
+		"anomaly": o.r.Anomaly, "lower": o.r.Lower, "upper": o.r.Upper, "t": o.t,
+	}
+}
+
+// pewmaState returns the detector state at key: the one st's memo kept
+// (kept points to it), or the stored one decoded.
+func pewmaState(st env.State, key []byte) (s pewma.State, kept *pewma.State, err error) {
+	m, memo := st.(env.Memo)
+	if memo {
+		if v, ok := m.Recall(key); ok {
+			if kept, ok = v.(*pewma.State); ok {
+				return *kept, kept, nil
+			}
+		}
+	}
+	b, found, err := st.Get(key)
+	if err == nil && found {
+		err = s.UnmarshalBinary(b)
+	}
+	return s, nil, err
 }

@@ -1,6 +1,7 @@
 package compile
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -31,6 +32,72 @@ type Aggregate struct {
 	// Param is percentile's p as a fraction in 0..1 (percentile(x, 95) and
 	// percentile(x, 0.95) both give 0.95), else 0.
 	Param float64
+	// ArgKey identifies Arg's expression when it is made of attributes,
+	// literals, operators and casts only: two arguments with the same
+	// non-empty ArgKey have the same value for every event. It is ""
+	// for count(*) and for arguments that call functions.
+	ArgKey string
+}
+
+// argKey returns a key of e's structure (positions left out), and false
+// when e has a node argKey does not describe (calls, CASE, arrays,
+// objects, nested SELECTs).
+func argKey(e ast.Expr) (string, bool) {
+	var b strings.Builder
+	var walk func(e ast.Expr) bool
+	walk = func(e ast.Expr) bool {
+		switch t := e.(type) {
+		case *ast.Literal:
+			fmt.Fprintf(&b, "L%T:%#v", t.Value, t.Value)
+		case *ast.Ident:
+			fmt.Fprintf(&b, "I%q", t.Name)
+		case *ast.Field:
+			b.WriteString("F(")
+			if !walk(t.X) {
+				return false
+			}
+			fmt.Fprintf(&b, ".%q)", t.Name)
+		case *ast.Index:
+			b.WriteString("X(")
+			if !walk(t.X) {
+				return false
+			}
+			b.WriteString("[")
+			if !walk(t.Index) {
+				return false
+			}
+			b.WriteString("])")
+		case *ast.Unary:
+			fmt.Fprintf(&b, "U%q(", t.Op)
+			if !walk(t.X) {
+				return false
+			}
+			b.WriteString(")")
+		case *ast.Binary:
+			b.WriteString("B(")
+			if !walk(t.L) {
+				return false
+			}
+			fmt.Fprintf(&b, " %q ", t.Op)
+			if !walk(t.R) {
+				return false
+			}
+			b.WriteString(")")
+		case *ast.Cast:
+			b.WriteString("C(")
+			if !walk(t.X) {
+				return false
+			}
+			fmt.Fprintf(&b, " %q)", t.Type)
+		default:
+			return false
+		}
+		return true
+	}
+	if !walk(e) {
+		return "", false
+	}
+	return b.String(), true
 }
 
 // Window is the GROUP BY window of a rule.
@@ -53,6 +120,9 @@ type Query struct {
 	// condition compiled as a predicate (what Eval runs).
 	Where     Fn
 	WherePred Pred
+	// WhereAttrs are the attributes the WHERE clause reads, in the order
+	// written (each once), to say which were Undefined (Rule.Explain).
+	WhereAttrs []Attr
 	// SelectFirst is set when SELECT items must be evaluated before WHERE
 	// (stateful items, referenced by alias from WHERE or not, are updated
 	// for every matching event).
@@ -64,6 +134,54 @@ type Query struct {
 	EventTime  Fn
 	// Stateful is the number of stateful call sites.
 	Stateful int
+}
+
+// Attr is an attribute an expression reads: a name or a dotted path
+// from the payload, or from a stateful item's alias in WHERE.
+type Attr struct {
+	// Path is the attribute as written ("state.reported.open").
+	Path string
+	// Fn reads it.
+	Fn Fn
+}
+
+// attrs returns the attributes e reads, each once, in the order written.
+// Attributes inside a nested SELECT (those of its elements) are left
+// out.
+func (k *compiler) attrs(e ast.Expr) ([]Attr, error) {
+	var out []Attr
+	seen := map[string]bool{}
+	var err error
+	ast.Walk(e, func(x ast.Expr) bool {
+		if _, nested := x.(*ast.SubSelect); nested || err != nil {
+			return false
+		}
+		path, ok := attrPath(x)
+		if !ok {
+			return true
+		}
+		if !seen[path] {
+			seen[path] = true
+			var f Fn
+			f, _, err = k.expr(x)
+			out = append(out, Attr{Path: path, Fn: f})
+		}
+		return false
+	})
+	return out, err
+}
+
+// attrPath returns the dotted path of a name or a field chain rooted at
+// a name; ok is false for anything else.
+func attrPath(e ast.Expr) (path string, ok bool) {
+	switch t := e.(type) {
+	case *ast.Ident:
+		return t.Name, true
+	case *ast.Field:
+		p, ok := attrPath(t.X)
+		return p + "." + t.Name, ok
+	}
+	return "", false
 }
 
 // Options are the compiler's inputs besides the syntax tree.
@@ -97,11 +215,15 @@ func Select(s *ast.Select, o Options) (*Query, error) {
 			return nil, err
 		}
 		p, err := k.pred(s.Where)
+		if err != nil {
+			return nil, err
+		}
+		attrs, err := k.attrs(s.Where)
 		k.inWhere = false
 		if err != nil {
 			return nil, err
 		}
-		q.Where, q.WherePred = w, p
+		q.Where, q.WherePred, q.WhereAttrs = w, p, attrs
 	}
 	if g := s.GroupBy; g != nil {
 		q.Window = &Window{Kind: g.Window, Size: g.Size, Slide: g.Slide, Lateness: g.Lateness}
@@ -137,7 +259,14 @@ func (k *compiler) item(it *ast.SelectItem, i int) (Item, error) {
 		return Item{Star: true}, nil
 	}
 	before := k.stateful
-	f, _, err := k.expr(it.Expr)
+	var f Fn
+	var err error
+	if call, ok := it.Expr.(*ast.Call); ok && strings.EqualFold(call.Name, "pewma") {
+		// The item's value is read from its slot only (see lazyObject).
+		f, _, err = k.pewma(call, true)
+	} else {
+		f, _, err = k.expr(it.Expr)
+	}
 	if err != nil {
 		return Item{}, err
 	}
@@ -174,9 +303,13 @@ func (q *Query) Build(c *env.Ctx) any {
 func build(c *env.Ctx, isValue bool, items []Item) any {
 	get := func(i int) any {
 		if len(c.Slots) == len(items) {
-			return c.Slots[i]
+			return slotValue(c, i)
 		}
-		return items[i].Fn(c)
+		v := items[i].Fn(c)
+		if l, ok := v.(lazyObject); ok {
+			v = l.object()
+		}
+		return v
 	}
 	if isValue {
 		return get(0)
@@ -334,6 +467,7 @@ func (k *compiler) aggregate(t *ast.Call) (Fn, bool, error) {
 			return nil, false, err
 		}
 		a.Arg = f
+		a.ArgKey, _ = argKey(t.Args[0])
 	}
 	slot := len(k.aggs)
 	k.aggs = append(k.aggs, a)

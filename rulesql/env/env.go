@@ -36,6 +36,19 @@ type State interface {
 	Set(key, value []byte) error
 }
 
+// Memo is implemented by a State that keeps decoded values beside the
+// state, so that a stateful function need not read and decode its state
+// on every call. A kept value must equal what decoding the key's stored
+// value gives: a function keeps a value only when it has just read or
+// written the key's state, and the store forgets what it kept whenever
+// the state may change otherwise (a write it did not see, a rollback).
+type Memo interface {
+	// Recall returns the value kept for key.
+	Recall(key []byte) (any, bool)
+	// Keep keeps v for key.
+	Keep(key []byte, v any)
+}
+
 // ShadowReader reads iotpipe's shadow view for get_thing_shadow().
 type ShadowReader interface {
 	// ThingShadow returns the shadow document of a thing (shadowName ""
@@ -63,4 +76,26 @@ type Ctx struct {
 	Aggs []any
 	// Err records the first error a stateful function met.
 	Err error
+	// Buf is scratch space for stateful functions (their state keys);
+	// its contents are not kept from one use to the next.
+	Buf []byte
+}
+
+// Reset makes c the context of a new evaluation of rule over in (nil:
+// none), with no Slots, keeping the space of Buf and Slots (see
+// UseSlots).
+func (c *Ctx) Reset(in *Input, st State, rule string) {
+	clear(c.Slots)
+	*c = Ctx{In: in, St: st, Rule: rule, Buf: c.Buf[:0], Slots: c.Slots[:0]}
+	if in != nil {
+		c.Doc = in.Payload
+	}
+}
+
+// UseSlots gives c n empty Slots.
+func (c *Ctx) UseSlots(n int) {
+	if cap(c.Slots) < n {
+		c.Slots = make([]any, n)
+	}
+	c.Slots = c.Slots[:n]
 }

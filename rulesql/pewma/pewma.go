@@ -169,11 +169,14 @@ var errCorrupt = errors.New("pewma: corrupt state")
 // MarshalBinary encodes the state in 24 bytes, little endian: T (int64),
 // then the IEEE 754 bits of S1 and S2, so a decoded state is exact.
 func (s State) MarshalBinary() ([]byte, error) {
-	b := make([]byte, stateSize)
-	binary.LittleEndian.PutUint64(b[0:], uint64(s.T))
-	binary.LittleEndian.PutUint64(b[8:], math.Float64bits(s.S1))
-	binary.LittleEndian.PutUint64(b[16:], math.Float64bits(s.S2))
-	return b, nil
+	return s.AppendBinary(make([]byte, 0, stateSize))
+}
+
+// AppendBinary appends what MarshalBinary returns to b.
+func (s State) AppendBinary(b []byte) ([]byte, error) {
+	b = binary.LittleEndian.AppendUint64(b, uint64(s.T))
+	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(s.S1))
+	return binary.LittleEndian.AppendUint64(b, math.Float64bits(s.S2)), nil
 }
 
 // UnmarshalBinary decodes what MarshalBinary wrote. It rejects a value of

@@ -24,9 +24,13 @@ summary and exits 0.
 test reads one event per line,
   {"topic": "...", "payload": <JSON, or a string for non-JSON>,
    "clientid": "...", "principal": "...", "thing": "...", "timestamp": <epoch ms>}
-(all but topic and payload optional; "-" reads standard input) and prints
-one line per rule output, in input order:
+(all but topic and payload optional; "-" reads standard input; the
+output of iotpipe events --json is such input) and prints one line per
+rule output, in input order:
   {"rule": "...", "output": {...}, "actions": [{"type": "...", "params": {...}}]}
+FOR rules are timed by the events' timestamps as the stream processors
+time them: an episode fires at its deadline, at the first event of any
+thing in a later second (or an event of its own thing past it).
 `
 
 // Main runs "iotpipe rules ..." with args after "rules" and returns the

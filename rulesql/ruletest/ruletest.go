@@ -8,14 +8,18 @@
 //	 "clientid": "...", "principal": "...", "thing": "...", "timestamp": <epoch ms>}
 //
 // (all but topic and payload optional; thing defaults to clientid,
-// timestamp to the current time). A string payload is the payload's bytes:
-// decoded as JSON when it is JSON, otherwise handled as a binary payload.
-// The output is one JSON object per rule output, in input order (rules
-// in load order within one event):
+// timestamp to the current time; "type", "partition" and "offset", as
+// iotpipe events --json writes them, are optional too). A string payload
+// is the payload's bytes: decoded as JSON when it is JSON, otherwise
+// handled as a binary payload. The output is one JSON object per rule
+// output, in input order (rules in load order within one event):
 //
-//	{"rule": "...", "output": <object or SELECT VALUE value>, "actions": [{"type": "...", "params": {...}}]}
+//	{"rule": "...", "output": <object or SELECT VALUE value>, "actions": [{"type": "...", "params": {...}}], "resolved": true}
 //
-// "actions" is left out for rules without actions. Keys are sorted.
+// "actions" is left out for rules without actions, "resolved" but on the
+// resolved event of a FOR ... RESOLVE rule. Keys of maps are sorted. FOR
+// rules run as in the stream processors, on the events' timestamps (see
+// TickInterval).
 package ruletest
 
 import (
@@ -58,11 +62,36 @@ type Event struct {
 	Principal string          `json:"principal"`
 	Thing     string          `json:"thing"`
 	Timestamp *int64          `json:"timestamp"`
+	// Type is the event's type (publish when empty); rules see only
+	// publish, connected and disconnected events, as in the stream.
+	Type string `json:"type,omitempty"`
+	// Partition and Offset, when given, place the event in the log (as
+	// iotpipe events --json writes them) for traceid() and error
+	// payloads; by default partition 0 and the input line.
+	Partition *int32 `json:"partition,omitempty"`
+	Offset    *int64 `json:"offset,omitempty"`
+}
+
+// Routable reports whether rules see events of type typ ("" is
+// publish): publishes and the lifecycle events, as the rules processor
+// routes them.
+func Routable(typ string) bool {
+	switch typ {
+	case "", "publish", "connected", "disconnected":
+		return true
+	}
+	return false
 }
 
 // Input converts the event to a rule Input.
 func (e *Event) Input(now time.Time) (*rulesql.Input, error) {
 	in := &rulesql.Input{Topic: e.Topic, ClientID: e.ClientID, Principal: e.Principal, Thing: e.Thing}
+	if e.Partition != nil {
+		in.Partition = *e.Partition
+	}
+	if e.Offset != nil {
+		in.Offset = *e.Offset
+	}
 	if in.Thing == "" {
 		in.Thing = e.ClientID
 	}
@@ -102,6 +131,10 @@ func (e *Event) Input(now time.Time) (*rulesql.Input, error) {
 	return in, nil
 }
 
+// EncodeOutput encodes o as one line of output (without the newline):
+// keys in the order of Output's fields, maps' keys sorted.
+func EncodeOutput(o Output) ([]byte, error) { return value.MarshalJSON(o) }
+
 // Output is one line of test output.
 type Output struct {
 	Rule    string                   `json:"rule"`
@@ -109,64 +142,6 @@ type Output struct {
 	Actions []rulesql.RenderedAction `json:"actions,omitempty"`
 	// Resolved marks the resolved event of a FOR ... RESOLVE rule.
 	Resolved bool `json:"resolved,omitempty"`
-}
-
-// durationTracker runs WHERE ... FOR rules on event time: a rule fires
-// once, on the first event at which its condition has held (on every
-// event of the thing) for the duration, and, with RESOLVE, sends a
-// resolved event (with the output that fired) on the first event after
-// that where it no longer holds. Without a clock, time advances only with
-// the events' timestamps.
-type durationTracker map[string]*durationState
-
-type durationState struct {
-	since  int64
-	fired  bool
-	output any
-}
-
-func (d durationTracker) key(r *rulesql.Rule, in *rulesql.Input) string {
-	return r.Name + "\x00" + in.Thing
-}
-
-// step records whether the condition holds now and reports whether the
-// rule fires or resolves at this event.
-func (d durationTracker) step(r *rulesql.Rule, in *rulesql.Input, holds bool) (fire, resolve bool) {
-	k := d.key(r, in)
-	s := d[k]
-	if !holds {
-		if s != nil {
-			delete(d, k)
-			d[k+"\x00last"] = &durationState{output: s.output}
-			return false, s.fired && r.For.Resolve
-		}
-		return false, false
-	}
-	if s == nil {
-		s = &durationState{since: in.Timestamp}
-		d[k] = s
-	}
-	if !s.fired && in.Timestamp-s.since >= r.For.Duration.Milliseconds() {
-		s.fired = true
-		return true, false
-	}
-	return false, false
-}
-
-func (d durationTracker) remember(r *rulesql.Rule, in *rulesql.Input, out any) {
-	if s := d[d.key(r, in)]; s != nil {
-		s.output = out
-	}
-}
-
-func (d durationTracker) last(r *rulesql.Rule, in *rulesql.Input) any {
-	k := d.key(r, in) + "\x00last"
-	s := d[k]
-	delete(d, k)
-	if s == nil || s.output == nil {
-		return map[string]any{}
-	}
-	return s.output
 }
 
 // MemState is an in-memory State for stateful functions.
@@ -205,7 +180,16 @@ func Run(ctx context.Context, set *rulesql.Set, r io.Reader, w io.Writer, o Opti
 	bw := bufio.NewWriter(w)
 	defer bw.Flush()
 	var matched []*rulesql.Rule
-	durations := durationTracker{}
+	durations := newDurations(set)
+	var werr error
+	write := func(line int, o Output) {
+		enc, err := EncodeOutput(o)
+		if err != nil && werr == nil {
+			werr = fmt.Errorf("input line %d: rule %s: encode output: %w", line, o.Rule, err)
+		}
+		bw.Write(enc)
+		bw.WriteByte('\n')
+	}
 	line := 0
 	for sc.Scan() {
 		line++
@@ -227,8 +211,16 @@ func Run(ctx context.Context, set *rulesql.Set, r io.Reader, w io.Writer, o Opti
 		if err != nil {
 			return fmt.Errorf("input line %d: %w", line, err)
 		}
+		if !Routable(ev.Type) {
+			continue
+		}
 		in.Shadow = o.Shadow
-		in.Offset = int64(line)
+		if ev.Offset == nil {
+			in.Offset = int64(line)
+		}
+		for _, f := range durations.tick(in.Timestamp) {
+			write(line, f)
+		}
 		matched = set.Router.AppendMatch(matched[:0], ev.Topic)
 		for _, rule := range matched {
 			if rule.Window != nil {
@@ -238,31 +230,23 @@ func Run(ctx context.Context, set *rulesql.Set, r io.Reader, w io.Writer, o Opti
 			if err != nil {
 				return fmt.Errorf("input line %d: rule %s: %w", line, rule.Name, err)
 			}
-			resolved := false
 			if rule.For != nil {
-				if fired, resolved = durations.step(rule, in, fired); resolved {
-					out = durations.last(rule, in)
+				for _, f := range durations.observe(rule, in, fired && !rulesql.IsUndefined(out), out) {
+					write(line, f)
 				}
-				if !fired && !resolved {
-					continue
-				}
-				if fired {
-					durations.remember(rule, in, out)
-				}
-			}
-			if !resolved && (!fired || rulesql.IsUndefined(out)) {
 				continue
 			}
-			o := Output{Rule: rule.Name, Output: out, Resolved: resolved}
+			if !fired || rulesql.IsUndefined(out) {
+				continue
+			}
+			f := Output{Rule: rule.Name, Output: out}
 			if len(rule.Actions) > 0 {
-				o.Actions = rule.ActionTargets(in)
+				f.Actions = rule.ActionTargets(in)
 			}
-			enc, err := value.MarshalJSON(o)
-			if err != nil {
-				return fmt.Errorf("input line %d: rule %s: encode output: %w", line, rule.Name, err)
-			}
-			bw.Write(enc)
-			bw.WriteByte('\n')
+			write(line, f)
+		}
+		if werr != nil {
+			return werr
 		}
 	}
 	if err := sc.Err(); err != nil {

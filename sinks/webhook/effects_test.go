@@ -49,6 +49,8 @@ func TestExecutorCrashRepeatsOnlyInFlight(t *testing.T) {
 	e := startExecutor(t, o)
 	waitFor(t, "38 firings delivered", func() bool { u, _, _ := hs.rv.stats(); return u == n-2 })
 	waitFor(t, "2 firings hanging", func() bool { return hs.heldNow() == 2 })
+	// The target counts a firing before the executor records it done.
+	waitFor(t, "38 firings recorded done", func() bool { return len(e.slots) == 2 })
 	if err := e.commit(context.Background()); err != nil { // what the periodic commit does
 		t.Fatal(err)
 	}

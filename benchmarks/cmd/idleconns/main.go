@@ -17,6 +17,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/iotpipe/iotpipe/ingest/registry"
 	"net"
 	"net/http"
 	"os"
@@ -46,6 +47,7 @@ func run(ctx context.Context, args []string) error {
 	addr := fs.String("addr", "", "MQTT address of a running broker (with --pid), instead of --bin")
 	pid := fs.Int("pid", 0, "process id of the broker at --addr")
 	metrics := fs.String("metrics", "", "Prometheus URL of the broker at --addr (heap and goroutines), optional")
+	metricsToken := fs.String("metrics-token", os.Getenv("IOTPIPE_TOKEN"), "API token --metrics is read with (iotpipe's /metrics needs one)")
 	counts := fs.String("conns", "1000,10000", "connection counts, comma-separated")
 	mode := fs.String("mode", "idle", "idle: connected clients that published one QoS 1 message; offline: persistent sessions with one subscription, disconnected")
 	settle := fs.Duration("settle", 3*time.Second, "wait before each memory reading")
@@ -62,13 +64,13 @@ func run(ctx context.Context, args []string) error {
 		if err != nil || n <= 0 {
 			return fmt.Errorf("--conns: %q is not a count", s)
 		}
-		cfg := idleconns.Config{Addr: *addr, PID: *pid, MetricsURL: *metrics, Conns: n, Mode: idleconns.Mode(*mode), Settle: *settle}
+		cfg := idleconns.Config{Addr: *addr, PID: *pid, MetricsURL: *metrics, MetricsToken: *metricsToken, Conns: n, Mode: idleconns.Mode(*mode), Settle: *settle}
 		var child *iotpipe
 		if *bin != "" {
 			if child, err = startIotpipe(ctx, *bin, strings.Fields(*extra), ""); err != nil {
 				return err
 			}
-			cfg.Addr, cfg.PID, cfg.MetricsURL = child.mqtt, child.cmd.Process.Pid, child.metrics
+			cfg.Addr, cfg.PID, cfg.MetricsURL, cfg.MetricsToken = child.mqtt, child.cmd.Process.Pid, child.metrics, child.token
 		}
 		res, fleet, err := idleconns.Measure(ctx, cfg)
 		if err != nil {
@@ -90,7 +92,7 @@ func run(ctx context.Context, args []string) error {
 			}
 			child.own = true
 			time.Sleep(*settle)
-			after, err := idleconns.Read(ctx, child.cmd.Process.Pid, child.metrics)
+			after, err := idleconns.Read(ctx, child.cmd.Process.Pid, child.metrics, child.token)
 			if err != nil {
 				child.stop()
 				return err
@@ -110,6 +112,7 @@ type iotpipe struct {
 	dir           string
 	own           bool // dir is ours to remove
 	mqtt, metrics string
+	token         string // its admin API token (--bootstrap-token)
 }
 
 // startIotpipe starts `iotpipe ingest --dev` on free ports with its data
@@ -127,7 +130,12 @@ func startIotpipe(ctx context.Context, bin string, extra []string, dir string) (
 	p.mqtt = fmt.Sprintf("127.0.0.1:%d", mqttPort)
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", httpPort)
 	p.metrics = "http://" + httpAddr + "/metrics"
-	args := append([]string{"ingest", "--dev", "--data-dir", p.dir, "--mqtt-addr", p.mqtt, "--http-addr", httpAddr,
+	tok, err := registry.NewTokenSecret()
+	if err != nil {
+		return nil, err
+	}
+	p.token = tok
+	args := append([]string{"ingest", "--dev", "--data-dir", p.dir, "--mqtt-addr", p.mqtt, "--http-addr", httpAddr, "--bootstrap-token", tok,
 		"--kafka-port", strconv.Itoa(kafkaPort), "--log-level", "warn"}, extra...)
 	p.cmd = exec.CommandContext(ctx, bin, args...)
 	p.cmd.Stdout, p.cmd.Stderr = os.Stderr, os.Stderr

@@ -17,6 +17,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/iotpipe/iotpipe/internal/eventlog"
 )
 
 func main() {
@@ -30,10 +32,25 @@ func run(ctx context.Context) int {
 	brokers := fs.String("brokers", "127.0.0.1:9092", "Kafka seed brokers `host:port,...`")
 	topic := fs.String("topic", "iotpipe.events", "topic whose records to count")
 	interval := fs.Duration("interval", 0, "sample every interval until interrupted (0: once)")
+	credsFile := fs.String("credentials", "", "credentials file of the log (an iotpipe embedded log's <data-dir>/kafka/credentials.json)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return 2
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(*brokers, ",")...))
+	opts := []kgo.Opt{kgo.SeedBrokers(strings.Split(*brokers, ",")...)}
+	if *credsFile != "" {
+		c, err := eventlog.ReadCredentials(*credsFile)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "logcount: %v\n", err)
+			return 2
+		}
+		auth, err := c.Opt()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "logcount: %v\n", err)
+			return 2
+		}
+		opts = append(opts, auth)
+	}
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "logcount: connecting to %s: %v\n", *brokers, err)
 		return 1

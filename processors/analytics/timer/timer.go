@@ -355,6 +355,17 @@ func (t *Timers) fireDue(st Store, now int64) ([]Event, error) {
 	return evs, nil
 }
 
+// Has reports whether key has an episode in progress (pending or
+// fired): without one, Observe(key, false, ...) does nothing.
+func (t *Timers) Has(st Store, key string) (bool, error) {
+	if err := t.load(st); err != nil {
+		t.Reset()
+		return false, err
+	}
+	_, ok := t.episodes[key]
+	return ok, nil
+}
+
 // Active returns the number of keys with an episode in progress (pending
 // or fired), for metrics.
 func (t *Timers) Active(st Store) (int, error) {

@@ -280,3 +280,41 @@ func FuzzParseDeadlineKey(f *testing.F) {
 		}
 	})
 }
+
+// Has tells whether a key has an episode in progress: from the first
+// holding observation, through its firing, until it stops holding; also
+// for a new Timers over the same store.
+func TestHas(t *testing.T) {
+	st := newMemStore()
+	tm := newTimers(t, Config{For: time.Minute, Resolve: true})
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	steps := []struct {
+		at    time.Duration
+		holds bool
+		fire  bool
+		want  bool
+	}{
+		{0, false, false, false},
+		{time.Second, true, false, true},
+		{2 * time.Minute, true, true, true}, // fired
+		{3 * time.Minute, false, false, false},
+		{4 * time.Minute, true, false, true},
+		{4*time.Minute + time.Second, false, false, false}, // ended early
+	}
+	for i, s := range steps {
+		var err error
+		if s.fire {
+			_, err = tm.Fire(st, t0.Add(s.at))
+		} else {
+			_, err = tm.Observe(st, "k", s.holds, t0.Add(s.at))
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range []*Timers{tm, newTimers(t, Config{For: time.Minute, Resolve: true})} {
+			if got, err := x.Has(st, "k"); err != nil || got != s.want {
+				t.Fatalf("step %d: Has = %v, %v; want %v", i, got, err, s.want)
+			}
+		}
+	}
+}

@@ -190,6 +190,7 @@ func TestCredentials(t *testing.T) {
 	// Refused over the native protocol: chDB ends the process on a
 	// refused native login, the supervisor starts it again.
 	for _, auth := range []ch.Auth{{Database: "default"}, {Database: "default", Username: c.User, Password: "nope"}} {
+		pid := s.Embedded.PID()
 		conn, err := ch.Open(&ch.Options{Addr: []string{c.TCP}, Auth: auth, DialTimeout: 5 * time.Second})
 		if err == nil {
 			err = conn.Ping(context.Background())
@@ -197,6 +198,13 @@ func TestCredentials(t *testing.T) {
 		}
 		if err == nil {
 			t.Errorf("native connection as %q accepted", auth.Username)
+		}
+		// The child may end a moment after the refusal: wait (a while)
+		// for the supervisor's new one before asking it anything.
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			if p := s.Embedded.PID(); p != 0 && p != pid {
+				break
+			}
 		}
 		waitUp(t, s)
 	}

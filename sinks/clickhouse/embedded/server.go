@@ -167,13 +167,25 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		}
 		s.opts.Output, s.closer = f, f
 	}
-	tail := &tailBuffer{max: 4096}
-	if err := s.spawn(tail); err != nil {
-		s.closeLog()
-		return nil, err
-	}
-	if err := s.waitReady(ctx); err != nil {
+	// A ClickHouse of an iotpipe that died may still be shutting down
+	// and hold the data directory: wait for it, for a while.
+	deadline := time.Now().Add(lockWait)
+	for {
+		tail := &tailBuffer{max: 4096}
+		if err := s.spawn(tail); err != nil {
+			s.closeLog()
+			return nil, err
+		}
+		err := s.waitReady(ctx)
+		if err == nil {
+			break
+		}
 		s.kill()
+		if strings.Contains(tail.String(), "Another server instance in same directory is already running") && time.Now().Before(deadline) && ctx.Err() == nil {
+			s.logger.Warn("a previous embedded ClickHouse still holds the data directory (its iotpipe died?); waiting for it to exit", "dir", opts.DataDir)
+			time.Sleep(500 * time.Millisecond)
+			continue
+		}
 		s.closeLog()
 		return nil, fmt.Errorf("embedded clickhouse did not start on %s: %w; child output: %q", s.HTTPURL(), err, tail.String())
 	}
@@ -181,6 +193,10 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	go s.supervise(ctx)
 	return s, nil
 }
+
+// lockWait is how long Start waits for a previous server that still
+// holds the data directory to exit.
+const lockWait = 30 * time.Second
 
 // TCPAddr is the native protocol address, host:port.
 func (s *Server) TCPAddr() string {
@@ -254,6 +270,7 @@ func (s *Server) spawn(tail io.Writer) error {
 	}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.Env = childEnv(os.Environ(), s.opts.Env)
+	cmd.SysProcAttr = childAttrs()
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return fmt.Errorf("embedded clickhouse: stdin pipe: %w", err)

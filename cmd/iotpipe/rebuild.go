@@ -1,0 +1,201 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/iotpipe/iotpipe/internal/eventlog"
+	"github.com/iotpipe/iotpipe/processors"
+	"github.com/iotpipe/iotpipe/processors/lastseen"
+	"github.com/iotpipe/iotpipe/processors/rules"
+	"github.com/iotpipe/iotpipe/processors/shadow"
+	"github.com/iotpipe/iotpipe/processors/shadow/document"
+	"github.com/iotpipe/iotpipe/replay"
+	"github.com/iotpipe/iotpipe/rulesql"
+)
+
+const rebuildUsage = `Usage: iotpipe rebuild [--processor shadows|rules|lastseen|all] [--from-events] [node flags]
+
+Rebuilds the processors' state of a stopped node (iotpipe run or process,
+with the same --data-dir and flags) into a fresh store and swaps it into
+<data-dir>/state, a partition at a time:
+
+  from the changelog (default)  the state iotpipe.changelog holds: what any
+                                node restores (repairs a damaged or lost state dir)
+  --from-events                 the processors run again over the events the
+                                log holds, with every effect off, timers and
+                                windows timed by the events' receive times; keys
+                                where the events give another value than the
+                                changelog are written to the changelog first
+                                (refused when the log lost events to retention)
+
+It opens the node's embedded log from <data-dir>/kafka (or uses --kafka)
+and refuses to run while the node runs. A partition whose local state is
+behind the changelog is restored whole, as the node would at its start.
+
+Flags:
+  --processor LIST   shadows, rules, lastseen or all (default all; a comma list)
+  --from-events      rebuild from the events instead of the changelog
+and the node's flags (iotpipe run --help): --data-dir, --kafka, --kafka-port,
+--rules, --shadow-*, --config, ...
+`
+
+// processorNames maps --processor's words to state names.
+var processorNames = map[string]string{"shadows": shadow.Name, "shadow": shadow.Name, "rules": rules.Name, "lastseen": lastseen.Name}
+
+func rebuildMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("iotpipe rebuild", flag.ContinueOnError)
+	which := fs.String("processor", "all", "processors to rebuild")
+	fromEvents := fs.Bool("from-events", false, "rebuild from the events")
+	cfg, err := loadConfig(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stdout, rebuildUsage)
+		return 0
+	}
+	var names []string
+	if err == nil {
+		err = cfg.validate()
+	}
+	if err == nil {
+		names, err = parseProcessors(*which)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "iotpipe rebuild: %v\n\n%s", err, rebuildUsage)
+		return 2
+	}
+	log := cfg.logger()
+	lg, err := openStoppedLog(ctx, cfg, log)
+	if err != nil {
+		fmt.Fprintln(stderr, "iotpipe rebuild:", err)
+		return 1
+	}
+	defer lg.Close()
+	rep, err := replay.Rebuild(ctx, replay.RebuildOptions{
+		Clients: lg, StateDir: cfg.path("state"), Topics: lg.Topics(), Processors: names, FromEvents: *fromEvents,
+		NewProcessors: nodeProcessors(cfg, lg, log), Logger: log,
+	})
+	if rep != nil {
+		fmt.Fprint(stdout, rebuildReport(rep, *fromEvents))
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "iotpipe rebuild:", err)
+		if ctx.Err() != nil {
+			return exitInterrupted
+		}
+		return 1
+	}
+	return 0
+}
+
+func parseProcessors(s string) ([]string, error) {
+	var names []string
+	for _, w := range strings.Split(s, ",") {
+		w = strings.TrimSpace(w)
+		if w == "all" {
+			return nil, nil
+		}
+		n, ok := processorNames[w]
+		if !ok {
+			return nil, fmt.Errorf("--processor %q: want shadows, rules, lastseen or all", w)
+		}
+		if !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	return names, nil
+}
+
+// openStoppedLog opens the log of a stopped node: --kafka's, or its
+// embedded log from <data-dir>/kafka on a free port, never while the node
+// (or another process on the data dir) runs.
+func openStoppedLog(ctx context.Context, cfg config, log *slog.Logger) (*eventlog.Log, error) {
+	sd, err := processors.OpenStateDir(cfg.path("state"))
+	if err != nil {
+		return nil, err
+	}
+	sd.Close()
+	creds, err := cfg.kafkaCredentials()
+	if err != nil {
+		return nil, err
+	}
+	opts := eventlog.Options{Brokers: cfg.brokers(), Credentials: creds, DataDir: cfg.path("kafka"), Port: -1, Partitions: int32(cfg.Partitions),
+		RetentionTime: cfg.Retention, RetentionBytes: cfg.RetentionBytes, Logger: log}
+	if cfg.Kafka == "" {
+		addr := fmt.Sprintf("127.0.0.1:%d", cfg.KafkaPort)
+		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		// A running embedded log refuses clients without its
+		// credentials: ask with them, and take any answer as running.
+		own, _ := eventlog.ReadCredentials(cfg.path("kafka", eventlog.CredentialsFile))
+		running, err := eventlog.IsEmbeddedCluster(cctx, []string{addr}, own)
+		if err != nil && portAnswers(addr) {
+			running = true
+		}
+		cancel()
+		if running {
+			return nil, fmt.Errorf("something answers on %s (the embedded log's port): is iotpipe running? stop it first (rebuild works on a stopped node), or pass --kafka %s to use that log", addr, addr)
+		}
+	}
+	return eventlog.Open(ctx, opts)
+}
+
+// portAnswers reports whether something accepts TCP connections on addr.
+func portAnswers(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+// nodeProcessors returns the processors a node with cfg runs, in its
+// order, its rules loaded once from --rules (with their last good
+// versions, as at the node's start).
+func nodeProcessors(cfg config, lg *eventlog.Log, log *slog.Logger) func() ([]processors.Processor, error) {
+	var once sync.Once
+	var set *rulesql.Set
+	return func() ([]processors.Processor, error) {
+		rp := rules.New(rules.Options{Topics: lg.Topics(), Shadow: shadow.NewReader(nil), LastGoodDir: cfg.path("rules-last-good"), Logger: log})
+		once.Do(func() {
+			if err := rp.Reload(cfg.RulesDir); err != nil {
+				log.Warn("rules: some files did not load; their last good versions (if any) run", "dir", cfg.RulesDir, "err", err)
+			}
+			set = rp.Rules()
+		})
+		rp.SetRules(set)
+		sh := shadow.New(shadow.Options{Topics: lg.Topics(), RateLimit: cfg.ShadowRate,
+			Limits: document.Limits{MaxSize: cfg.ShadowMaxSize, MaxDepth: cfg.ShadowMaxDepth}})
+		return []processors.Processor{lastseen.Processor{}, sh, rp}, nil
+	}
+}
+
+func rebuildReport(rep *replay.RebuildReport, fromEvents bool) string {
+	var b strings.Builder
+	from := "the changelog"
+	if fromEvents {
+		from = "the events"
+	}
+	fmt.Fprintf(&b, "rebuilt from %s: %d partitions\n", from, rep.Partitions)
+	for _, n := range slices.Sorted(maps.Keys(rep.Processors)) {
+		c := rep.Processors[n]
+		fmt.Fprintf(&b, "  %-9s %d keys, %d differed from the local state", n, c.Keys, c.Differed)
+		if fromEvents {
+			fmt.Fprintf(&b, ", %d written to the changelog", c.Written)
+		}
+		b.WriteString("\n")
+	}
+	if len(rep.Whole) > 0 {
+		fmt.Fprintf(&b, "  restored whole (their local state was behind the changelog): partitions %v\n", rep.Whole)
+	}
+	return b.String()
+}

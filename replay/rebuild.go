@@ -1,0 +1,296 @@
+package replay
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/iotpipe/iotpipe/internal/eventlog"
+	"github.com/iotpipe/iotpipe/processors"
+	"github.com/iotpipe/iotpipe/rulesql/ruletest"
+	"github.com/iotpipe/iotpipe/schemas"
+)
+
+// RebuildOptions configure Rebuild.
+type RebuildOptions struct {
+	// Clients reach the log (eventlog.Log).
+	Clients processors.ClientFactory
+	// StateDir is the stopped node's processor state (<data-dir>/state).
+	StateDir string
+	// Topics are the log's topics (default schemas.DefaultTopics()).
+	Topics schemas.Topics
+	// Processors names the processors to rebuild (their state names:
+	// lastseen, shadow, rules); empty: all.
+	Processors []string
+	// FromEvents rebuilds from the events the log holds (up to the
+	// offset the changelog records) instead of from the changelog, and
+	// writes what differs to the changelog.
+	FromEvents bool
+	// NewProcessors returns the node's processors in the node's order
+	// (FromEvents runs them all: a processor may read another's state).
+	NewProcessors func() ([]processors.Processor, error)
+	// Logger receives progress (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// RebuildCount is what a rebuild did to one processor's state.
+type RebuildCount struct {
+	// Keys is how many keys the processor has after the rebuild.
+	Keys int `json:"keys"`
+	// Differed counts the keys whose local value differed from the
+	// rebuilt one (added, changed or removed).
+	Differed int `json:"differed"`
+	// Written counts the keys written to the changelog (FromEvents: the
+	// events gave another value than the changelog held).
+	Written int `json:"written"`
+}
+
+// RebuildReport is what a rebuild did.
+type RebuildReport struct {
+	// Partitions is how many partitions were rebuilt.
+	Partitions int `json:"partitions"`
+	// Processors counts per processor, summed over the partitions.
+	Processors map[string]*RebuildCount `json:"processors"`
+	// Whole lists the partitions whose local state was behind the
+	// changelog: they were restored whole, every processor, as a runner
+	// would at start.
+	Whole []int32 `json:"restored_whole,omitempty"`
+}
+
+// Rebuild rebuilds processors' state on a stopped node into a fresh
+// store (in memory, a partition at a time) and swaps it into the node's
+// state directory, partition by partition, in one synced batch each.
+//
+// From the changelog (the default), a processor's state is what the
+// changelog holds: the state any node would restore. From the events
+// (FromEvents), the processors run over the events of each partition
+// with effects off (a processors.Harness, DryRun; timers and windows
+// ticked on the events' receive times, as replay does) up to the offset
+// the changelog records, and the keys where the result differs from the
+// changelog are written to it first (a transaction under the
+// partition's transactional id), so the changelog, the local state and
+// a later restore agree. A partition whose events the log no longer
+// holds from its start (retention) is refused: its rebuilt state would
+// miss them.
+func Rebuild(ctx context.Context, o RebuildOptions) (*RebuildReport, error) {
+	if o.Topics.Events == "" {
+		o.Topics = schemas.DefaultTopics()
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	sd, err := processors.OpenStateDir(o.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	defer sd.Close()
+	n, err := eventlog.PartitionCount(ctx, o.Clients.Client, o.Topics.Changelog)
+	if err != nil {
+		return nil, err
+	}
+	rep := &RebuildReport{Partitions: int(n), Processors: map[string]*RebuildCount{}}
+	var starts map[int32]int64
+	if o.FromEvents {
+		if starts, err = startOffsets(ctx, o.Clients, o.Topics.Events); err != nil {
+			return nil, err
+		}
+	}
+	for p := range n {
+		if err := rebuildPartition(ctx, &o, sd, p, starts, rep); err != nil {
+			return rep, fmt.Errorf("partition %d: %w", p, err)
+		}
+	}
+	return rep, nil
+}
+
+func startOffsets(ctx context.Context, f processors.ClientFactory, topic string) (map[int32]int64, error) {
+	cl, err := f.Client()
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	lo, err := kadm.NewClient(cl).ListStartOffsets(ctx, topic)
+	if err == nil {
+		err = lo.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("start offsets of %s: %w", topic, err)
+	}
+	out := map[int32]int64{}
+	lo.Each(func(o kadm.ListedOffset) { out[o.Partition] = o.Offset })
+	return out, nil
+}
+
+// selected reports whether key (changelog form) belongs to a processor
+// the rebuild is about, and which.
+func (o *RebuildOptions) selected(key string) (string, bool) {
+	name, _, ok := strings.Cut(key, "\x00")
+	if !ok || name == "" {
+		return "", false
+	}
+	return name, len(o.Processors) == 0 || slices.Contains(o.Processors, name)
+}
+
+func rebuildPartition(ctx context.Context, o *RebuildOptions, sd *processors.StateDir, p int32, starts map[int32]int64, rep *RebuildReport) error {
+	cl, clEnd, err := processors.ChangelogState(ctx, o.Clients, o.Topics.Changelog, p)
+	if err != nil {
+		return err
+	}
+	local, localEnd, err := sd.Partition(p)
+	if err != nil {
+		return err
+	}
+	// A local state behind the changelog (or ahead of it) is restored
+	// whole, as a runner would.
+	whole := localEnd != clEnd || !bytes.Equal(local[processors.OffsetKey], cl[processors.OffsetKey])
+	next := processors.NextOffset(cl)
+	if o.FromEvents && next > 0 {
+		if s := starts[p]; s > 0 {
+			return fmt.Errorf("the log no longer holds its events before offset %d (retention): a state rebuilt from the rest would miss them; rebuild from the changelog (without --from-events)", s)
+		}
+		built, err := o.fromEvents(ctx, p, next)
+		if err != nil {
+			return err
+		}
+		diff := map[string][]byte{}
+		for k, v := range built {
+			if _, sel := o.selected(k); sel && !bytes.Equal(cl[k], v) {
+				diff[k] = v
+			}
+		}
+		for k := range cl {
+			if _, sel := o.selected(k); sel && built[k] == nil {
+				diff[k] = nil
+			}
+		}
+		if len(diff) > 0 {
+			if clEnd, err = processors.WriteChangelog(ctx, o.Clients, processors.RunnerOptions{Topics: o.Topics}, p, diff); err != nil {
+				return err
+			}
+			if !whole {
+				localEnd = clEnd // the other processors' keys stay current
+			}
+			for k, v := range diff {
+				name, _ := o.selected(k)
+				rep.count(name).Written++
+				if v == nil {
+					delete(cl, k)
+				} else {
+					cl[k] = v
+				}
+			}
+			o.Logger.Info("changelog corrected from the events", "partition", p, "keys", len(diff))
+		}
+	}
+	for k, v := range cl {
+		if name, sel := o.selected(k); sel {
+			rep.count(name).Keys++
+			if !bytes.Equal(local[k], v) {
+				rep.count(name).Differed++
+			}
+		}
+	}
+	for k := range local {
+		if name, sel := o.selected(k); sel && cl[k] == nil {
+			rep.count(name).Differed++
+		}
+	}
+	if whole || len(o.Processors) == 0 {
+		if whole {
+			rep.Whole = append(rep.Whole, p)
+		}
+		return sd.Replace(p, nil, cl, clEnd)
+	}
+	return sd.Replace(p, o.Processors, cl, localEnd)
+}
+
+func (r *RebuildReport) count(name string) *RebuildCount {
+	c := r.Processors[name]
+	if c == nil {
+		c = &RebuildCount{}
+		r.Processors[name] = c
+	}
+	return c
+}
+
+// fromEvents runs the node's processors over partition p's events up to
+// next, effects off, ticked on the events' receive times, and returns
+// the state they leave (keyed as the changelog is).
+func (o *RebuildOptions) fromEvents(ctx context.Context, p int32, next int64) (map[string][]byte, error) {
+	procs, err := o.NewProcessors()
+	if err != nil {
+		return nil, err
+	}
+	h, err := processors.NewHarness(procs...)
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	n, err := eventlog.PartitionCount(ctx, o.Clients.Client, o.Topics.Events)
+	if err != nil {
+		return nil, err
+	}
+	h.DryRun, h.DropChangelog, h.Partitions, h.DLQ = true, true, int(n), o.Topics.DLQ
+	var seg []*kgo.Record
+	var last time.Time
+	ticked, started := int64(0), false
+	run := func() error {
+		if len(seg) == 0 {
+			return nil
+		}
+		h.Now = last
+		_, err := h.Records(ctx, seg)
+		seg = seg[:0]
+		return err
+	}
+	_, err = eventlog.ReadPartition(ctx, o.Clients.Client, o.Topics.Events, p, 0, func(r *kgo.Record) error {
+		if r.Offset >= next {
+			return eventlog.ErrStop
+		}
+		ev := decode(r)
+		if ev.Err == nil && ruletest.Routable(string(ev.Envelope.Type)) {
+			if t := ruletest.TickAt(ev.Time().UnixMilli()); !started {
+				started, ticked = true, t
+			} else if t > ticked {
+				if err := run(); err != nil {
+					return err
+				}
+				ticked, h.Now = t, time.UnixMilli(t)
+				if _, err := h.Tick(ctx, p); err != nil {
+					return err
+				}
+			}
+		}
+		last = ev.Time()
+		seg = append(seg, r)
+		if len(seg) >= segmentMax {
+			return run()
+		}
+		return nil
+	})
+	if err == nil {
+		err = run()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("rebuild from the events: %w", err)
+	}
+	snap, err := h.Snapshot(p)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string][]byte, len(snap))
+	for k, v := range snap {
+		out[k] = []byte(v)
+	}
+	if got := processors.NextOffset(out); got != next {
+		return nil, fmt.Errorf("rebuild from the events reached offset %d, the changelog records %d", got, next)
+	}
+	return out, nil
+}
