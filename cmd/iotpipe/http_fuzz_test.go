@@ -35,6 +35,7 @@ func fuzzNode(f *testing.F) string {
 	cfg := defaultConfig()
 	cfg.DataDir, cfg.RulesDir = filepath.Join(dir, "data"), filepath.Join(dir, "rules")
 	cfg.Dev, cfg.ClickHouse, cfg.Partitions, cfg.KafkaPort = true, "off", 2, -1
+	cfg.BootstrapToken = testAPIToken // http.DefaultTransport sends it
 	cfg.MQTTAddr, cfg.HTTPAddr = fmt.Sprintf("127.0.0.1:%d", port()), fmt.Sprintf("127.0.0.1:%d", port())
 	n := &node{cfg: cfg, roles: roles{ingest: true, process: true}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -49,13 +50,24 @@ func fuzzNode(f *testing.F) string {
 		if resp, err := http.Get(base + "/readyz"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return base
+				break
 			}
 		}
 		if time.Now().After(deadline) {
 			f.Fatal("the in-process node is not ready")
 		}
 	}
+	// The targets' requests are authorized: a publish is taken.
+	resp, err := http.Post(base+"/topics/dt/fuzz/telemetry?qos=1", "application/json", strings.NewReader(`{"t":1}`))
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		f.Fatalf("a valid HTTP publish: %s %s", resp.Status, b)
+	}
+	return base
 }
 
 // validHeader reports whether v can be sent as a header value (what a

@@ -163,6 +163,15 @@ func newRelRig(t *testing.T, m suiteMode, dataDir string, extra ...string) *relR
 	if dataDir != "" {
 		r.dataDir = dataDir
 		r.args = append(r.args, "--data-dir", dataDir)
+		// The instance reads the log with the credentials in its own
+		// data dir: link them to where this one's log writes them.
+		creds := in.kafkaCredentials()
+		if err := os.MkdirAll(filepath.Dir(creds), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(filepath.Join(dataDir, "kafka", filepath.Base(creds)), creds); err != nil {
+			t.Fatal(err)
+		}
 	}
 	writeRule(t, in, "reliability.sql", relRules(r.rx))
 	in.start(r.args...)
