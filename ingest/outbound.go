@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/iotpipe/iotpipe/schemas"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -10,16 +11,22 @@ import (
 )
 
 // Consumer is what outbound delivery needs of a Kafka client: a
-// *kgo.Client consuming the outbound topic in a group.
+// *kgo.Client consuming the outbound topic in a group, with
+// kgo.DisableAutoCommit.
 type Consumer interface {
 	PollFetches(ctx context.Context) kgo.Fetches
+	CommitUncommittedOffsets(ctx context.Context) error
 }
 
 // DeliverOutbound consumes the outbound topic until ctx ends, routing
 // each message to subscribed MQTT clients and answering any caller
 // waiting on its request id. Create the client with
-// kgo.ConsumeTopics(topics.Outbound) and a consumer group per ingest node
-// (OutboundGroup), so every node sees every message for its clients.
+// kgo.ConsumeTopics(topics.Outbound), a consumer group per ingest node
+// (OutboundGroup), so every node sees every message for its clients,
+// and kgo.DisableAutoCommit: the offsets are committed once a poll's
+// messages are routed, so a crash routes again only the poll it
+// interrupted (autocommitted every 5s, a kill -9 delivered up to 5s of
+// commands and shadow answers to devices a second time).
 func (s *Server) DeliverOutbound(ctx context.Context, cl Consumer) error {
 	for {
 		fs := cl.PollFetches(ctx)
@@ -46,6 +53,13 @@ func (s *Server) DeliverOutbound(ctx context.Context, cl Consumer) error {
 			}, "")
 			s.metrics.delivered.Inc()
 		})
+		if !fs.Empty() {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			if err := cl.CommitUncommittedOffsets(cctx); err != nil {
+				s.opts.Logger.Warn("outbound: commit of the routed messages' offsets failed; a restart routes them again", "err", err)
+			}
+			cancel()
+		}
 	}
 }
 

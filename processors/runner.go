@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble"
+	"github.com/iotpipe/iotpipe/internal/diskspace"
 	"github.com/iotpipe/iotpipe/internal/eventlog"
 	"github.com/iotpipe/iotpipe/schemas"
 	"github.com/prometheus/client_golang/prometheus"
@@ -118,6 +119,9 @@ type Runner struct {
 	db      *pebble.DB
 	factory ClientFactory
 	metrics *runnerMetrics
+	// space watches the state store's disk: no batch starts while it
+	// has less than minFreeState free.
+	space *diskspace.Watch
 
 	// partitions is the events topic's partition count, read at Run.
 	partitions int
@@ -152,8 +156,18 @@ func NewRunner(factory ClientFactory, procs []Processor, opts RunnerOptions) (*R
 	if err != nil {
 		return nil, fmt.Errorf("open state %s: %w", opts.StateDir, err)
 	}
-	return &Runner{opts: opts, procs: procs, db: db, factory: factory, metrics: newRunnerMetrics(), workers: map[int32]*worker{}}, nil
+	return &Runner{opts: opts, procs: procs, db: db, factory: factory, metrics: newRunnerMetrics(), workers: map[int32]*worker{},
+		space: &diskspace.Watch{Dir: opts.StateDir, Min: minFreeState, Every: 10 * time.Millisecond}}, nil
 }
+
+// minFreeState is the free space the state store's disk must have for a
+// batch to start. Pebble ends the process when a write to its WAL or
+// MANIFEST fails, so the runner stops writing state before the disk is
+// full: a batch that would start with less aborts like a store failure
+// (the partition retries with its backoff, up to 10s) and goes on by
+// itself once there is room. The disk is read at most every 10ms (a
+// statfs costs about 3µs).
+const minFreeState = 16 << 20
 
 // Close closes the state store. Call it after Run returned.
 func (r *Runner) Close() error { return r.db.Close() }

@@ -210,6 +210,9 @@ func (w *worker) batch(ctx context.Context, recs []*kgo.Record) error {
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), batchTimeout)
 	defer cancel()
 	t := w.t
+	if err := w.r.space.Check(); err != nil {
+		return fmt.Errorf("state of partition %d: %w", t.partition, err)
+	}
 	bt := t.newBatch()
 	if err := w.prod.BeginTransaction(); err != nil {
 		t.abort(bt)
@@ -252,6 +255,10 @@ func (w *worker) tick(ctx context.Context) error {
 	if bt.b.Empty() && len(bt.out) == 0 {
 		bt.b.Close()
 		return nil
+	}
+	if err := w.r.space.Check(); err != nil {
+		t.abort(bt)
+		return fmt.Errorf("state of partition %d: %w", t.partition, err)
 	}
 	if err := w.prod.BeginTransaction(); err != nil {
 		t.abort(bt)

@@ -90,17 +90,27 @@ type hookReceiver struct {
 	secret []byte
 	status atomic.Int32 // the status to answer
 	delay  atomic.Int64 // nanoseconds each request takes (a slow target)
+	// hang, while set, holds the requests to its path (a target that
+	// hangs) until released or given up by the client, then answers 503.
+	hang atomic.Pointer[hookHang]
 
 	mu       sync.Mutex
 	srv      *http.Server
-	ok       map[string]int    // key -> requests answered 2xx
-	tries    map[string]int    // key -> requests seen
-	bodies   map[string][]byte // key -> last body answered 2xx
+	ok       map[string]int       // key -> requests answered 2xx
+	first    map[string]time.Time // key -> when it was first answered 2xx
+	tries    map[string]int       // key -> requests seen
+	bodies   map[string][]byte    // key -> last body answered 2xx
 	requests atomic.Int64
 }
 
+// hookHang is a path of a hookReceiver that hangs until release closes.
+type hookHang struct {
+	path    string
+	release chan struct{}
+}
+
 func newHookReceiver(t *testing.T, secret string, status int) *hookReceiver {
-	h := &hookReceiver{t: t, secret: []byte(secret), ok: map[string]int{}, tries: map[string]int{}, bodies: map[string][]byte{}}
+	h := &hookReceiver{t: t, secret: []byte(secret), ok: map[string]int{}, first: map[string]time.Time{}, tries: map[string]int{}, bodies: map[string][]byte{}}
 	h.status.Store(int32(status))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -124,6 +134,14 @@ func (h *hookReceiver) serve(ln net.Listener) {
 
 func (h *hookReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.requests.Add(1)
+	if hg := h.hang.Load(); hg != nil && r.URL.Path == hg.path {
+		select {
+		case <-hg.release:
+		case <-r.Context().Done():
+		}
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
 	if d := time.Duration(h.delay.Load()); d > 0 {
 		time.Sleep(d)
 	}
@@ -147,6 +165,9 @@ func (h *hookReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.mu.Lock()
 	h.tries[key]++
 	if status/100 == 2 {
+		if h.ok[key] == 0 {
+			h.first[key] = time.Now()
+		}
 		h.ok[key]++
 		h.bodies[key] = body
 	}

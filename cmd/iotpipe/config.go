@@ -158,9 +158,7 @@ func loadConfig(fs *flag.FlagSet, args []string) (config, error) {
 		if err != nil {
 			return c, fmt.Errorf("read config: %w", err)
 		}
-		dec := yaml.NewDecoder(strings.NewReader(string(b)))
-		dec.KnownFields(true)
-		if err := dec.Decode(&out); err != nil {
+		if err := decodeConfigFile(b, &out); err != nil {
 			return c, fmt.Errorf("config %s: %w", *path, err)
 		}
 	}
@@ -179,6 +177,84 @@ func loadConfig(fs *flag.FlagSet, args []string) (config, error) {
 		}
 	}
 	return out, nil
+}
+
+// decodeConfigFile applies a YAML config file to c: a mapping of known
+// keys, each given once, to values of their types (a fraction is no
+// integer). An error says the line, the key and what it wants; an empty
+// file changes nothing.
+func decodeConfigFile(b []byte, c *config) error {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return err
+	}
+	if len(doc.Content) == 0 {
+		return nil // empty, or comments only
+	}
+	m := doc.Content[0]
+	if m.Kind != yaml.MappingNode {
+		return fmt.Errorf("line %d: want keys and values (key: value), one a line", m.Line)
+	}
+	fields := map[string]reflect.Value{}
+	v := reflect.ValueOf(c).Elem()
+	for i := 0; i < v.NumField(); i++ {
+		fields[v.Type().Field(i).Tag.Get("yaml")] = v.Field(i)
+	}
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		k, val := m.Content[i], m.Content[i+1]
+		if k.Kind != yaml.ScalarNode {
+			return fmt.Errorf("line %d: a key must be a name", k.Line)
+		}
+		f, ok := fields[k.Value]
+		switch {
+		case !ok:
+			return fmt.Errorf("line %d: unknown key %q", k.Line, k.Value)
+		case seen[k.Value]:
+			return fmt.Errorf("line %d: key %q given twice", k.Line, k.Value)
+		}
+		seen[k.Value] = true
+		if err := decodeConfigValue(val, f); err != nil {
+			return fmt.Errorf("line %d: %s%w", val.Line, k.Value, err)
+		}
+	}
+	return nil
+}
+
+// decodeConfigValue decodes n into the config field f; its error reads
+// after the key (` "abc": want an integer`).
+func decodeConfigValue(n *yaml.Node, f reflect.Value) error {
+	want := "a string"
+	switch f.Interface().(type) {
+	case bool:
+		want = "true or false"
+	case int, int64:
+		want = "an integer"
+	case time.Duration:
+		want = "a duration such as 30s"
+	}
+	resolved := n
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		resolved = n.Alias
+	}
+	switch {
+	case resolved.Kind == yaml.SequenceNode:
+		return fmt.Errorf(": want %s, not a list", want)
+	case resolved.Kind == yaml.MappingNode:
+		return fmt.Errorf(": want %s, not a map", want)
+	case resolved.Kind != yaml.ScalarNode:
+		return fmt.Errorf(": want %s", want)
+	case resolved.ShortTag() == "!!null":
+		return fmt.Errorf(": want %s, not null", want)
+	}
+	bad := fmt.Errorf(" %q: want %s", resolved.Value, want)
+	if want == "an integer" && resolved.ShortTag() != "!!int" {
+		return bad // yaml.v3 would cut 1.5 to 1
+	}
+	if err := n.Decode(f.Addr().Interface()); err != nil {
+		return bad
+	}
+	return nil
 }
 
 func setFromString(f reflect.Value, s string) error {

@@ -279,6 +279,7 @@ func (n *node) startIngest() error {
 	// HTTP shadow requests come through it.
 	var outAssigned atomic.Bool
 	out, err := lg.Client(kgo.ConsumeTopics(lg.Topics().Outbound), kgo.ConsumerGroup(srv.OutboundGroup()), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.DisableAutoCommit(), // DeliverOutbound commits what it routed
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()), kgo.FetchMaxWait(50*time.Millisecond),
 		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { outAssigned.Store(true) }))
 	if err != nil {
@@ -363,6 +364,11 @@ func (n *node) startClickHouse(ctx context.Context) error {
 	}
 	dsn, httpDSN, queryDSN := cfg.ClickHouse, "", cfg.CHQueryDSN
 	if dsn == "" {
+		// After a crash, the killed process's server may still be
+		// exiting, its ports still taken.
+		if err := embedded.WaitPrevious(ctx, cfg.path("clickhouse"), 30*time.Second, n.log); err != nil {
+			return err
+		}
 		if err := portsFree(chPort{cfg.CHTCPPort, "--clickhouse-tcp-port"}, chPort{cfg.CHHTTPPort, "--clickhouse-http-port"}); err != nil {
 			return err
 		}

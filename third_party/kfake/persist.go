@@ -435,12 +435,23 @@ type (
 	}
 
 	pidLogEntry struct {
-		Type    string `json:"type"` // init, endtx, timeout
+		Type    string `json:"type"` // init, endtx, timeout, commit (iotpipe patch)
 		PID     int64  `json:"pid"`
 		Epoch   int16  `json:"epoch"`
 		TxID    string `json:"txid,omitempty"`
 		Timeout int32  `json:"timeout,omitempty"`
 		Commit  *bool  `json:"commit,omitempty"`
+		// Parts are, in a commit entry, the partitions of the
+		// transaction with its first offset in each (iotpipe patch).
+		Parts []txnPart `json:"parts,omitempty"`
+	}
+
+	// txnPart is a partition of a transaction and the transaction's
+	// first offset there (iotpipe patch).
+	txnPart struct {
+		Topic     string `json:"t"`
+		Partition int32  `json:"p"`
+		First     int64  `json:"first"`
 	}
 )
 
@@ -968,6 +979,13 @@ func (c *Cluster) savePIDsLog(fsys fs, dir string) error {
 		if _, err := appendLogEntry(f, entry, c.cfg.syncWrites); err != nil {
 			return err
 		}
+		// iotpipe patch: a commit decided and not yet marked in
+		// every partition outlives the rewrite.
+		if pidinf.committing != nil {
+			if _, err := appendLogEntry(f, *pidinf.committing, c.cfg.syncWrites); err != nil {
+				return err
+			}
+		}
 	}
 	return fsys.Rename(tmpPath, path)
 }
@@ -1065,15 +1083,16 @@ func (c *Cluster) loadFromDisk() (bool, error) {
 	// Load broker configs first (segment configs needed by topics),
 	// then topics (needed by partitions), then partitions (may
 	// detect crash-aborted PIDs).
-	var (
-		crashAbortedMu   sync.Mutex
-		crashAbortedPIDs = make(map[int64]struct{})
-	)
+	ct := &crashTxns{committed: map[pidEpoch]bool{}}
 	if err := errors.Join(
 		c.loadBrokerConfigs(fsys, dir),
 		c.loadTopics(fsys, dir),
-		c.loadPartitions(fsys, dir, &crashAbortedMu, crashAbortedPIDs),
+		c.loadPartitions(fsys, dir, ct),
 	); err != nil {
+		return false, err
+	}
+	crashAbortedPIDs, err := c.endCrashTxns(fsys, dir, ct)
+	if err != nil {
 		return false, err
 	}
 
@@ -1156,13 +1175,13 @@ func (c *Cluster) loadTopics(fsys fs, dir string) error {
 	return nil
 }
 
-func (c *Cluster) loadPartitions(fsys fs, dir string, crashAbortedMu *sync.Mutex, crashAbortedPIDs map[int64]struct{}) error {
+func (c *Cluster) loadPartitions(fsys fs, dir string, ct *crashTxns) error {
 	return c.forEachPartition(func(topic string, part int32, pd *partData) error {
-		return c.loadPartition(fsys, dir, topic, part, pd, crashAbortedMu, crashAbortedPIDs)
+		return c.loadPartition(fsys, dir, topic, part, pd, ct)
 	})
 }
 
-func (c *Cluster) loadPartition(fsys fs, dir, topic string, part int32, pd *partData, crashAbortedMu *sync.Mutex, crashAbortedPIDs map[int64]struct{}) error {
+func (c *Cluster) loadPartition(fsys fs, dir, topic string, part int32, pd *partData, ct *crashTxns) error {
 	pdir := partDir(dir, topic, part)
 
 	// Try snapshot first
@@ -1203,7 +1222,7 @@ func (c *Cluster) loadPartition(fsys fs, dir, topic string, part int32, pd *part
 	}
 
 	// Full replay - scan all segments
-	return c.loadPartitionFullReplay(pd, segFiles, fsys, pdir, crashAbortedMu, crashAbortedPIDs)
+	return c.loadPartitionFullReplay(pd, segFiles, fsys, pdir, ct)
 }
 
 func snapshotMatchesSegments(snap persistPartSnapshot, segFiles []int64, fsys fs, pdir string) bool {
@@ -1294,7 +1313,7 @@ func (c *Cluster) loadPartitionFromSnapshot(pd *partData, snap persistPartSnapsh
 	return nil
 }
 
-func (c *Cluster) loadPartitionFullReplay(pd *partData, segFiles []int64, fsys fs, pdir string, crashAbortedMu *sync.Mutex, crashAbortedPIDs map[int64]struct{}) error {
+func (c *Cluster) loadPartitionFullReplay(pd *partData, segFiles []int64, fsys fs, pdir string, ct *crashTxns) error {
 	// Load segments, getting full batches for crash recovery txn state.
 	var batches []*partBatch
 	for _, base := range segFiles {
@@ -1360,6 +1379,11 @@ func (c *Cluster) loadPartitionFullReplay(pd *partData, segFiles []int64, fsys f
 				pd.t, pd.p, b.FirstOffset)
 		}
 		firstOff, ok := activeTxns[b.ProducerID]
+		if !isAbort && ok {
+			ct.mu.Lock()
+			ct.committed[pidEpoch{b.ProducerID, b.ProducerEpoch}] = true
+			ct.mu.Unlock()
+		}
 		if isAbort && ok {
 			pd.abortedTxns = append(pd.abortedTxns, abortedTxnEntry{
 				producerID:  b.ProducerID,
@@ -1370,38 +1394,28 @@ func (c *Cluster) loadPartitionFullReplay(pd *partData, segFiles []int64, fsys f
 		delete(activeTxns, b.ProducerID)
 	}
 
-	// Implicitly abort in-flight transactions. Any producer still in
-	// activeTxns had a transaction open when the crash happened. We
-	// treat these as aborted so the LSO is not stuck forever.
+	// In-flight transactions: any producer still in activeTxns had a
+	// transaction open here when the crash happened.
 	//
-	// iotpipe patch: the abort is also written as an abort marker at the
-	// end of the log (crashAborts, below), as a real coordinator would:
-	// a read-committed client drops a producer's batches from an aborted
-	// transaction's first offset until it reads that producer's abort
-	// marker, so without one it dropped every later committed
-	// transaction of the same producer in the same fetch.
-	crashAborts := map[int64]int16{}
+	// iotpipe patch: they are ended once every partition is loaded
+	// (endCrashTxns): committed when the commit was decided before the
+	// crash, aborted otherwise, each with its marker written at the end
+	// of the log as a real coordinator would. (Aborted without a marker,
+	// a read-committed client dropped every later committed transaction
+	// of the same producer in the same fetch.)
 	if len(activeTxns) > 0 {
-		crashAbortedMu.Lock()
+		ct.mu.Lock()
 		for pid, firstOff := range activeTxns {
-			last := firstOff
+			o := crashOpenTxn{pd: pd, pid: pid, first: firstOff, last: firstOff}
 			for _, b := range batches {
-				if b.ProducerID == pid && b.inTx {
-					end := b.FirstOffset + int64(b.LastOffsetDelta)
-					if end > last {
-						last = end
-					}
-					crashAborts[pid] = b.ProducerEpoch
+				if b.ProducerID == pid && b.inTx && b.FirstOffset >= firstOff {
+					o.last = max(o.last, b.FirstOffset+int64(b.LastOffsetDelta))
+					o.epoch = b.ProducerEpoch
 				}
 			}
-			pd.abortedTxns = append(pd.abortedTxns, abortedTxnEntry{
-				producerID:  pid,
-				firstOffset: firstOff,
-				lastOffset:  last,
-			})
-			crashAbortedPIDs[pid] = struct{}{}
+			ct.open = append(ct.open, o)
 		}
-		crashAbortedMu.Unlock()
+		ct.mu.Unlock()
 	}
 
 	// abortedTxns must be sorted by lastOffset for binary search in
@@ -1433,20 +1447,86 @@ func (c *Cluster) loadPartitionFullReplay(pd *partData, segFiles []int64, fsys f
 	// appends to the last segment instead of segment 0.
 	c.initActiveSegment(pd, fsys, pdir)
 
-	// iotpipe patch: write the abort markers of the transactions the
-	// crash left open (see crashAborts above), persisted, so this
-	// partition reads as a real broker's would from now on.
-	for pid, epoch := range crashAborts {
-		b, nbytes := txnMarkerBatch(pid, epoch, false, 0)
-		if c.pushBatch(pd, nbytes, b, false) < 0 {
-			return fmt.Errorf("partition %s-%d: write the abort marker of producer %d's open transaction", pd.t, pd.p, pid)
+	return nil
+}
+
+// crashTxns collects, as partitions load after a crash, the
+// transactions left open and the transactions committed (iotpipe
+// patch).
+type crashTxns struct {
+	mu        sync.Mutex
+	open      []crashOpenTxn
+	committed map[pidEpoch]bool // a partition holds its commit marker
+}
+
+// pidEpoch is a producer id and epoch.
+type pidEpoch struct {
+	pid   int64
+	epoch int16
+}
+
+// crashOpenTxn is a transaction open in a partition at the crash: its
+// producer and epoch and the offsets of its first and last records.
+type crashOpenTxn struct {
+	pd          *partData
+	pid         int64
+	epoch       int16
+	first, last int64
+}
+
+// endCrashTxns ends the transactions a crash left open (iotpipe patch).
+// EndTxn writes a commit's markers one partition after another, so a
+// crash among them leaves a transaction committed in some partitions and
+// open in others; EndTxn logs the decision (a commit entry in pids.log
+// naming every partition and first offset) before the first marker, and
+// here, as a coordinator completes a commit it decided, the transaction
+// is committed in the partitions where it is open. Every other open
+// transaction is aborted. Each gets its marker, persisted. It returns
+// the producer ids whose transaction it ended.
+func (c *Cluster) endCrashTxns(fsys fs, dir string, ct *crashTxns) (map[int64]struct{}, error) {
+	ended := make(map[int64]struct{})
+	if len(ct.open) == 0 {
+		return ended, nil
+	}
+	type openAt struct {
+		topic     string
+		partition int32
+		first     int64
+		pid       int64
+		epoch     int16
+	}
+	decided := map[openAt]bool{}
+	if raw, err := fsys.ReadFile(filepath.Join(dir, "pids.log")); err == nil {
+		entries, _ := readEntries(raw)
+		for _, e := range entries {
+			var entry pidLogEntry
+			if json.Unmarshal(e.data, &entry) != nil || entry.Type != "commit" {
+				continue
+			}
+			for _, tp := range entry.Parts {
+				decided[openAt{tp.Topic, tp.Partition, tp.First, entry.PID, entry.Epoch}] = true
+			}
 		}
 	}
-	if len(crashAborts) > 0 {
-		pd.recalculateLSO()
+	for _, o := range ct.open {
+		commit := decided[openAt{o.pd.t, o.pd.p, o.first, o.pid, o.epoch}]
+		if !commit {
+			o.pd.abortedTxns = append(o.pd.abortedTxns, abortedTxnEntry{producerID: o.pid, firstOffset: o.first, lastOffset: o.last})
+			slices.SortFunc(o.pd.abortedTxns, func(a, b abortedTxnEntry) int { return cmp.Compare(a.lastOffset, b.lastOffset) })
+		}
+		b, nbytes := txnMarkerBatch(o.pid, o.epoch, commit, 0)
+		if c.pushBatch(o.pd, nbytes, b, false) < 0 {
+			return nil, fmt.Errorf("partition %s-%d: write the marker of producer %d's open transaction", o.pd.t, o.pd.p, o.pid)
+		}
+		o.pd.recalculateLSO()
+		ended[o.pid] = struct{}{}
+		what := "aborted"
+		if commit {
+			what = "committed (its commit was decided before the crash)"
+		}
+		c.cfg.logger.Logf(LogLevelInfo, "partition %s-%d: producer %d's transaction open at the crash %s", o.pd.t, o.pd.p, o.pid, what)
 	}
-
-	return nil
+	return ended, nil
 }
 
 // initActiveSegment sets the last segment's size so that persistBatchToSegment
@@ -1526,6 +1606,13 @@ func (c *Cluster) loadSegmentBatches(pd *partData, fsys fs, pdir string, base in
 		idxOff := batchIdx * indexEntrySize
 		if idxOff+indexEntrySize <= len(idxRaw) {
 			epoch, _, inTx, _ = decodeIndexEntry(idxRaw[idxOff : idxOff+indexEntrySize])
+		} else {
+			// iotpipe patch: a crash between the segment write and
+			// the index write leaves a batch without its entry; a
+			// transactional data batch stays in its transaction
+			// (read as committed, it broke the transaction's
+			// atomicity across partitions).
+			inTx = rb.Attributes&0x0010 != 0 && rb.Attributes&0x0020 == 0
 		}
 
 		batch := &partBatch{

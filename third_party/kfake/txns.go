@@ -77,6 +77,11 @@ type (
 		// completed, we return success only if the retry matches
 		// (commit after commit, abort after abort).
 		lastWasCommit bool
+
+		// committing is the commit entry of pids.log while EndTxn
+		// writes a commit's markers (iotpipe patch): a rewrite of
+		// pids.log keeps it.
+		committing *pidLogEntry
 	}
 
 	// Independent dup-detection entry: stores (firstSeq, nextSeq,
@@ -587,7 +592,21 @@ func (pids *pids) doEnd(creq *clientReq) kmsg.Response {
 
 	nBatches, nGroups := pidinf.txBatchCount, len(pidinf.txGroups)
 	endTxStart := time.Now()
+	// iotpipe patch: the decision to commit is logged before the first
+	// marker, with every partition and the transaction's first offset
+	// there, so a crash among the markers completes the commit at the
+	// next start (endCrashTxns) instead of committing the transaction in
+	// some partitions and aborting it in others.
+	if req.Commit {
+		entry := pidLogEntry{Type: "commit", PID: pidinf.id, Epoch: pidinf.epoch}
+		pidinf.txPartFirstOffsets.each(func(t string, p int32, first *int64) {
+			entry.Parts = append(entry.Parts, txnPart{Topic: t, Partition: p, First: *first})
+		})
+		pidinf.committing = &entry
+		pids.c.persistPIDEntry(entry)
+	}
 	pidinf.endTx(req.Commit)
+	pidinf.committing = nil
 	if elapsed := time.Since(endTxStart); elapsed > 5*time.Millisecond {
 		pids.c.cfg.logger.Logf(LogLevelWarn, "txn: EndTxn slow pid=%d epoch=%d elapsed=%dms batches=%d groups=%d",
 			req.ProducerID, req.ProducerEpoch, elapsed.Milliseconds(), nBatches, nGroups)

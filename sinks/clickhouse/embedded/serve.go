@@ -113,6 +113,11 @@ func serve(a ServeArgs) error {
 	if err := os.MkdirAll(a.Path, 0o755); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
 	}
+	lock, err := holdLock(a.Path) // for as long as the server runs
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
 	lib, err := purego.Dlopen(a.Lib, purego.RTLD_NOW|purego.RTLD_GLOBAL)
 	if err != nil {
 		return fmt.Errorf("load %s: %w", a.Lib, err)
