@@ -15,18 +15,19 @@ LONGFUZZ   ?= 2m
 STATICCHECK_VERSION := v0.8.2
 export IOTPIPE_CHDB_LIB ?= $(CHDB_LIB)
 
-.PHONY: all build run test deps deps-apt deps-go deps-chdb deps-browser vet lint fuzz fuzz-short bench bench-e2e reliability clean help
+.PHONY: all build run run-dev test deps deps-apt deps-go deps-chdb deps-browser deps-awssdk vet lint fuzz fuzz-short bench bench-e2e reliability clean help
 
 all: build
 
 help:
-	@echo "make run          start the whole pipeline (MQTT :1883, HTTP :8080, log :9092, ClickHouse :9000/:8123) with --dev"
+	@echo "make run          start the whole pipeline (MQTT :1883 with tokens and :8883 with certificates, HTTP 127.0.0.1:8080, log :9092, ClickHouse :9000/:8123)"
+	@echo "make run-dev      the same with anonymous devices allowed (--dev: development only)"
 	@echo "make deps         install what tests and run need (Debian packages, Go modules, chDB)"
 	@echo "make test         install test dependencies and run the tests (with short fuzzing)"
 	@echo "make bench        benchmarks: Go benchmarks, the MQTT side-by-side against Mosquitto, the end-to-end benchmark"
 	@echo "make bench-e2e    only the end-to-end benchmark (report in benchmarks/results/REPORT.md)"
 	@echo "make fuzz         longer fuzzing of every parser and decoder (LONGFUZZ=$(LONGFUZZ) each)"
-	@echo "make reliability  long runs: crash matrix, soak"
+	@echo "make reliability  the reliability suite's long form (kill -9 x20, outages, disk full, SIGTERM, bad inputs)"
 	@echo "make lint         go vet + staticcheck"
 
 build:
@@ -34,11 +35,12 @@ build:
 
 # --- dependencies -----------------------------------------------------------
 
-deps: deps-apt deps-go deps-chdb deps-browser
+deps: deps-apt deps-go deps-chdb deps-browser deps-awssdk
 
 # Debian packages the tests and `make run` use; apt-get only when one is missing.
 deps-apt:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
@@ -66,9 +68,27 @@ deps-browser:
 		npm ci --prefix $(E2E_CACHE) --no-audit --no-fund --ignore-scripts --loglevel=error; \
 	fi
 
+# AWS IoT's device SDK for JavaScript (npm, pinned) for the test that runs
+# its thingShadow flow against iotpipe (where the test looks for it).
+AWS_SDK     := aws-iot-device-sdk@2.2.16
+AWS_SDK_DIR := $(USER_CACHE)/npm/aws-iot-device-sdk-2.2.16
+deps-awssdk:
+	@if [ ! -f $(AWS_SDK_DIR)/node_modules/aws-iot-device-sdk/package.json ]; then \
+		echo "installing $(AWS_SDK) into $(AWS_SDK_DIR)"; \
+		mkdir -p $(USER_CACHE)/npm && tmp=$$(mktemp -d $(USER_CACHE)/npm/.install-XXXXXX) && \
+		npm install --prefix $$tmp --no-audit --no-fund --no-save --no-package-lock --loglevel=error $(AWS_SDK) && \
+		rm -rf $(AWS_SDK_DIR) && mv $$tmp $(AWS_SDK_DIR); \
+	fi
+
 # --- run ----------------------------------------------------------------------
 
+# Only registered devices connect: client certificates on :8883 (and
+# wss :8084), registry tokens as the MQTT password on :1883 (and ws :8083).
 run: deps-chdb build
+	./$(BIN) run --mqtt-token-auth
+
+# Anonymous devices on :1883, no policies: development only.
+run-dev: deps-chdb build
 	./$(BIN) run --dev
 
 # --- test ---------------------------------------------------------------------
@@ -104,8 +124,12 @@ bench: deps build
 bench-e2e: deps build
 	./$(BIN) bench e2e --out benchmarks/results
 
+# The reliability suite's long form (about 8 minutes on 2 cores; make test
+# runs its short form): the table goes to benchmarks/results/reliability.md.
 reliability: deps build
-	IOTPIPE_RELIABILITY=long $(GO) test -count=1 -timeout 60m -run 'Crash|Kill|Soak|Outage' ./...
+	@mkdir -p benchmarks/results
+	IOTPIPE_RELIABILITY=long IOTPIPE_RELIABILITY_REPORT=$(CURDIR)/benchmarks/results/reliability.md \
+		$(GO) test -count=1 -timeout 40m -run '^TestReliability$$' -v ./cmd/iotpipe/
 
 clean:
 	rm -rf bin
