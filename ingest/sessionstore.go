@@ -428,7 +428,7 @@ func (h *sessionStore) setLive(ls liveSession) {
 	b := h.db.NewBatch()
 	_ = b.Set([]byte(livePrefix+ls.ClientID), val, nil)
 	if err := h.w.submit("live session", b, true, true); err != nil {
-		h.log.Debug("mqtt session store: live connection not recorded", "client", ls.ClientID, "err", err)
+		h.log.Warn("mqtt session store: live connection not recorded (a crash now would write no disconnected event for it)", "client", ls.ClientID, "err", err)
 	}
 }
 

@@ -80,8 +80,14 @@ func newStoreWriter(db *pebble.DB, dir string, log *slog.Logger) *storeWriter {
 	return w
 }
 
+// storeWaitMax bounds how long a connect waits for its live record to be
+// synced: a slow disk (syncs of seconds under other writers) must not
+// leave a connection without the record its disconnected event after a
+// crash comes from, yet a stalled one must not hold connects forever.
+const storeWaitMax = 10 * time.Second
+
 // submit queues b (taking it over). With wait, it returns once b is
-// committed (synced with sync), or after two seconds.
+// committed (synced with sync), or after storeWaitMax.
 func (w *storeWriter) submit(what string, b *pebble.Batch, sync, wait bool) error {
 	op := storeOp{what: what, b: b, sync: sync}
 	if wait {
@@ -105,13 +111,13 @@ func (w *storeWriter) submit(what string, b *pebble.Batch, sync, wait bool) erro
 	if !wait {
 		return nil
 	}
-	t := time.NewTimer(2 * time.Second)
+	t := time.NewTimer(storeWaitMax)
 	defer t.Stop()
 	select {
 	case err := <-op.done:
 		return err
 	case <-t.C:
-		return fmt.Errorf("mqtt session store: %s not saved within 2s", what)
+		return fmt.Errorf("mqtt session store: %s not saved within %v", what, storeWaitMax)
 	}
 }
 
