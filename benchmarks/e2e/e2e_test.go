@@ -3,6 +3,8 @@ package e2e
 import (
 	"errors"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -258,5 +260,30 @@ func TestReportSummary(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// The API token goes to iotpipe's API only: the benchmark's ClickHouse
+// queries (another host:port) failed with "'Bearer' HTTP Authorization
+// scheme is not supported" when every request carried it.
+func TestBearerOnlyToTheAPI(t *testing.T) {
+	seen := func() (*httptest.Server, *string) {
+		var got string
+		return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got = r.Header.Get("Authorization") })), &got
+	}
+	api, apiGot := seen()
+	defer api.Close()
+	other, otherGot := seen()
+	defer other.Close()
+	hc := &http.Client{Transport: bearer{token: "tok", host: strings.TrimPrefix(api.URL, "http://"), base: http.DefaultTransport}}
+	for _, u := range []string{api.URL, other.URL} {
+		resp, err := hc.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	if *apiGot != "Bearer tok" || *otherGot != "" {
+		t.Errorf("Authorization: API %q, other server %q", *apiGot, *otherGot)
 	}
 }

@@ -55,13 +55,14 @@ func startInstance(ctx context.Context, cfg *Config, name, role string, rules ma
 	if err != nil {
 		return nil, err
 	}
-	in := &instance{name: name, role: role, dir: dir, exited: make(chan struct{}), token: tok,
-		hc: &http.Client{Timeout: 30 * time.Second, Transport: bearer{tok, http.DefaultTransport}}}
+	in := &instance{name: name, role: role, dir: dir, exited: make(chan struct{}), token: tok}
 	ports, err := freePorts(5)
 	if err != nil {
 		return nil, err
 	}
 	in.mqtt, in.http, in.kafka, in.chTCP, in.chHTTP = ports[0], ports[1], ports[2], ports[3], ports[4]
+	in.hc = &http.Client{Timeout: 30 * time.Second,
+		Transport: bearer{token: tok, host: fmt.Sprintf("127.0.0.1:%d", in.http), base: http.DefaultTransport}}
 	rulesDir := filepath.Join(dir, "rules")
 	if err := os.MkdirAll(rulesDir, 0o755); err != nil {
 		return nil, err
@@ -100,13 +101,20 @@ func startInstance(ctx context.Context, cfg *Config, name, role string, rules ma
 	return in, nil
 }
 
-// bearer adds an API token to every request.
+// bearer adds an API token to the requests to iotpipe's API (host), and
+// to no other: ClickHouse's HTTP interface refuses a request with a
+// bearer token it does not know ("'Bearer' HTTP Authorization scheme is
+// not supported"), and a token must not leave for another server.
 type bearer struct {
 	token string
+	host  string
 	base  http.RoundTripper
 }
 
 func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Host != b.host {
+		return b.base.RoundTrip(r)
+	}
 	r = r.Clone(r.Context())
 	r.Header.Set("Authorization", "Bearer "+b.token)
 	return b.base.RoundTrip(r)
