@@ -103,7 +103,8 @@ func (pt *part) fetchProfile(ctx context.Context, secs int, path string) error {
 	if err != nil {
 		return err
 	}
-	resp, err := (&http.Client{Timeout: time.Duration(secs+60) * time.Second}).Do(req)
+	// The instance's transport: it carries the API token /debug/pprof needs.
+	resp, err := (&http.Client{Timeout: time.Duration(secs+60) * time.Second, Transport: pt.in.hc.Transport}).Do(req)
 	if err != nil {
 		return fmt.Errorf("CPU profile: %w", err)
 	}
