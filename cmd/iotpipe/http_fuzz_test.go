@@ -37,6 +37,9 @@ func fuzzNode(f *testing.F) string {
 	cfg.Dev, cfg.ClickHouse, cfg.Partitions, cfg.KafkaPort = true, "off", 2, -1
 	cfg.BootstrapToken = testAPIToken // http.DefaultTransport sends it
 	cfg.MQTTAddr, cfg.HTTPAddr = fmt.Sprintf("127.0.0.1:%d", port()), fmt.Sprintf("127.0.0.1:%d", port())
+	// No TLS or WebSocket listeners: their default ports would be taken
+	// by the first of the fuzz workers, each of which starts a node.
+	cfg.MQTTSAddr, cfg.WSAddr, cfg.WSSAddr = "", "", ""
 	n := &node{cfg: cfg, roles: roles{ingest: true, process: true}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
