@@ -87,19 +87,8 @@ func benchE2EMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.Uint64Var(&cfg.DetectSeed, "detect-seed", 1, "seed of the detection run")
 	fs.StringVar(&idle, "idle-conns", "1000,10000", "connection counts of the idle part")
 	fs.BoolVar(&quiet, "quiet", false, "no progress on stderr")
-	pos, err := parseArgs(fs, args)
-	if err == nil && len(pos) > 0 {
-		err = fmt.Errorf("unexpected argument %q: flags only", pos[0])
-	}
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, benchE2EUsage)
-			fs.SetOutput(stdout)
-			fs.PrintDefaults()
-			return 0
-		}
-		fmt.Fprintf(stderr, "iotpipe bench e2e: %v (see --help)\n", err)
-		return 2
+	if code, done := parseFlagsOnly(fs, args, "bench e2e", benchE2EUsage, stdout, stderr); done {
+		return code
 	}
 	cfg.QoS = 1
 	cfg.Parts = strings.Split(parts, ",")

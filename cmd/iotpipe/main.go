@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -145,5 +146,27 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 		}
 		pos = append(pos, rest[0])
 		args = rest[1:]
+	}
+}
+
+// parseFlagsOnly parses args into fs for a command that takes flags only:
+// -h prints usage and fs's flags on stdout, a bad flag or a positional
+// argument an error on stderr. done says the command ends here with code.
+func parseFlagsOnly(fs *flag.FlagSet, args []string, name, usage string, stdout, stderr io.Writer) (code int, done bool) {
+	pos, err := parseArgs(fs, args)
+	if err == nil && len(pos) > 0 {
+		err = fmt.Errorf("unexpected argument %q: flags only", pos[0])
+	}
+	switch {
+	case err == nil:
+		return 0, false
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprint(stdout, usage)
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+		return 0, true
+	default:
+		fmt.Fprintf(stderr, "iotpipe %s: %v (see --help)\n", name, err)
+		return 2, true
 	}
 }
