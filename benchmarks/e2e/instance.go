@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -22,6 +21,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/iotpipe/iotpipe/ingest/registry"
+	"github.com/iotpipe/iotpipe/internal/freeport"
 	"github.com/iotpipe/iotpipe/sinks/clickhouse/embedded"
 )
 
@@ -56,7 +56,7 @@ func startInstance(ctx context.Context, cfg *Config, name, role string, rules ma
 		return nil, err
 	}
 	in := &instance{name: name, role: role, dir: dir, exited: make(chan struct{}), token: tok}
-	ports, err := freePorts(5)
+	ports, err := freeport.Ports(5)
 	if err != nil {
 		return nil, err
 	}
@@ -131,26 +131,6 @@ func childEnv() []string {
 		env = append(env, kv)
 	}
 	return env
-}
-
-// freePorts asks the kernel for n distinct free TCP ports on 127.0.0.1.
-func freePorts(n int) ([]int, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("find a free port: %w", err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 func (in *instance) url(path string) string {

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/iotpipe/iotpipe/internal/diskspace"
+	"github.com/iotpipe/iotpipe/internal/freeport"
 	"github.com/iotpipe/iotpipe/schemas"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -136,11 +136,11 @@ func (l *Log) startEmbedded() error {
 	}
 	port := o.Port
 	if port < 0 {
-		p, err := freePort()
+		ps, err := freeport.Ports(1)
 		if err != nil {
 			return err
 		}
-		port = p
+		port = ps[0]
 	}
 	creds, created, err := embeddedCredentials(o.DataDir)
 	if err != nil {
@@ -178,15 +178,6 @@ func (l *Log) startEmbedded() error {
 	o.Logger.Info("embedded log started", "addr", l.brokers[0], "data_dir", o.DataDir,
 		"sync_writes", o.SyncWrites, "load_time", time.Since(start).Round(time.Millisecond))
 	return nil
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // Brokers returns the seed brokers clients connect to.

@@ -17,8 +17,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"github.com/iotpipe/iotpipe/ingest/registry"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -29,6 +27,8 @@ import (
 	"time"
 
 	"github.com/iotpipe/iotpipe/benchmarks/idleconns"
+	"github.com/iotpipe/iotpipe/ingest/registry"
+	"github.com/iotpipe/iotpipe/internal/freeport"
 )
 
 func main() {
@@ -179,10 +179,9 @@ func (p *iotpipe) stop() {
 }
 
 func freePort() int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ps, err := freeport.Ports(1)
 	if err != nil {
 		panic(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return ps[0]
 }
