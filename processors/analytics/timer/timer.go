@@ -355,19 +355,10 @@ func (t *Timers) fireDue(st Store, now int64) ([]Event, error) {
 	return evs, nil
 }
 
-// Has reports whether key has an episode in progress (pending or
-// fired): without one, Observe(key, false, ...) does nothing.
-func (t *Timers) Has(st Store, key string) (bool, error) {
-	if err := t.load(st); err != nil {
-		t.Reset()
-		return false, err
-	}
-	_, ok := t.episodes[key]
-	return ok, nil
-}
-
-// Since returns when key's episode in progress began, and whether one
-// is: an observation older than that is stale, and Observe ignores it.
+// Since returns when key's episode in progress (pending or fired)
+// began, and whether one is: without one, Observe(key, false, ...) does
+// nothing; an observation older than its start is stale, and Observe
+// ignores it.
 func (t *Timers) Since(st Store, key string) (time.Time, bool, error) {
 	if err := t.load(st); err != nil {
 		t.Reset()

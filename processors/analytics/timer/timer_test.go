@@ -284,7 +284,7 @@ func FuzzParseDeadlineKey(f *testing.F) {
 // Has tells whether a key has an episode in progress: from the first
 // holding observation, through its firing, until it stops holding; also
 // for a new Timers over the same store.
-func TestHasAndSince(t *testing.T) {
+func TestSince(t *testing.T) {
 	st := newMemStore()
 	tm := newTimers(t, Config{For: time.Minute, Resolve: true})
 	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -313,9 +313,6 @@ func TestHasAndSince(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, x := range []*Timers{tm, newTimers(t, Config{For: time.Minute, Resolve: true})} {
-			if got, err := x.Has(st, "k"); err != nil || got != s.want {
-				t.Fatalf("step %d: Has = %v, %v; want %v", i, got, err, s.want)
-			}
 			since, ok, err := x.Since(st, "k")
 			if err != nil || ok != s.want || (ok && !since.Equal(t0.Add(s.since))) {
 				t.Fatalf("step %d: Since = %v, %v, %v; want %v, %v", i, since, ok, err, t0.Add(s.since), s.want)
