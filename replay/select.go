@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/iotpipe/iotpipe/schemas"
 )
@@ -91,6 +92,9 @@ func (s *Selection) inTime(rx int64) bool {
 func checkFilter(f string) error {
 	if f == "" {
 		return nil
+	}
+	if !utf8.ValidString(f) {
+		return fmt.Errorf("topic filter %q: not valid UTF-8 (MQTT topics are UTF-8)", f)
 	}
 	levels := strings.Split(f, "/")
 	for i, l := range levels {

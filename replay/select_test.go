@@ -2,6 +2,7 @@ package replay
 
 import (
 	"testing"
+	"unicode/utf8"
 
 	"github.com/iotpipe/iotpipe/rulesql"
 )
@@ -44,6 +45,9 @@ func FuzzTopicMatches(f *testing.F) {
 		if checkFilter(filter) != nil || filter == "" {
 			return
 		}
+		if !utf8.ValidString(topic) {
+			return // the MQTT front refuses such topics: none is in the log
+		}
 		rules, err := rulesql.Compile("SELECT * FROM '" + filter + "'")
 		if err != nil {
 			return // a filter the rule language refuses (a quote, ...)
@@ -64,7 +68,7 @@ func TestCheckFilter(t *testing.T) {
 			t.Errorf("checkFilter(%q) = %v", ok, err)
 		}
 	}
-	for _, bad := range []string{"a/#/b", "a+", "a/b#", "#/a"} {
+	for _, bad := range []string{"a/#/b", "a+", "a/b#", "#/a", "\xff"} {
 		if err := checkFilter(bad); err == nil {
 			t.Errorf("checkFilter(%q) accepted", bad)
 		}
