@@ -2,6 +2,7 @@ package clickhouse
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -17,14 +18,41 @@ var (
 	arrowMap  = arrow.MapOf(arrow.BinaryTypes.String, arrow.PrimitiveTypes.Float64)
 )
 
-// encodeArrow writes a group's columns as one Arrow IPC stream (one
-// record batch), the body of an INSERT ... FORMAT ArrowStream. Column
+// encodeArrow writes columns of one table as one Arrow IPC stream, a
+// record batch per columns, the body of an INSERT ... FORMAT
+// ArrowStream (the server squashes the batches into one block). Column
 // types map as: string → utf8, uint8/uint64/int32/int64/float64 → the
 // same, bool → boolean, time.Time → timestamp[ms, UTC],
 // map[string]float64 → map<utf8, float64>.
-func encodeArrow(dst *bytes.Buffer, cols columns) error {
+func encodeArrow(dst *bytes.Buffer, cols ...columns) error {
+	var w *ipc.Writer
+	for _, c := range cols {
+		rec, err := arrowRecord(c)
+		if err != nil {
+			return err
+		}
+		if w == nil {
+			w = ipc.NewWriter(dst, ipc.WithSchema(rec.Schema()), ipc.WithAllocator(memory.DefaultAllocator))
+		}
+		err = w.Write(rec)
+		rec.Release()
+		if err != nil {
+			return fmt.Errorf("arrow: write: %w", err)
+		}
+	}
+	if w == nil {
+		return errors.New("arrow: no columns to write")
+	}
+	if err := w.Close(); err != nil {
+		return fmt.Errorf("arrow: close: %w", err)
+	}
+	return nil
+}
+
+// arrowRecord returns cols as one Arrow record batch.
+func arrowRecord(cols columns) (arrow.RecordBatch, error) {
 	if t, ok := cols.(*telemetryCols); ok {
-		return t.encodeArrow(dst)
+		return t.arrowRecord(), nil
 	}
 	names, values := cols.names(), cols.values()
 	fields := make([]arrow.Field, len(names))
@@ -50,7 +78,7 @@ func encodeArrow(dst *bytes.Buffer, cols columns) error {
 		case []map[string]float64:
 			t = arrowMap
 		default:
-			return fmt.Errorf("arrow: column %s: unsupported %T", names[i], v)
+			return nil, fmt.Errorf("arrow: column %s: unsupported %T", names[i], v)
 		}
 		fields[i] = arrow.Field{Name: strings.Trim(names[i], "`"), Type: t}
 	}
@@ -92,22 +120,13 @@ func encodeArrow(dst *bytes.Buffer, cols columns) error {
 			}
 		}
 	}
-	rec := rb.NewRecordBatch()
-	defer rec.Release()
-	w := ipc.NewWriter(dst, ipc.WithSchema(schema), ipc.WithAllocator(mem))
-	if err := w.Write(rec); err != nil {
-		return fmt.Errorf("arrow: write: %w", err)
-	}
-	if err := w.Close(); err != nil {
-		return fmt.Errorf("arrow: close: %w", err)
-	}
-	return nil
+	return rb.NewRecordBatch(), nil
 }
 
-// encodeArrow is encodeArrow for telemetry: the record's arrays are
+// arrowRecord is arrowRecord for telemetry: the record's arrays are
 // made over the columns' own buffers, so nothing is copied before the
-// IPC writer.
-func (c *telemetryCols) encodeArrow(dst *bytes.Buffer) error {
+// IPC writer (the record is valid until c changes).
+func (c *telemetryCols) arrowRecord() arrow.RecordBatch {
 	n := c.len()
 	c.msBuf = c.msBuf[:0]
 	for _, t := range c.receivedAt {
@@ -152,15 +171,7 @@ func (c *telemetryCols) encodeArrow(dst *bytes.Buffer) error {
 	for _, a := range arrays {
 		a.Release()
 	}
-	defer rec.Release()
-	w := ipc.NewWriter(dst, ipc.WithSchema(schema), ipc.WithAllocator(memory.DefaultAllocator))
-	if err := w.Write(rec); err != nil {
-		return fmt.Errorf("arrow: write: %w", err)
-	}
-	if err := w.Close(); err != nil {
-		return fmt.Errorf("arrow: close: %w", err)
-	}
-	return nil
+	return rec
 }
 
 // arrowSize is about the size of c's Arrow stream: its buffers plus

@@ -1,9 +1,9 @@
 // Package clickhouse writes iotpipe's log into ClickHouse, exactly once:
 // Sink consumes the events topic (and the derived shadows, anomalies,
 // aggregates and actions topics, reading only committed transactions),
-// batches rows per source partition, inserts them with a deduplication
-// token derived from the rows' source ids (derived tables) or source
-// offsets, drops a derived record produced again under an id the table
+// batches rows per source partition, inserts each flush's rows of a
+// table in one block with a deduplication token derived from the rows'
+// source ids (derived tables) or source offsets, drops a derived record produced again under an id the table
 // holds, and commits its Kafka offsets only after ClickHouse confirmed
 // the insert.
 //

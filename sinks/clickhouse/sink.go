@@ -43,10 +43,12 @@ type hwKey struct {
 
 // Sink copies iotpipe's topics into ClickHouse exactly once.
 //
-// Rows are grouped per (table, source partition, day) and each group is
-// inserted as one block (so one part: atomic) with a deduplication token
-// derived from its rows' source ids (derived tables) or its source
-// offset range (the others). Offsets are committed only after
+// Rows are grouped per (table, source partition, day); the groups of a
+// flush of one table and day, one per source partition, are inserted as
+// one block (so one part: atomic, and one part per flush rather than one
+// per partition) with a deduplication token derived from the groups'
+// rows' source ids (derived tables) or source offset ranges (the
+// others). Offsets are committed only after
 // every insert of a batch was confirmed; while ClickHouse is unreachable
 // the sink retries with backoff and, one batch later, stops reading, so
 // its lag grows and nothing is lost. On (re)assignment of a partition

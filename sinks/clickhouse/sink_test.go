@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -419,4 +420,84 @@ func TestSinkRebalance(t *testing.T) {
 		t.Fatalf("count()=%d uniqExact=%d, want %d", got, uniq, n)
 	}
 	t.Logf("%d events: sink 1 inserted %d rows, sink 2 %d", n, m1.inserted.Load(), m2.inserted.Load())
+}
+
+// TestInsertSharesOnePart shows the groups of several source partitions
+// go in one INSERT: one part with every row, in both insert modes, and
+// the same INSERT again is dropped by its token.
+func TestInsertSharesOnePart(t *testing.T) {
+	for _, md := range modes {
+		t.Run(md.name, func(t *testing.T) {
+			ctx := context.Background()
+			conn, dsn := freshDB(t)
+			c := newCluster(t, 1)
+			s := startSink(t, c, dsn, "g", nil, func(o *Options) { o.Insert = md.mode })
+			defer s.Stop()
+			rx := time.Unix(86400, 0).UTC()
+			var groups []*group
+			for p := int32(0); p < 3; p++ {
+				g := &group{key: groupKey{table: "telemetry", topic: "iotpipe.events", partition: p, day: 1}, first: 10, last: 11, cols: newColumns("telemetry")}
+				for off := int64(10); off <= 11; off++ {
+					g.cols.add(&telemetryRow{thing: fmt.Sprintf("t%d", p), receivedAt: rx, eventTime: rx, payload: "x", partition: p, offset: off})
+				}
+				groups = append(groups, g)
+			}
+			for range 2 {
+				if err := s.insert(ctx, groups...); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got, uniq := counts(t, conn, "telemetry"); got != 6 || uniq != 6 {
+				t.Fatalf("count() = %d, uniqExact = %d after the same 3-partition insert twice, want 6", got, uniq)
+			}
+			var parts uint64
+			if err := conn.QueryRow(ctx, "SELECT count() FROM system.parts WHERE database = currentDatabase() AND table = 'telemetry' AND active").Scan(&parts); err != nil {
+				t.Fatal(err)
+			}
+			if parts != 1 {
+				t.Errorf("%d active parts, want 1 (one INSERT)", parts)
+			}
+		})
+	}
+}
+
+func TestPlanInserts(t *testing.T) {
+	g := func(table string, p int32, day int64, first int64) *group {
+		return &group{key: groupKey{table: table, topic: "iotpipe.events", partition: p, day: day}, first: first}
+	}
+	name := func(x *group) string {
+		return fmt.Sprintf("%s/p%d/d%d/%d", x.key.table, x.key.partition, x.key.day, x.first)
+	}
+	tests := []struct {
+		name   string
+		groups []*group
+		want   [][]string // lanes of INSERTs, each "a+b"
+	}{
+		{"one per partition", []*group{g("telemetry", 0, 1, 0), g("telemetry", 1, 1, 5), g("telemetry", 2, 1, 9)},
+			[][]string{{"telemetry/p0/d1/0+telemetry/p1/d1/5+telemetry/p2/d1/9"}}},
+		{"a partition across midnight", []*group{g("telemetry", 0, 1, 0), g("telemetry", 0, 2, 7), g("telemetry", 1, 2, 3)},
+			[][]string{{"telemetry/p0/d1/0", "telemetry/p1/d2/3", "telemetry/p0/d2/7"}}},
+		{"tables are lanes", []*group{g("presence", 0, 1, 0), g("telemetry", 0, 1, 1), g("telemetry", 1, 1, 2)},
+			[][]string{{"presence/p0/d1/0"}, {"telemetry/p0/d1/1+telemetry/p1/d1/2"}}},
+		{"none", nil, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got [][]string
+			for _, lane := range planInserts(tt.groups) {
+				var ins []string
+				for _, in := range lane {
+					var names []string
+					for _, x := range in {
+						names = append(names, name(x))
+					}
+					ins = append(ins, strings.Join(names, "+"))
+				}
+				got = append(got, ins)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("planInserts = %q, want %q", got, tt.want)
+			}
+		})
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"slices"
@@ -46,20 +47,10 @@ func (s *Sink) flush(ctx context.Context) error {
 	return s.write(ctx, s.takeBatch())
 }
 
-// write inserts every group of b (each source partition's groups in
-// offset order, partitions side by side), sends the DLQ records, then
-// commits b's offsets. It returns only a context error: ClickHouse
-// failures are retried.
+// write inserts every group of b (see planInserts), sends the DLQ
+// records, then commits b's offsets. It returns only a context error:
+// ClickHouse failures are retried.
 func (s *Sink) write(ctx context.Context, b *batch) error {
-	// Each source partition's groups for one table form a chain that is
-	// inserted in offset order; chains run side by side.
-	var chains [][]*group
-	for i, g := range b.groups {
-		if i == 0 || hwOf(b.groups[i-1]) != hwOf(g) {
-			chains = append(chains, nil)
-		}
-		chains[len(chains)-1] = append(chains[len(chains)-1], g)
-	}
 	type outcome struct {
 		err  error
 		took time.Duration
@@ -72,19 +63,24 @@ func (s *Sink) write(ctx context.Context, b *batch) error {
 	}
 	sem := make(chan struct{}, s.opts.InsertConcurrency)
 	var wg sync.WaitGroup
-	for _, chain := range chains {
+	for _, lane := range planInserts(b.groups) {
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			for _, g := range chain {
+			for _, in := range lane {
 				start := time.Now()
-				err := s.retry(ctx, "insert into "+g.key.table, g.key.table, func(ctx context.Context) error {
-					if g.gen != s.generation() {
-						return errPartitionMoved
+				table := in[0].key.table
+				err := s.retry(ctx, "insert into "+table, table, func(ctx context.Context) error {
+					for _, g := range in {
+						if g.gen != s.generation() {
+							return errPartitionMoved
+						}
 					}
-					return s.insert(ctx, g)
+					return s.insert(ctx, in...)
 				})
-				outcomes[index[g]] = outcome{err: err, took: time.Since(start), done: true}
+				for _, g := range in {
+					outcomes[index[g]] = outcome{err: err, took: time.Since(start), done: true}
+				}
 				if err != nil {
 					return
 				}
@@ -141,34 +137,115 @@ func (s *Sink) release(g *group) {
 	s.freeMu.Unlock()
 }
 
-// insert sends one group as one block with its deduplication token.
-func (s *Sink) insert(ctx context.Context, g *group) error {
+// insert sends groups of one table as one INSERT (one block, so one
+// part: atomic) with one deduplication token.
+func (s *Sink) insert(ctx context.Context, groups ...*group) error {
 	ctx = ch.Context(ctx, ch.WithSettings(ch.Settings{
 		"insert_deduplicate":         1,
-		"insert_deduplication_token": g.token(),
+		"insert_deduplication_token": insertToken(groups),
 	}))
+	cols := make([]columns, len(groups))
+	for i, g := range groups {
+		cols[i] = g.cols
+	}
+	query := groups[0].insertQuery()
 	if s.httpConn != nil {
 		buf := s.bufs.get()
 		defer s.bufs.put(buf)
-		if c, ok := g.cols.(*telemetryCols); ok {
-			buf.Grow(c.arrowSize())
+		size := 0
+		for _, c := range cols {
+			if t, ok := c.(*telemetryCols); ok {
+				size += t.arrowSize()
+			}
 		}
-		if err := encodeArrow(buf, g.cols); err != nil {
+		buf.Grow(size)
+		if err := encodeArrow(buf, cols...); err != nil {
 			return err
 		}
-		return s.httpConn.InsertFormat(ctx, "ArrowStream", g.insertQuery(), buf)
+		return s.httpConn.InsertFormat(ctx, "ArrowStream", query, buf)
 	}
-	batch, err := s.conn.PrepareBatch(ctx, g.insertQuery())
+	batch, err := s.conn.PrepareBatch(ctx, query)
 	if err != nil {
 		return err
 	}
-	for i, v := range g.cols.values() {
-		if err := batch.Column(i).Append(v); err != nil {
-			batch.Abort()
-			return fmt.Errorf("column %s: %w", g.cols.names()[i], err)
+	for _, c := range cols {
+		for i, v := range c.values() {
+			if err := batch.Column(i).Append(v); err != nil {
+				batch.Abort()
+				return fmt.Errorf("column %s: %w", c.names()[i], err)
+			}
 		}
 	}
 	return batch.Send()
+}
+
+// insertToken is the deduplication token of an INSERT of groups: the
+// group's own token for one, a hash of their tokens for several (the
+// same groups always give the same token, so a retried insert is
+// dropped by the server).
+func insertToken(groups []*group) string {
+	if len(groups) == 1 {
+		return groups[0].token()
+	}
+	h := sha256.New()
+	for _, g := range groups {
+		h.Write([]byte(g.token()))
+		h.Write([]byte{0})
+	}
+	k := groups[0].key
+	return fmt.Sprintf("iotpipe/%s/%s/multi/%d/%x", k.table, k.topic, k.day, h.Sum(nil)[:16])
+}
+
+// planInserts orders groups (sorted by table, topic, partition and
+// first offset) into lanes of INSERTs: a lane per table and source
+// topic, its INSERTs run in order, lanes side by side. Round k of a
+// lane takes the k-th group of each of its source partitions and makes
+// an INSERT per day among them (a day is a table partition: one INSERT,
+// one part). So each source partition's groups are stored in offset
+// order (the table's highest source offset never passes rows it does
+// not hold yet) while the partitions share INSERTs: one part per table
+// and flush in the common case, not one per source partition, which
+// the server would write and then merge again.
+func planInserts(groups []*group) [][][]*group {
+	var lanes [][][]*group
+	for i := 0; i < len(groups); {
+		j := i
+		for j < len(groups) && groups[j].key.table == groups[i].key.table && groups[j].key.topic == groups[i].key.topic {
+			j++
+		}
+		// The chains of the lane: each source partition's groups.
+		var chains [][]*group
+		for k := i; k < j; k++ {
+			if k == i || groups[k].key.partition != groups[k-1].key.partition {
+				chains = append(chains, nil)
+			}
+			chains[len(chains)-1] = append(chains[len(chains)-1], groups[k])
+		}
+		var lane [][]*group
+		for round := 0; ; round++ {
+			var taken []*group
+			for _, c := range chains {
+				if round < len(c) {
+					taken = append(taken, c[round])
+				}
+			}
+			if len(taken) == 0 {
+				break
+			}
+			slices.SortStableFunc(taken, func(a, b *group) int { return cmp.Compare(a.key.day, b.key.day) })
+			for a := 0; a < len(taken); {
+				b := a
+				for b < len(taken) && taken[b].key.day == taken[a].key.day {
+					b++
+				}
+				lane = append(lane, taken[a:b:b])
+				a = b
+			}
+		}
+		lanes = append(lanes, lane)
+		i = j
+	}
+	return lanes
 }
 
 // retry runs fn until it succeeds or ctx is done, with exponential
