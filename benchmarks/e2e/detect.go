@@ -17,7 +17,8 @@ import (
 	"github.com/iotpipe/iotpipe/rulesql/pewma"
 )
 
-// Detection scores the wind_spikes rule (PEWMA with its defaults) against
+// Detection scores the wind_spikes rule (PEWMA with beta 0, see
+// rules/detect/wind_spikes.sql) against
 // the spikes the simulator injected into the wind profile's wind_speed.
 type Detection struct {
 	Devices  int           `json:"devices"`
@@ -52,11 +53,14 @@ type Replay struct {
 	FalsePositives uint64       `json:"false_positives"`
 }
 
-// replayParams are the parameter sets replayed: the rule's (PEWMA's
-// defaults) first.
+// ruleParams are wind_spikes's parameters (rules/detect/wind_spikes.sql).
+var ruleParams = pewma.Params{Alpha0: 0.95, Beta: 0, T: pewmaTraining, Threshold: 0.002}
+
+// replayParams are the parameter sets replayed: the rule's first, then
+// PEWMA's defaults and another, for comparison.
 var replayParams = []pewma.Params{
+	ruleParams,
 	pewma.DefaultParams(),
-	{Alpha0: 0.95, Beta: 0, T: 30, Threshold: 0.002},
 	{Alpha0: 0.98, Beta: 0.1, T: 30, Threshold: 0.0005},
 }
 

@@ -262,8 +262,8 @@ func formatCPU(b *strings.Builder, r *Result) {
 func formatDetection(b *strings.Builder, d *Detection) {
 	p := func(format string, a ...any) { fmt.Fprintf(b, format, a...) }
 	p("## PEWMA detection of injected spikes\n\n")
-	p("`iotpipe simulate`'s wind profile: %d devices, %s points/s for %s (seed %d), spikes of 6–10 noise standard deviations in wind_speed, at least 50 points apart; the rule `wind_spikes` (PEWMA's defaults: alpha0 0.95, beta 0.5, T 30, threshold 0.002). Ground truth: detect-truth.jsonl.\n\n",
-		d.Devices, human(d.Rate), d.Duration, d.Seed)
+	p("`iotpipe simulate`'s wind profile: %d devices, %s points/s for %s (seed %d), spikes of 6–10 noise standard deviations in wind_speed, at least 50 points apart; the rule `wind_spikes` (PEWMA with alpha0 %g, beta %g, T %d, threshold %g; PEWMA's defaults but for beta 0.5, replayed below). Ground truth: detect-truth.jsonl.\n\n",
+		d.Devices, human(d.Rate), d.Duration, d.Seed, ruleParams.Alpha0, ruleParams.Beta, ruleParams.T, ruleParams.Threshold)
 	p("| points scored | spikes injected | found | missed | false positives | per normal point |\n|---:|---:|---:|---:|---:|---:|\n")
 	p("| %d | %d | %d | %d | %d | %.3f%% |\n\n", d.Scored, d.Injected, d.Found, d.Injected-d.Found, d.FalsePositives, 100*d.FPRate())
 	if len(d.Missed) > 0 {
