@@ -21,7 +21,14 @@ import (
 var ErrNotJSON = errors.New("payload is not JSON")
 
 // Decode parses data as a single JSON value.
-func Decode(data []byte) (any, error) {
+func Decode(data []byte) (any, error) { return decode(data, false) }
+
+// DecodeLenient is Decode, but a number no float64 can hold (1e999) is
+// kept as its literal, a string, instead of failing the payload: for
+// readers that only skip such values (the ClickHouse sink's metrics).
+func DecodeLenient(data []byte) (any, error) { return decode(data, true) }
+
+func decode(data []byte, lenient bool) (any, error) {
 	data = bytes.TrimSpace(data)
 	if len(data) == 0 {
 		return nil, fmt.Errorf("%w: empty", ErrNotJSON)
@@ -34,29 +41,29 @@ func Decode(data []byte) (any, error) {
 	if len(bytes.TrimSpace(rest)) != 0 {
 		return nil, fmt.Errorf("%w: trailing data after the first value", ErrNotJSON)
 	}
-	return normalize(v)
+	return normalize(v, lenient)
 }
 
-func normalize(v any) (any, error) {
+func normalize(v any, lenient bool) (any, error) {
 	var err error
 	switch t := v.(type) {
 	case map[string]any:
 		for k, x := range t {
-			if t[k], err = normalize(x); err != nil {
+			if t[k], err = normalize(x, lenient); err != nil {
 				return nil, err
 			}
 		}
 		return t, nil
 	case []any:
 		for i, x := range t {
-			if t[i], err = normalize(x); err != nil {
+			if t[i], err = normalize(x, lenient); err != nil {
 				return nil, err
 			}
 		}
 		return t, nil
 	case json.Number:
 		n := Number(string(t))
-		if _, ok := n.(string); ok {
+		if _, ok := n.(string); ok && !lenient {
 			return nil, fmt.Errorf("%w: number %.40s is out of range", ErrNotJSON, t)
 		}
 		return n, nil

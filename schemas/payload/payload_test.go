@@ -72,3 +72,27 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestDecodeLenient(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    any
+		strictE bool // Decode refuses it
+	}{
+		{`{"a":1e999,"b":2}`, map[string]any{"a": "1e999", "b": int64(2)}, true},
+		{`[1e999]`, []any{"1e999"}, true},
+		{`{"a":1.5}`, map[string]any{"a": 1.5}, false},
+	}
+	for _, tt := range tests {
+		got, err := DecodeLenient([]byte(tt.in))
+		if err != nil || !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("DecodeLenient(%s) = %#v, %v; want %#v", tt.in, got, err, tt.want)
+		}
+		if _, err := Decode([]byte(tt.in)); (err != nil) != tt.strictE {
+			t.Errorf("Decode(%s) err = %v, want an error: %v", tt.in, err, tt.strictE)
+		}
+	}
+	if _, err := DecodeLenient([]byte(`{"a":`)); err == nil {
+		t.Error("DecodeLenient accepted broken JSON")
+	}
+}

@@ -427,7 +427,7 @@ func (sc *scratch) number(i, depth int) int {
 
 // slowFlatten is the reference: decode, then Flatten.
 func slowFlatten(data []byte) (map[string]float64, any, bool) {
-	v, err := payload.Decode(data)
+	v, err := payload.DecodeLenient(data) // 1e999 is no metric, as in the fast walk
 	if err != nil {
 		return nil, nil, false
 	}
