@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/iotpipe/iotpipe/internal/logtest"
 	"github.com/iotpipe/iotpipe/schemas"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -93,6 +95,65 @@ func TestRunnerPartitionsProgressIndependently(t *testing.T) {
 	waitSeen(g, 0, 51)
 	send(1, 1)
 	waitSeen(g, 1, 11)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
+
+// At a low rate a partition's events are gathered into batches (each a
+// transaction) of about fetchMaxWait's worth, not one batch per produce:
+// 200 events produced one at a time over 1 partition take at most about
+// one batch per fetchMaxWait, plus one.
+func TestRunnerGathersEventsAtLowRates(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	l := logtest.Open(t, 1)
+	topics := l.Topics()
+	prod, err := l.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	c := &gate{open: make(chan struct{})}
+	close(c.open)
+	r, err := NewRunner(l, []Processor{c}, RunnerOptions{Topics: topics, StateDir: t.TempDir(), Logger: logtest.Quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	for deadline := time.Now().Add(30 * time.Second); !r.Ready(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("partitions not assigned")
+		}
+	}
+	env := schemas.Envelope{Type: schemas.EventPublish, Topic: "t"}
+	const n = 200
+	start := time.Now()
+	for range n {
+		r := &kgo.Record{Topic: topics.Events, Key: []byte("thing"), Value: []byte(`{}`), Headers: env.Headers()}
+		if err := prod.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	for deadline := time.Now().Add(30 * time.Second); c.seen[0].Load() < n; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d events applied", c.seen[0].Load(), n)
+		}
+	}
+	took := time.Since(start)
+	var m dto.Metric
+	if err := r.metrics.batches.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	batches := int(m.GetCounter().GetValue())
+	if most := int(took/fetchMaxWait) + 2; batches > most {
+		t.Errorf("%d events in %d batches over %v, want at most %d (one per %v)", n, batches, took.Round(time.Millisecond), most, fetchMaxWait)
+	}
+	t.Logf("%d events in %d batches over %v", n, batches, took.Round(time.Millisecond))
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run: %v", err)

@@ -233,6 +233,7 @@ func (w *worker) batch(ctx context.Context, recs []*kgo.Record) error {
 		return err
 	}
 	w.r.metrics.events.Add(float64(len(recs)))
+	w.r.metrics.batches.Inc()
 	w.held = w.held[len(recs):]
 	return nil
 }
