@@ -160,6 +160,11 @@ func Start(ctx context.Context, opts Options) (*Sink, error) {
 		kgo.OnPartitionsLost(resetHW),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxBytes(64 << 20),
+		// Rows wait up to FlushInterval anyway: a fetch waits for 1 MiB
+		// or 250 ms instead of returning with each produce's few
+		// records, which at low rates costs more than the rows.
+		kgo.FetchMinBytes(1 << 20),
+		kgo.FetchMaxWait(250 * time.Millisecond),
 		// The processors write the derived topics in transactions: read
 		// only what they committed, and see the transaction markers, so
 		// the committed offsets move past them to the partitions' ends.
