@@ -29,13 +29,18 @@ CREATE RULE r10 AS SELECT temp FROM 'other/#' WHERE temp > 0`
 // benchEvents returns n events of things devices, 1 ms apart, in the
 // order Read would pass them.
 func benchEvents(n, devices int, partitions int32) []*Event {
+	return eventsEvery(n, devices, partitions, time.Millisecond)
+}
+
+// eventsEvery is benchEvents with the events every apart.
+func eventsEvery(n, devices int, partitions int32, every time.Duration) []*Event {
 	evs := make([]*Event, n)
 	offsets := make([]int64, partitions)
 	for i := range evs {
 		thing := fmt.Sprintf("dev-%04d", i%devices)
 		p := PartitionOf(thing, partitions)
 		env := schemas.Envelope{Type: schemas.EventPublish, Topic: "fleet/" + thing + "/telemetry", ClientID: thing, Principal: "anonymous",
-			QoS: 1, ReceivedAt: t0.Add(time.Duration(i) * time.Millisecond).UnixNano()}
+			QoS: 1, ReceivedAt: t0.Add(time.Duration(i) * every).UnixNano()}
 		status := "ok"
 		if i%1000 == 0 {
 			status = "error"
@@ -48,8 +53,15 @@ func benchEvents(n, devices int, partitions int32) []*Event {
 }
 
 // BenchmarkReplay measures replay's events/s through the 10-rule set
-// (the engine alone: events already read and decoded).
-func BenchmarkReplay(b *testing.B) {
+// (the engine alone: events already read and decoded), its 8 partitions
+// on GOMAXPROCS workers.
+func BenchmarkReplay(b *testing.B) { benchReplay(b, 0) }
+
+// BenchmarkReplayOneWorker is BenchmarkReplay with the partitions on one
+// worker: what the workers add, compared in the same run.
+func BenchmarkReplayOneWorker(b *testing.B) { benchReplay(b, 1) }
+
+func benchReplay(b *testing.B, workers int) {
 	ctx := context.Background()
 	set := compileRules(b, benchRules)
 	evs := benchEvents(200_000, 1000, 8)
@@ -58,7 +70,7 @@ func BenchmarkReplay(b *testing.B) {
 	outputs := 0
 	cpu := cpuTime()
 	for b.Loop() {
-		eng, err := NewEngine(set, Options{Partitions: 8}, func(Output) error { outputs++; return nil })
+		eng, err := NewEngine(set, Options{Partitions: 8, Workers: workers}, func(Output) error { outputs++; return nil })
 		if err != nil {
 			b.Fatal(err)
 		}
