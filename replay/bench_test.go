@@ -3,6 +3,7 @@ package replay
 import (
 	"context"
 	"fmt"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -61,9 +62,27 @@ func BenchmarkReplay(b *testing.B) { benchReplay(b, 0) }
 // worker: what the workers add, compared in the same run.
 func BenchmarkReplayOneWorker(b *testing.B) { benchReplay(b, 1) }
 
-func benchReplay(b *testing.B, workers int) {
+// BenchmarkReplayNoTicks is BenchmarkReplay without the rules that tick
+// (the window r6 and the FOR rule r7): nothing runs at the seconds the
+// events cross.
+func BenchmarkReplayNoTicks(b *testing.B) { benchReplaySet(b, noTickRules(), 0) }
+
+// noTickRules returns benchRules without r6 and r7.
+func noTickRules() string {
+	var kept []string
+	for _, r := range strings.Split(benchRules, ";\n") {
+		if !strings.HasPrefix(r, "CREATE RULE r6 ") && !strings.HasPrefix(r, "CREATE RULE r7 ") {
+			kept = append(kept, r)
+		}
+	}
+	return strings.Join(kept, ";\n")
+}
+
+func benchReplay(b *testing.B, workers int) { benchReplaySet(b, benchRules, workers) }
+
+func benchReplaySet(b *testing.B, rules string, workers int) {
 	ctx := context.Background()
-	set := compileRules(b, benchRules)
+	set := compileRules(b, rules)
 	evs := benchEvents(200_000, 1000, 8)
 	b.ReportAllocs()
 	b.ResetTimer()

@@ -96,19 +96,17 @@ func NewDiffer(old, new *rulesql.Set, opts Options, each func(Change) error) (*D
 	return d, nil
 }
 
-// posOutput is an output and the position of the engine's step that
-// emitted it (step.pos).
+// posOutput is an output and the position of the event or tick it
+// comes from (step.pos).
 type posOutput struct {
 	pos int64
 	Output
 }
 
-// Add runs one event through both versions. Both run events at the same
-// points (the same events and batch sizes; the ticks of a version with
-// no FOR or window are left out, which leaves the other positions as
-// they are), each at its own pace: what both have emitted up to the
-// position both reached covers the same events and ticks and is
-// compared.
+// Add runs one event through both versions, each at its own pace and
+// with its own batches (a version with no FOR or window holds events
+// across seconds): what both have emitted up to the event both reached
+// covers the same events and ticks and is compared.
 func (d *Differ) Add(ctx context.Context, ev *Event) error {
 	if err := d.old.Add(ctx, ev); err != nil {
 		return err
@@ -157,13 +155,14 @@ func keyed(outs []posOutput) ([]outputKey, map[outputKey]Output) {
 	return keys, m
 }
 
-// upTo returns how many of outs come from steps at or before pos.
+// upTo returns how many of outs come from events and ticks at or before
+// pos.
 func upTo(outs []posOutput, pos int64) int {
 	return sort.Search(len(outs), func(i int) bool { return outs[i].pos > pos })
 }
 
-// compare compares the outputs both versions emitted from steps at or
-// before pos, and keeps the rest for later.
+// compare compares the outputs both versions emitted from events and
+// ticks at or before pos, and keeps the rest for later.
 func (d *Differ) compare(pos int64) error {
 	no, nn := upTo(d.po, pos), upTo(d.pn, pos)
 	if no == 0 && nn == 0 {

@@ -130,8 +130,9 @@ type Engine struct {
 	// order; held counts their events.
 	pending []*step
 	held    int
-	// emitting is the position of the step whose outputs are being
-	// emitted, done that of the last step emitted (see step.pos).
+	// emitting is the position of the event or tick whose outputs are
+	// being emitted, done that of the last step emitted: every output
+	// up to it was emitted (see step.pos).
 	emitting, done int64
 	err            error // the first failure: the engine is done
 	closed         bool
@@ -195,18 +196,20 @@ func (e *Engine) Add(ctx context.Context, ev *Event) error {
 	}
 	e.sum.Last = ev.Time()
 	if ruletest.Routable(string(ev.Envelope.Type)) {
-		// Time passes with the events rules see, as in rules test.
+		// Time passes with the events rules see, as in rules test. A
+		// set with no rule that ticks has nothing to run then, so the
+		// held events go on (a batch's clock, its partition's last
+		// event, matters only to ticks and to a shadow update without a
+		// receive time).
 		if t := ruletest.TickAt(ev.Time().UnixMilli()); !e.started {
 			e.started, e.ticked = true, t
-		} else if t > e.ticked {
+		} else if t > e.ticked && e.ticks {
 			if err := e.flush(ctx); err != nil {
 				return err
 			}
 			e.ticked = t
-			if e.ticks {
-				if err := e.tick(ctx, t); err != nil {
-					return err
-				}
+			if err := e.tick(ctx, t); err != nil {
+				return err
 			}
 		}
 		e.matched = e.set.Router.AppendMatch(e.matched[:0], ev.Envelope.Topic)

@@ -16,9 +16,10 @@ import (
 // order steps were made: a segment (held events, a job per partition) or
 // a tick (a job per partition seen so far).
 type step struct {
-	// pos places the step among the Add calls: 2n for a segment whose
-	// last event is the n-th added, 2n+1 for a tick after n events.
-	// Steps are made with increasing positions.
+	// pos places the step among the events: 2n for a segment whose
+	// last event is the n-th added (its i-th event, 0-based, is at
+	// pos-2*(len(evs)-1-i)), 2n+1 for a tick after n events. Steps are
+	// made with increasing positions.
 	pos int64
 	// evs are a segment's events in order (nil for a tick); byPart its
 	// jobs by partition.
@@ -182,7 +183,8 @@ func (e *Engine) emitStep(st *step) error {
 	}
 	// A partition's outputs come in the order of its events: walk them
 	// beside the segment's events.
-	for _, ev := range st.evs {
+	for i, ev := range st.evs {
+		e.emitting = st.pos - 2*int64(len(st.evs)-1-i)
 		j := st.byPart[ev.Partition]
 		for ; j.k < len(j.outs); j.k++ {
 			o := j.outs[j.k]
