@@ -59,9 +59,10 @@ const (
 // work runs the jobs of a worker's partitions, in the order sent.
 func (e *Engine) work(jobs <-chan *job) {
 	defer e.wg.Done()
+	var recs recordBuf
 	for j := range jobs {
 		if !e.failed.Load() {
-			e.run(j)
+			e.run(j, &recs)
 		}
 		if j.st.left.Add(-1) == 0 {
 			close(j.st.done)
@@ -69,13 +70,13 @@ func (e *Engine) work(jobs <-chan *job) {
 	}
 }
 
-func (e *Engine) run(j *job) {
+func (e *Engine) run(j *job, recs *recordBuf) {
 	var err error
 	if j.evs == nil {
 		if j.out, err = e.h.TickAt(j.ctx, j.p, j.now); err != nil {
 			err = fmt.Errorf("replay tick of partition %d: %w", j.p, err)
 		}
-	} else if j.out, err = e.h.RecordsAt(j.ctx, j.now, records(j.evs, e.topics.Events)); err != nil {
+	} else if j.out, err = e.h.RecordsAt(j.ctx, j.now, recs.of(j.evs, e.topics.Events)); err != nil {
 		err = fmt.Errorf("replay partition %d: %w", j.p, err)
 	}
 	if err != nil {
@@ -84,16 +85,29 @@ func (e *Engine) run(j *job) {
 	}
 }
 
-// records returns events as the records they were read from.
-func records(evs []*Event, topic string) []*kgo.Record {
-	slab := make([]kgo.Record, len(evs))
-	out := make([]*kgo.Record, len(evs))
-	for i, ev := range evs {
-		slab[i] = kgo.Record{Topic: topic, Partition: ev.Partition, Offset: ev.Offset, Key: []byte(ev.Thing),
-			Value: ev.Payload, Headers: ev.Headers, Timestamp: ev.Timestamp}
-		out[i] = &slab[i]
+// recordBuf holds a worker's records of the events it runs, reused from
+// one batch to the next: the harness keeps no record it was given (a
+// dead letter copies the record's fields; their bytes are the event's).
+type recordBuf struct {
+	slab []kgo.Record
+	ptrs []*kgo.Record
+}
+
+// of returns evs as the records they were read from, valid until the
+// next call.
+func (b *recordBuf) of(evs []*Event, topic string) []*kgo.Record {
+	if cap(b.slab) < len(evs) {
+		b.slab = make([]kgo.Record, len(evs))
+		b.ptrs = make([]*kgo.Record, len(evs))
+		for i := range b.slab {
+			b.ptrs[i] = &b.slab[i]
+		}
 	}
-	return out
+	for i, ev := range evs {
+		b.slab[i] = kgo.Record{Topic: topic, Partition: ev.Partition, Offset: ev.Offset, Key: []byte(ev.Thing),
+			Value: ev.Payload, Headers: ev.Headers, Timestamp: ev.Timestamp}
+	}
+	return b.ptrs[:len(evs)]
 }
 
 // send hands st's jobs to the workers of their partitions and emits the
