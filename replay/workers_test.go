@@ -2,6 +2,7 @@ package replay
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"testing"
@@ -94,5 +95,42 @@ func TestDiffOneSideTicks(t *testing.T) {
 		if w := diffs[1]; w.Rule != "w" || w.Old < 400*13 || w.Removed != w.Old || w.Added+w.Changed+w.New != 0 {
 			t.Errorf("the window: %+v, want every row (at least 400 things x 13 windows) removed", w)
 		}
+	}
+}
+
+// A replay whose context ends stops with the context's error: a later
+// Add returns it, Close returns it and stops the workers.
+func TestEngineStopsWhenCanceled(t *testing.T) {
+	evs := eventsEvery(40_000, 400, 8, 5*time.Millisecond)
+	eng, err := NewEngine(compileRules(t, benchRules), Options{Partitions: 8, Workers: 2}, func(Output) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var addErr error
+	for i, ev := range evs {
+		if i == 10_000 {
+			cancel()
+		}
+		if addErr = eng.Add(ctx, ev); addErr != nil {
+			break
+		}
+	}
+	if !errors.Is(addErr, context.Canceled) {
+		t.Errorf("Add after the cancel: %v, want context.Canceled", addErr)
+	}
+	if err := eng.Add(context.Background(), evs[len(evs)-1]); !errors.Is(err, context.Canceled) {
+		t.Errorf("Add after a failure: %v, want the failure", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- eng.Close(context.Background()) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("Close: %v, want context.Canceled", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("Close did not return")
 	}
 }
