@@ -3,6 +3,8 @@ package processors
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -44,6 +46,12 @@ type Harness struct {
 	// Partitions is the events topic's partition count processors see
 	// through Tx.PartitionOf (default 1).
 	Partitions int
+	// BatchEvents keeps a partition's batch open over RecordsAt and
+	// TickAt calls until it applied that many events (default 0: each
+	// call is a batch), as one batch of the runtime would span several
+	// polls: a key written again and again is written to the store once
+	// per batch. Commit commits the open batches.
+	BatchEvents int
 
 	// changelog holds, per partition, what the runtime would have
 	// written to the changelog topic.
@@ -57,6 +65,9 @@ type harnessPart struct {
 	// at is the clock of a RecordsAt or TickAt call in progress (zero:
 	// Harness.Now).
 	at time.Time
+	// open is the batch BatchEvents keeps open, n the events it applied.
+	open *batch
+	n    int
 }
 
 // NewHarness returns a harness running procs, in order, over an
@@ -273,22 +284,77 @@ func (h *Harness) Records(ctx context.Context, recs []*kgo.Record) ([]*kgo.Recor
 }
 
 // RecordsAt is Records with the processors' clock at now for this call
-// only (Harness.Now stays as it is): calls on different partitions may
-// run concurrently.
+// only (Harness.Now stays as it is), into the partition's open batch
+// when BatchEvents is set: calls on different partitions may run
+// concurrently.
 func (h *Harness) RecordsAt(ctx context.Context, now time.Time, recs []*kgo.Record) ([]*kgo.Record, error) {
 	if len(recs) == 0 {
 		return nil, nil
 	}
 	hp := h.part(recs[0].Partition)
-	hp.at = now
-	defer func() { hp.at = time.Time{} }()
-	return h.Records(ctx, recs)
+	for _, rec := range recs {
+		if rec.Partition != recs[0].Partition {
+			return nil, fmt.Errorf("harness: a batch holds one partition's records (%d and %d)", recs[0].Partition, rec.Partition)
+		}
+	}
+	return h.runAt(ctx, hp, now, len(recs), func(t *task, bt *batch) error {
+		for _, rec := range recs {
+			if err := t.apply(ctx, bt, rec); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
-// TickAt is Tick with the processors' clock at now for this call only.
+// TickAt is Tick with the processors' clock at now for this call only,
+// into the partition's open batch when BatchEvents is set.
 func (h *Harness) TickAt(ctx context.Context, partition int32, now time.Time) ([]*kgo.Record, error) {
-	hp := h.part(partition)
+	return h.runAt(ctx, h.part(partition), now, 0, func(t *task, bt *batch) error { return t.tick(ctx, bt) })
+}
+
+// runAt runs fn at now into hp's open batch (a new one when there is
+// none), commits it once it applied BatchEvents events, and returns what
+// fn emitted.
+func (h *Harness) runAt(ctx context.Context, hp *harnessPart, now time.Time, events int, fn func(*task, *batch) error) ([]*kgo.Record, error) {
 	hp.at = now
 	defer func() { hp.at = time.Time{} }()
-	return h.Tick(ctx, partition)
+	t := hp.t
+	bt := hp.open
+	if bt == nil {
+		bt = t.newBatch()
+	}
+	hp.open = nil
+	mark := len(bt.out)
+	if err := fn(t, bt); err != nil {
+		t.abort(bt)
+		return nil, err
+	}
+	out := bt.out[mark:len(bt.out):len(bt.out)]
+	if hp.n += events; hp.n < h.BatchEvents {
+		hp.open = bt
+		return out, nil
+	}
+	hp.n = 0
+	if _, err := h.commit(t, bt); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Commit commits the batches BatchEvents keeps open (no call may be in
+// progress).
+func (h *Harness) Commit() error {
+	h.mu.Lock()
+	parts := slices.Collect(maps.Values(h.parts))
+	h.mu.Unlock()
+	for _, hp := range parts {
+		if bt := hp.open; bt != nil {
+			hp.open, hp.n = nil, 0
+			if _, err := h.commit(hp.t, bt); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

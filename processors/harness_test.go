@@ -26,7 +26,8 @@ func (clockProbe) Tick(_ context.Context, tx *Tx, now time.Time) error {
 
 // Partitions run concurrently with RecordsAt and TickAt (as replay runs
 // them) give each partition the outputs, clock and state that running
-// them one after another with Records, Tick and Harness.Now gives.
+// them one after another with Records, Tick and Harness.Now gives, with
+// a batch per call or batches kept open over calls (BatchEvents).
 func TestHarnessPartitionsConcurrently(t *testing.T) {
 	const partitions, batches, perBatch = 4, 40, 25
 	ctx := context.Background()
@@ -69,52 +70,60 @@ func TestHarnessPartitionsConcurrently(t *testing.T) {
 		}
 	}
 
-	par := newHarness()
-	got := map[int32][]string{}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for p := range int32(partitions) {
-		wg.Go(func() {
-			var vals []string
-			for b := range batches {
-				now, recs := batch(p, b)
-				out, err := par.RecordsAt(ctx, now, recs)
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				vals = append(vals, values(out)...)
-				if out, err = par.TickAt(ctx, p, now.Add(500*time.Millisecond)); err != nil {
-					t.Error(err)
-					return
-				}
-				vals = append(vals, values(out)...)
+	// Batches of 110 events span four RecordsAt calls and three ticks.
+	for _, batchEvents := range []int{0, 110} {
+		t.Run(fmt.Sprint("BatchEvents ", batchEvents), func(t *testing.T) {
+			par := newHarness()
+			par.BatchEvents = batchEvents
+			got := map[int32][]string{}
+			var mu sync.Mutex
+			var wg sync.WaitGroup
+			for p := range int32(partitions) {
+				wg.Go(func() {
+					var vals []string
+					for b := range batches {
+						now, recs := batch(p, b)
+						out, err := par.RecordsAt(ctx, now, recs)
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						vals = append(vals, values(out)...)
+						if out, err = par.TickAt(ctx, p, now.Add(500*time.Millisecond)); err != nil {
+							t.Error(err)
+							return
+						}
+						vals = append(vals, values(out)...)
+					}
+					mu.Lock()
+					got[p] = vals
+					mu.Unlock()
+				})
 			}
-			mu.Lock()
-			got[p] = vals
-			mu.Unlock()
+			wg.Wait()
+			if err := par.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			for p := range int32(partitions) {
+				if i := firstDiff(got[p], want[p]); i >= 0 {
+					t.Errorf("partition %d: %d outputs, want %d; output %d: %q, want %q", p, len(got[p]), len(want[p]), i, at(got[p], i), at(want[p], i))
+				}
+				gs, err := par.Snapshot(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ws, err := seq.Snapshot(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(ws) < 8 || !maps.Equal(gs, ws) {
+					t.Errorf("partition %d: state of %d keys, want %d keys equal", p, len(gs), len(ws))
+				}
+			}
+			if def := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC); !par.Now.Equal(def) {
+				t.Errorf("RecordsAt moved Harness.Now to %v", par.Now)
+			}
 		})
-	}
-	wg.Wait()
-
-	for p := range int32(partitions) {
-		if i := firstDiff(got[p], want[p]); i >= 0 {
-			t.Errorf("partition %d: %d outputs, want %d; output %d: %q, want %q", p, len(got[p]), len(want[p]), i, at(got[p], i), at(want[p], i))
-		}
-		gs, err := par.Snapshot(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ws, err := seq.Snapshot(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(ws) < 8 || !maps.Equal(gs, ws) {
-			t.Errorf("partition %d: state of %d keys, want %d keys equal", p, len(gs), len(ws))
-		}
-	}
-	if def := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC); !par.Now.Equal(def) {
-		t.Errorf("RecordsAt moved Harness.Now to %v", par.Now)
 	}
 }
 
