@@ -80,6 +80,15 @@ func noTickRules() string {
 
 func benchReplay(b *testing.B, workers int) { benchReplaySet(b, benchRules, workers) }
 
+// BenchmarkReplayBatchPerSecond is BenchmarkReplay with a harness batch
+// per segment and per tick (processors.Harness.BatchEvents 0), as before
+// batches spanned ticks.
+func BenchmarkReplayBatchPerSecond(b *testing.B) {
+	defer func(n int) { batchEvents = n }(batchEvents)
+	batchEvents = 0
+	benchReplay(b, 0)
+}
+
 func benchReplaySet(b *testing.B, rules string, workers int) {
 	ctx := context.Background()
 	set := compileRules(b, rules)

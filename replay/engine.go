@@ -34,6 +34,10 @@ const outputsTopic = "iotpipe.replay.outputs"
 // partition); a tick runs what is held first whatever its size.
 const segmentMax = 4096
 
+// batchEvents is how many events of a partition go into one batch of
+// the harness (processors.Harness.BatchEvents), over segments and ticks.
+var batchEvents = 4096
+
 // Options configure an Engine.
 type Options struct {
 	// Topics are the log's topic names (default schemas.DefaultTopics()).
@@ -164,6 +168,7 @@ func NewEngine(set *rulesql.Set, opts Options, emit func(Output) error) (*Engine
 		return nil, err
 	}
 	h.DryRun, h.DropChangelog, h.Partitions, h.DLQ = true, true, int(opts.Partitions), opts.Topics.DLQ
+	h.BatchEvents = batchEvents
 	e := &Engine{set: set, index: map[string]int{}, h: h, topics: opts.Topics, emit: emit, emitting: -1, done: -1}
 	for i, r := range set.Rules {
 		e.index[r.Name] = i
@@ -248,7 +253,7 @@ func (e *Engine) Close(ctx context.Context) error {
 		close(ch)
 	}
 	e.wg.Wait()
-	return errors.Join(err, e.h.Close())
+	return errors.Join(err, e.h.Commit(), e.h.Close())
 }
 
 // Summary returns what the engine went through so far (rule outputs and
