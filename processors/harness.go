@@ -3,6 +3,9 @@ package processors
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/cockroachdb/pebble"
@@ -14,10 +17,17 @@ import (
 // Harness drives processors without a broker: events in, emitted records
 // out, state in an in-memory Pebble. Tests use it; so does replay, with
 // DryRun. It runs the same task code as the Kafka runtime.
+//
+// Calls on different partitions may run concurrently, as the runtime
+// runs partitions (replay does so with RecordsAt and TickAt, which give
+// each call its own clock); calls on one partition must not. The
+// exported fields are set before the first call.
 type Harness struct {
-	db      *pebble.DB
-	procs   []Processor
-	tasks   map[int32]*task
+	db    *pebble.DB
+	procs []Processor
+	// mu guards parts and changelog.
+	mu      sync.Mutex
+	parts   map[int32]*harnessPart
 	offsets map[int32]int64
 	// Now is the clock processors see; tests set it. Defaults to a fixed
 	// instant (2026-01-01T00:00:00Z) so runs are repeatable.
@@ -36,10 +46,28 @@ type Harness struct {
 	// Partitions is the events topic's partition count processors see
 	// through Tx.PartitionOf (default 1).
 	Partitions int
+	// BatchEvents keeps a partition's batch open over RecordsAt and
+	// TickAt calls until it applied that many events (default 0: each
+	// call is a batch), as one batch of the runtime would span several
+	// polls: a key written again and again is written to the store once
+	// per batch. Commit commits the open batches.
+	BatchEvents int
 
 	// changelog holds, per partition, what the runtime would have
 	// written to the changelog topic.
 	changelog map[int32][]*kgo.Record
+}
+
+// harnessPart is one partition's task and the clock of the call in
+// progress on it.
+type harnessPart struct {
+	t *task
+	// at is the clock of a RecordsAt or TickAt call in progress (zero:
+	// Harness.Now).
+	at time.Time
+	// open is the batch BatchEvents keeps open, n the events it applied.
+	open *batch
+	n    int
 }
 
 // NewHarness returns a harness running procs, in order, over an
@@ -50,7 +78,7 @@ func NewHarness(procs ...Processor) (*Harness, error) {
 		return nil, fmt.Errorf("open in-memory state: %w", err)
 	}
 	return &Harness{
-		db: db, procs: procs, tasks: map[int32]*task{}, offsets: map[int32]int64{}, changelog: map[int32][]*kgo.Record{},
+		db: db, procs: procs, parts: map[int32]*harnessPart{}, offsets: map[int32]int64{}, changelog: map[int32][]*kgo.Record{},
 		Now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
 		DLQ: schemas.DefaultTopics().DLQ,
 	}, nil
@@ -59,23 +87,37 @@ func NewHarness(procs ...Processor) (*Harness, error) {
 // Restart forgets what the tasks hold in memory (memos), as a restarted
 // node would; the state stays.
 func (h *Harness) Restart() {
-	for _, t := range h.tasks {
-		t.resetMemos()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, hp := range h.parts {
+		hp.t.resetMemos()
 	}
 }
 
 // Close releases the store.
 func (h *Harness) Close() error { return h.db.Close() }
 
-func (h *Harness) task(partition int32) *task {
-	t, ok := h.tasks[partition]
+// part returns partition's task and clock, made on first use.
+func (h *Harness) part(partition int32) *harnessPart {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	hp, ok := h.parts[partition]
 	if !ok {
-		t = newTask(h.db, partition, h.procs, func() time.Time { return h.Now }, h.DryRun, h.DLQ, h.Partitions)
-		t.raw = h.RawInput
-		h.tasks[partition] = t
+		hp = &harnessPart{}
+		clock := func() time.Time {
+			if !hp.at.IsZero() {
+				return hp.at
+			}
+			return h.Now
+		}
+		hp.t = newTask(h.db, partition, h.procs, clock, h.DryRun, h.DLQ, h.Partitions)
+		hp.t.raw = h.RawInput
+		h.parts[partition] = hp
 	}
-	return t
+	return hp
 }
+
+func (h *Harness) task(partition int32) *task { return h.part(partition).t }
 
 // Publish runs one event through the processors as if it were the next
 // record of partition 0 and returns the records they emitted. env.Type
@@ -125,7 +167,11 @@ func (h *Harness) commit(t *task, bt *batch) ([]*kgo.Record, error) {
 	if err := t.commit(bt, -1); err != nil {
 		return nil, err
 	}
-	h.changelog[t.partition] = append(h.changelog[t.partition], kept...)
+	if !h.DropChangelog {
+		h.mu.Lock()
+		h.changelog[t.partition] = append(h.changelog[t.partition], kept...)
+		h.mu.Unlock()
+	}
 	return bt.out, nil
 }
 
@@ -142,7 +188,11 @@ func (h *Harness) Tick(ctx context.Context, partition int32) ([]*kgo.Record, err
 
 // Changelog returns what the runtime would have written to the
 // changelog topic for partition so far, in order.
-func (h *Harness) Changelog(partition int32) []*kgo.Record { return h.changelog[partition] }
+func (h *Harness) Changelog(partition int32) []*kgo.Record {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.changelog[partition]
+}
 
 // Restore replaces partition's state with what the changelog records
 // recs hold (as read from the changelog topic, in order), as the runtime
@@ -179,7 +229,9 @@ func (h *Harness) Restore(partition int32, recs []*kgo.Record) error {
 	if next >= 0 && partition == 0 {
 		h.offsets[0] = next
 	}
+	h.mu.Lock()
 	h.changelog[partition] = append([]*kgo.Record(nil), recs...)
+	h.mu.Unlock()
 	return nil
 }
 
@@ -229,4 +281,80 @@ func (h *Harness) Records(ctx context.Context, recs []*kgo.Record) ([]*kgo.Recor
 		}
 	}
 	return h.commit(t, bt)
+}
+
+// RecordsAt is Records with the processors' clock at now for this call
+// only (Harness.Now stays as it is), into the partition's open batch
+// when BatchEvents is set: calls on different partitions may run
+// concurrently.
+func (h *Harness) RecordsAt(ctx context.Context, now time.Time, recs []*kgo.Record) ([]*kgo.Record, error) {
+	if len(recs) == 0 {
+		return nil, nil
+	}
+	hp := h.part(recs[0].Partition)
+	for _, rec := range recs {
+		if rec.Partition != recs[0].Partition {
+			return nil, fmt.Errorf("harness: a batch holds one partition's records (%d and %d)", recs[0].Partition, rec.Partition)
+		}
+	}
+	return h.runAt(ctx, hp, now, len(recs), func(t *task, bt *batch) error {
+		for _, rec := range recs {
+			if err := t.apply(ctx, bt, rec); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// TickAt is Tick with the processors' clock at now for this call only,
+// into the partition's open batch when BatchEvents is set.
+func (h *Harness) TickAt(ctx context.Context, partition int32, now time.Time) ([]*kgo.Record, error) {
+	return h.runAt(ctx, h.part(partition), now, 0, func(t *task, bt *batch) error { return t.tick(ctx, bt) })
+}
+
+// runAt runs fn at now into hp's open batch (a new one when there is
+// none), commits it once it applied BatchEvents events, and returns what
+// fn emitted.
+func (h *Harness) runAt(ctx context.Context, hp *harnessPart, now time.Time, events int, fn func(*task, *batch) error) ([]*kgo.Record, error) {
+	hp.at = now
+	defer func() { hp.at = time.Time{} }()
+	t := hp.t
+	bt := hp.open
+	if bt == nil {
+		bt = t.newBatch()
+	}
+	hp.open = nil
+	mark := len(bt.out)
+	if err := fn(t, bt); err != nil {
+		t.abort(bt)
+		return nil, err
+	}
+	out := bt.out[mark:len(bt.out):len(bt.out)]
+	if hp.n += events; hp.n < h.BatchEvents {
+		hp.open = bt
+		return out, nil
+	}
+	hp.n = 0
+	if _, err := h.commit(t, bt); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Commit commits the batches BatchEvents keeps open (no call may be in
+// progress).
+func (h *Harness) Commit() error {
+	h.mu.Lock()
+	parts := slices.Collect(maps.Values(h.parts))
+	h.mu.Unlock()
+	for _, hp := range parts {
+		if bt := hp.open; bt != nil {
+			hp.open, hp.n = nil, 0
+			if _, err := h.commit(hp.t, bt); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

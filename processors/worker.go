@@ -253,6 +253,12 @@ func (w *worker) tick(ctx context.Context) error {
 		t.abort(bt)
 		return err
 	}
+	// A tick is a batch of its own: its Pebble batch tells whether it
+	// wrote anything.
+	if err := t.seal(bt); err != nil {
+		t.abort(bt)
+		return Fatal(err)
+	}
 	if bt.b.Empty() && len(bt.out) == 0 {
 		bt.b.Close()
 		return nil

@@ -3,6 +3,7 @@ package replay
 import (
 	"context"
 	"fmt"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -29,13 +30,18 @@ CREATE RULE r10 AS SELECT temp FROM 'other/#' WHERE temp > 0`
 // benchEvents returns n events of things devices, 1 ms apart, in the
 // order Read would pass them.
 func benchEvents(n, devices int, partitions int32) []*Event {
+	return eventsEvery(n, devices, partitions, time.Millisecond)
+}
+
+// eventsEvery is benchEvents with the events every apart.
+func eventsEvery(n, devices int, partitions int32, every time.Duration) []*Event {
 	evs := make([]*Event, n)
 	offsets := make([]int64, partitions)
 	for i := range evs {
 		thing := fmt.Sprintf("dev-%04d", i%devices)
 		p := PartitionOf(thing, partitions)
 		env := schemas.Envelope{Type: schemas.EventPublish, Topic: "fleet/" + thing + "/telemetry", ClientID: thing, Principal: "anonymous",
-			QoS: 1, ReceivedAt: t0.Add(time.Duration(i) * time.Millisecond).UnixNano()}
+			QoS: 1, ReceivedAt: t0.Add(time.Duration(i) * every).UnixNano()}
 		status := "ok"
 		if i%1000 == 0 {
 			status = "error"
@@ -48,17 +54,51 @@ func benchEvents(n, devices int, partitions int32) []*Event {
 }
 
 // BenchmarkReplay measures replay's events/s through the 10-rule set
-// (the engine alone: events already read and decoded).
-func BenchmarkReplay(b *testing.B) {
+// (the engine alone: events already read and decoded), its 8 partitions
+// on GOMAXPROCS workers.
+func BenchmarkReplay(b *testing.B) { benchReplay(b, 0) }
+
+// BenchmarkReplayOneWorker is BenchmarkReplay with the partitions on one
+// worker: what the workers add, compared in the same run.
+func BenchmarkReplayOneWorker(b *testing.B) { benchReplay(b, 1) }
+
+// BenchmarkReplayNoTicks is BenchmarkReplay without the rules that tick
+// (the window r6 and the FOR rule r7): nothing runs at the seconds the
+// events cross.
+func BenchmarkReplayNoTicks(b *testing.B) { benchReplaySet(b, noTickRules(), 0) }
+
+// noTickRules returns benchRules without r6 and r7.
+func noTickRules() string {
+	var kept []string
+	for _, r := range strings.Split(benchRules, ";\n") {
+		if !strings.HasPrefix(r, "CREATE RULE r6 ") && !strings.HasPrefix(r, "CREATE RULE r7 ") {
+			kept = append(kept, r)
+		}
+	}
+	return strings.Join(kept, ";\n")
+}
+
+func benchReplay(b *testing.B, workers int) { benchReplaySet(b, benchRules, workers) }
+
+// BenchmarkReplayBatchPerSecond is BenchmarkReplay with a harness batch
+// per segment and per tick (processors.Harness.BatchEvents 0), as before
+// batches spanned ticks.
+func BenchmarkReplayBatchPerSecond(b *testing.B) {
+	defer func(n int) { batchEvents = n }(batchEvents)
+	batchEvents = 0
+	benchReplay(b, 0)
+}
+
+func benchReplaySet(b *testing.B, rules string, workers int) {
 	ctx := context.Background()
-	set := compileRules(b, benchRules)
+	set := compileRules(b, rules)
 	evs := benchEvents(200_000, 1000, 8)
 	b.ReportAllocs()
 	b.ResetTimer()
 	outputs := 0
 	cpu := cpuTime()
 	for b.Loop() {
-		eng, err := NewEngine(set, Options{Partitions: 8}, func(Output) error { outputs++; return nil })
+		eng, err := NewEngine(set, Options{Partitions: 8, Workers: workers}, func(Output) error { outputs++; return nil })
 		if err != nil {
 			b.Fatal(err)
 		}

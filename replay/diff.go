@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"math"
 	"slices"
+	"sort"
 	"strconv"
 	"time"
 
@@ -65,7 +67,7 @@ const DiffExamples = 3
 type Differ struct {
 	old, new *Engine
 	// pending outputs of each version, since the last comparison.
-	po, pn []Output
+	po, pn []posOutput
 	rules  []*RuleDiff
 	byName map[string]*RuleDiff
 	each   func(Change) error
@@ -84,20 +86,27 @@ func NewDiffer(old, new *rulesql.Set, opts Options, each func(Change) error) (*D
 		}
 	}
 	var err error
-	if d.old, err = NewEngine(old, opts, func(o Output) error { d.po = append(d.po, o); return nil }); err != nil {
+	if d.old, err = NewEngine(old, opts, func(o Output) error { d.po = append(d.po, posOutput{d.old.emitting, o}); return nil }); err != nil {
 		return nil, err
 	}
-	if d.new, err = NewEngine(new, opts, func(o Output) error { d.pn = append(d.pn, o); return nil }); err != nil {
+	if d.new, err = NewEngine(new, opts, func(o Output) error { d.pn = append(d.pn, posOutput{d.new.emitting, o}); return nil }); err != nil {
 		d.old.Close(context.Background())
 		return nil, err
 	}
 	return d, nil
 }
 
-// Add runs one event through both versions. Both hold and run events at
-// the same points (the same events, ticks and batch sizes), so what they
-// emitted by then covers the same events and ticks and is compared at
-// once.
+// posOutput is an output and the position of the event or tick it
+// comes from (step.pos).
+type posOutput struct {
+	pos int64
+	Output
+}
+
+// Add runs one event through both versions, each at its own pace and
+// with its own batches (a version with no FOR or window holds events
+// across seconds): what both have emitted up to the event both reached
+// covers the same events and ticks and is compared.
 func (d *Differ) Add(ctx context.Context, ev *Event) error {
 	if err := d.old.Add(ctx, ev); err != nil {
 		return err
@@ -105,7 +114,7 @@ func (d *Differ) Add(ctx context.Context, ev *Event) error {
 	if err := d.new.Add(ctx, ev); err != nil {
 		return err
 	}
-	return d.compare()
+	return d.compare(min(d.old.done, d.new.done))
 }
 
 // Close runs what both versions still hold, compares it and returns the
@@ -114,7 +123,7 @@ func (d *Differ) Add(ctx context.Context, ev *Event) error {
 func (d *Differ) Close(ctx context.Context) ([]RuleDiff, error) {
 	err := errors.Join(d.old.Close(ctx), d.new.Close(ctx))
 	if err == nil {
-		err = d.compare()
+		err = d.compare(math.MaxInt64)
 	}
 	out := make([]RuleDiff, len(d.rules))
 	for i, r := range d.rules {
@@ -133,7 +142,7 @@ type outputKey struct {
 	n            int
 }
 
-func keyed(outs []Output) ([]outputKey, map[outputKey]Output) {
+func keyed(outs []posOutput) ([]outputKey, map[outputKey]Output) {
 	keys := make([]outputKey, len(outs))
 	m := make(map[outputKey]Output, len(outs))
 	rank := map[[2]string]int{}
@@ -141,21 +150,31 @@ func keyed(outs []Output) ([]outputKey, map[outputKey]Output) {
 		k := [2]string{o.Rule, o.Source}
 		keys[i] = outputKey{o.Rule, o.Source, rank[k]}
 		rank[k]++
-		m[keys[i]] = o
+		m[keys[i]] = o.Output
 	}
 	return keys, m
 }
 
-func (d *Differ) compare() error {
-	if len(d.po) == 0 && len(d.pn) == 0 {
+// upTo returns how many of outs come from events and ticks at or before
+// pos.
+func upTo(outs []posOutput, pos int64) int {
+	return sort.Search(len(outs), func(i int) bool { return outs[i].pos > pos })
+}
+
+// compare compares the outputs both versions emitted from events and
+// ticks at or before pos, and keeps the rest for later.
+func (d *Differ) compare(pos int64) error {
+	no, nn := upTo(d.po, pos), upTo(d.pn, pos)
+	if no == 0 && nn == 0 {
 		return nil
 	}
-	ko, mo := keyed(d.po)
-	kn, mn := keyed(d.pn)
-	for _, o := range d.po {
+	po, pn := d.po[:no], d.pn[:nn]
+	ko, mo := keyed(po)
+	kn, mn := keyed(pn)
+	for _, o := range po {
 		d.byName[o.Rule].Old++
 	}
-	for _, o := range d.pn {
+	for _, o := range pn {
 		d.byName[o.Rule].New++
 	}
 	var changes []Change
@@ -176,7 +195,7 @@ func (d *Differ) compare() error {
 		}
 	}
 	slices.SortStableFunc(changes, func(a, b Change) int { return a.At.Compare(b.At) })
-	d.po, d.pn = d.po[:0], d.pn[:0]
+	d.po, d.pn = slices.Delete(d.po, 0, no), slices.Delete(d.pn, 0, nn)
 	for _, c := range changes {
 		r := d.byName[c.Rule]
 		var n *int64

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"maps"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/segmentio/encoding/json"
@@ -32,6 +34,10 @@ const outputsTopic = "iotpipe.replay.outputs"
 // partition); a tick runs what is held first whatever its size.
 const segmentMax = 4096
 
+// batchEvents is how many events of a partition go into one batch of
+// the harness (processors.Harness.BatchEvents), over segments and ticks.
+var batchEvents = 4096
+
 // Options configure an Engine.
 type Options struct {
 	// Topics are the log's topic names (default schemas.DefaultTopics()).
@@ -41,6 +47,11 @@ type Options struct {
 	Partitions int32
 	// Logger receives the rules processor's logs (default: none).
 	Logger *slog.Logger
+	// Workers is how many goroutines run the partitions (default
+	// runtime.GOMAXPROCS(0), at most Partitions): partition p runs on
+	// worker p % Workers. The outputs and their order do not depend on
+	// it.
+	Workers int
 }
 
 // Output is one rule output of a replay.
@@ -97,7 +108,11 @@ type Summary struct {
 // first, so FOR timers and windows fire as in the stream and as iotpipe
 // rules test fires them. Outputs come in the events' order (a tick's
 // before the event that crossed it, per rule in load order, then by
-// deadline and thing). An Engine is not safe for concurrent use.
+// deadline and thing). Partitions are independent (state and ticks are
+// per partition), so they run on Options.Workers goroutines while the
+// caller adds the next events; outputs are passed to emit on the
+// caller's goroutine, in Add or Close. An Engine is not safe for
+// concurrent use.
 type Engine struct {
 	set    *rulesql.Set
 	index  map[string]int
@@ -110,6 +125,21 @@ type Engine struct {
 	ticked  int64 // the last tick, epoch ms
 	seg     []*Event
 	seen    []int32 // partitions the harness has tasks for, sorted
+	added   int64   // events passed to segments so far
+
+	workers []chan *job
+	wg      sync.WaitGroup
+	failed  atomic.Bool // a job failed: workers skip the rest
+	// pending are the steps sent to the workers and not yet emitted, in
+	// order; held counts their events.
+	pending []*step
+	held    int
+	// emitting is the position of the event or tick whose outputs are
+	// being emitted, done that of the last step emitted: every output
+	// up to it was emitted (see step.pos).
+	emitting, done int64
+	err            error // the first failure: the engine is done
+	closed         bool
 
 	sum     Summary
 	matched []*rulesql.Rule
@@ -126,25 +156,41 @@ func NewEngine(set *rulesql.Set, opts Options, emit func(Output) error) (*Engine
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	opts.Partitions = max(opts.Partitions, 1)
+	if opts.Workers <= 0 {
+		opts.Workers = runtime.GOMAXPROCS(0)
+	}
+	opts.Workers = min(opts.Workers, int(opts.Partitions))
 	rp := rules.New(rules.Options{Topics: opts.Topics, Shadow: shadow.NewReader(nil), DryRunOutputs: outputsTopic, Logger: opts.Logger})
 	rp.SetRules(set)
 	h, err := processors.NewHarness(shadow.New(shadow.Options{Topics: opts.Topics}), rp)
 	if err != nil {
 		return nil, err
 	}
-	h.DryRun, h.DropChangelog, h.Partitions, h.DLQ = true, true, int(max(opts.Partitions, 1)), opts.Topics.DLQ
-	e := &Engine{set: set, index: map[string]int{}, h: h, topics: opts.Topics, emit: emit}
+	h.DryRun, h.DropChangelog, h.Partitions, h.DLQ = true, true, int(opts.Partitions), opts.Topics.DLQ
+	h.BatchEvents = batchEvents
+	e := &Engine{set: set, index: map[string]int{}, h: h, topics: opts.Topics, emit: emit, emitting: -1, done: -1}
 	for i, r := range set.Rules {
 		e.index[r.Name] = i
 		e.sum.Rules = append(e.sum.Rules, RuleStats{Rule: r.Name})
 		e.ticks = e.ticks || r.For != nil || r.Window != nil
 	}
+	e.workers = make([]chan *job, opts.Workers)
+	for i := range e.workers {
+		ch := make(chan *job, 64)
+		e.workers[i] = ch
+		e.wg.Add(1)
+		go e.work(ch)
+	}
 	return e, nil
 }
 
 // Add replays one event (events must come in the order Read passes
-// them). Outputs may come later: at the next tick, or from Close.
+// them). Outputs may come later: in a later Add, or from Close.
 func (e *Engine) Add(ctx context.Context, ev *Event) error {
+	if e.err != nil {
+		return e.err
+	}
 	if ev.Err != nil {
 		e.sum.Undecodable++
 		return nil
@@ -155,18 +201,20 @@ func (e *Engine) Add(ctx context.Context, ev *Event) error {
 	}
 	e.sum.Last = ev.Time()
 	if ruletest.Routable(string(ev.Envelope.Type)) {
-		// Time passes with the events rules see, as in rules test.
+		// Time passes with the events rules see, as in rules test. A
+		// set with no rule that ticks has nothing to run then, so the
+		// held events go on (a batch's clock, its partition's last
+		// event, matters only to ticks and to a shadow update without a
+		// receive time).
 		if t := ruletest.TickAt(ev.Time().UnixMilli()); !e.started {
 			e.started, e.ticked = true, t
-		} else if t > e.ticked {
+		} else if t > e.ticked && e.ticks {
 			if err := e.flush(ctx); err != nil {
 				return err
 			}
 			e.ticked = t
-			if e.ticks {
-				if err := e.tick(ctx, t); err != nil {
-					return err
-				}
+			if err := e.tick(ctx, t); err != nil {
+				return err
 			}
 		}
 		e.matched = e.set.Router.AppendMatch(e.matched[:0], ev.Envelope.Topic)
@@ -180,100 +228,77 @@ func (e *Engine) Add(ctx context.Context, ev *Event) error {
 		}
 	}
 	e.seg = append(e.seg, ev)
+	e.added++
 	if len(e.seg) >= segmentMax || e.before != nil {
 		return e.flush(ctx)
 	}
 	return nil
 }
 
-// Close runs the events still held and releases the engine. Time does
-// not pass beyond the last event: a FOR timer or window not due by then
-// does not fire.
+// Close runs the events still held, emits what is left and releases the
+// engine. Time does not pass beyond the last event: a FOR timer or
+// window not due by then does not fire.
 func (e *Engine) Close(ctx context.Context) error {
-	err := e.flush(ctx)
-	return errors.Join(err, e.h.Close())
+	if e.closed {
+		return e.err
+	}
+	e.closed = true
+	err := e.err
+	if err == nil {
+		if err = e.flush(ctx); err == nil {
+			err = e.drain(true)
+		}
+	}
+	for _, ch := range e.workers {
+		close(ch)
+	}
+	e.wg.Wait()
+	return errors.Join(err, e.h.Commit(), e.h.Close())
 }
 
-// Summary returns what the engine went through so far.
+// Summary returns what the engine went through so far (rule outputs and
+// errors as far as they were emitted).
 func (e *Engine) Summary() Summary {
 	s := e.sum
 	s.Rules = slices.Clone(e.sum.Rules)
 	return s
 }
 
-// flush runs the held events, a batch per partition (state of different
-// partitions is independent, so this is the same as running them in
-// order), and emits their outputs in the events' order.
+// flush sends the held events to the workers, a batch per partition
+// (state of different partitions is independent, so this is the same as
+// running them in order); their outputs are emitted in the events'
+// order.
 func (e *Engine) flush(ctx context.Context) error {
 	if len(e.seg) == 0 {
 		return nil
 	}
-	seg := e.seg
+	st := &step{pos: 2 * e.added, evs: e.seg, byPart: map[int32]*job{}}
 	e.seg = nil
-	byPart := map[int32][]*kgo.Record{}
-	last := map[int32]time.Time{}
-	for _, ev := range seg {
-		byPart[ev.Partition] = append(byPart[ev.Partition], ev.record(e.topics.Events))
-		last[ev.Partition] = ev.Time()
+	for _, ev := range st.evs {
+		j := st.byPart[ev.Partition]
+		if j == nil {
+			j = &job{st: st, ctx: ctx, p: ev.Partition}
+			st.byPart[ev.Partition] = j
+		}
+		j.evs = append(j.evs, ev)
+		j.now = ev.Time() // the task's clock: the partition's last event
 	}
-	outs := map[string][]Output{}
-	for _, p := range slices.Sorted(maps.Keys(byPart)) {
+	for _, p := range slices.Sorted(maps.Keys(st.byPart)) {
 		e.see(p)
-		e.h.Now = last[p] // the task's clock: the partition's last event
-		recs, err := e.h.Records(ctx, byPart[p])
-		if err != nil {
-			return fmt.Errorf("replay partition %d: %w", p, err)
-		}
-		for _, r := range recs {
-			if o, ok := e.output(r); ok {
-				outs[o.Source] = append(outs[o.Source], o)
-			}
-		}
+		st.jobs = append(st.jobs, st.byPart[p])
 	}
-	for _, ev := range seg {
-		src := strconv.Itoa(int(ev.Partition)) + "/" + strconv.FormatInt(ev.Offset, 10)
-		for _, o := range outs[src] {
-			o.Event, o.At = ev, ev.Time()
-			if err := e.emit(o); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+	return e.send(st)
 }
 
-// tick runs every partition's timers and windows at t (epoch ms) and
-// emits what they fire: per rule in load order, then by deadline (or
+// tick runs every partition's timers and windows at t (epoch ms); what
+// they fire is emitted per rule in load order, then by deadline (or
 // window end), then thing.
 func (e *Engine) tick(ctx context.Context, t int64) error {
-	e.h.Now = time.UnixMilli(t)
-	var outs []Output
+	st := &step{pos: 2*e.added + 1}
 	for _, p := range e.seen {
-		recs, err := e.h.Tick(ctx, p)
-		if err != nil {
-			return fmt.Errorf("replay tick of partition %d: %w", p, err)
-		}
-		for _, r := range recs {
-			if o, ok := e.output(r); ok {
-				outs = append(outs, o)
-			}
-		}
+		st.jobs = append(st.jobs, &job{st: st, ctx: ctx, p: p, now: time.UnixMilli(t)})
 	}
-	slices.SortStableFunc(outs, func(a, b Output) int {
-		if d := e.index[a.Rule] - e.index[b.Rule]; d != 0 {
-			return d
-		}
-		if c := a.At.Compare(b.At); c != 0 {
-			return c
-		}
-		return strings.Compare(a.Thing, b.Thing)
-	})
-	for _, o := range outs {
-		if err := e.emit(o); err != nil {
-			return err
-		}
-	}
-	return nil
+	return e.send(st)
 }
 
 // see notes that partition p has a task in the harness.

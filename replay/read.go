@@ -220,18 +220,18 @@ func Read(parent context.Context, log Log, sel Selection, plan Plan, read *Count
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 	topic := log.topic()
-	chans := make([]chan *Event, len(plan.Ranges))
+	chans := make([]chan []*Event, len(plan.Ranges))
 	var wg sync.WaitGroup
 	var errMu sync.Mutex
 	var readErr error
-	var fanIn chan *Event
+	var fanIn chan []*Event
 	if sel.Follow {
-		fanIn = make(chan *Event, 256)
+		fanIn = make(chan []*Event, 16)
 	}
 	for i, r := range plan.Ranges {
 		ch := fanIn
 		if ch == nil {
-			ch = make(chan *Event, 256)
+			ch = make(chan []*Event, 4)
 			chans[i] = ch
 		}
 		wg.Add(1)
@@ -253,13 +253,22 @@ func Read(parent context.Context, log Log, sel Selection, plan Plan, read *Count
 	}
 	var err error
 	if sel.Follow {
+		var chunk []*Event
 		err = deliver(sel.Limit, func() (*Event, bool) {
-			select {
-			case ev, ok := <-fanIn:
-				return ev, ok
-			case <-ctx.Done():
-				return nil, false
+			for len(chunk) == 0 {
+				select {
+				case c, ok := <-fanIn:
+					if !ok {
+						return nil, false
+					}
+					chunk = c
+				case <-ctx.Done():
+					return nil, false
+				}
 			}
+			ev := chunk[0]
+			chunk = chunk[1:]
+			return ev, true
 		}, fn)
 	} else {
 		err = deliver(sel.Limit, newMerge(ctx, chans).next, fn)
@@ -297,13 +306,31 @@ func deliver(limit int, next func() (*Event, bool), fn func(*Event) error) error
 	}
 }
 
+// chunkMax is how many events a partition's reader passes on at once
+// (one channel operation for them all).
+const chunkMax = 128
+
 // readRange reads one partition's range and sends the selected events to
-// ch; when following, it polls the partition's end for ever.
-func readRange(ctx context.Context, newClient eventlog.NewClientFunc, topic string, r Range, sel *Selection, read *Counter, ch chan<- *Event) error {
+// ch, in chunks: a chunk goes when it is full or the reader reached the
+// partition's end (when following, it then polls the end for ever).
+func readRange(ctx context.Context, newClient eventlog.NewClientFunc, topic string, r Range, sel *Selection, read *Counter, ch chan<- []*Event) error {
 	pos := r.From
+	var chunk []*Event
+	send := func() error {
+		if len(chunk) == 0 {
+			return nil
+		}
+		select {
+		case ch <- chunk:
+			chunk = make([]*Event, 0, chunkMax)
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	for {
 		if r.To >= 0 && pos >= r.To {
-			return nil
+			return send()
 		}
 		end, err := eventlog.ReadPartition(ctx, newClient, topic, r.Partition, pos, func(rec *kgo.Record) error {
 			if r.To >= 0 && rec.Offset >= r.To {
@@ -318,13 +345,14 @@ func readRange(ctx context.Context, newClient eventlog.NewClientFunc, topic stri
 			if ev.Err != nil && sel.Thing != "" && ev.Thing != sel.Thing {
 				return nil
 			}
-			select {
-			case ch <- ev:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
+			if chunk = append(chunk, ev); len(chunk) >= chunkMax {
+				return send()
 			}
+			return nil
 		})
+		if err == nil {
+			err = send()
+		}
 		if err != nil {
 			return fmt.Errorf("read %s partition %d: %w", topic, r.Partition, err)
 		}
@@ -353,18 +381,20 @@ func decode(rec *kgo.Record) *Event {
 // partition and offset, keeping each partition's own order.
 type merge struct {
 	ctx   context.Context
-	chans []chan *Event
+	chans []chan []*Event
 	h     eventHeap
 	init  bool
 }
 
-func newMerge(ctx context.Context, chans []chan *Event) *merge {
+func newMerge(ctx context.Context, chans []chan []*Event) *merge {
 	return &merge{ctx: ctx, chans: chans}
 }
 
+// head is a partition's next events: ev, then rest.
 type head struct {
-	ev *Event
-	ch int
+	ev   *Event
+	rest []*Event
+	ch   int
 }
 
 type eventHeap []head
@@ -389,13 +419,21 @@ func (h *eventHeap) Pop() any {
 	return x
 }
 
+// pull pushes partition i's next chunk, unless it is done.
 func (m *merge) pull(i int) {
-	select {
-	case ev, ok := <-m.chans[i]:
-		if ok {
-			heap.Push(&m.h, head{ev, i})
+	for {
+		select {
+		case evs, ok := <-m.chans[i]:
+			if !ok {
+				return
+			}
+			if len(evs) > 0 {
+				heap.Push(&m.h, head{evs[0], evs[1:], i})
+				return
+			}
+		case <-m.ctx.Done():
+			return
 		}
-	case <-m.ctx.Done():
 	}
 }
 
@@ -409,7 +447,15 @@ func (m *merge) next() (*Event, bool) {
 	if m.ctx.Err() != nil || m.h.Len() == 0 {
 		return nil, false
 	}
+	top := &m.h[0]
+	ev := top.ev
+	if len(top.rest) > 0 {
+		// The partition's next event takes its place.
+		top.ev, top.rest = top.rest[0], top.rest[1:]
+		heap.Fix(&m.h, 0)
+		return ev, true
+	}
 	x := heap.Pop(&m.h).(head)
 	m.pull(x.ch)
-	return x.ev, true
+	return ev, true
 }

@@ -1,8 +1,10 @@
 package replay
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -150,6 +152,49 @@ func TestSelectionValidate(t *testing.T) {
 	for _, s := range bad {
 		if err := s.Validate(); err == nil {
 			t.Errorf("%+v accepted", s)
+		}
+	}
+}
+
+// TestReadMergesChunks: partitions' readers pass events on in chunks;
+// the merge still gives every event once, by receive time, then
+// partition, then offset (here 3 events share each millisecond), with a
+// limit that stops in the middle of chunks.
+func TestReadMergesChunks(t *testing.T) {
+	const n, partitions = 5000, 8
+	h := newHistory(t, partitions)
+	evs := make([]ev, n)
+	type place struct {
+		at        time.Duration
+		partition int32
+		offset    int64
+	}
+	want := make([]place, n)
+	offsets := map[int32]int64{}
+	for i := range evs {
+		thing := fmt.Sprintf("dev-%02d", i%37)
+		evs[i] = ev{thing: thing, topic: "farm/" + thing + "/temp", payload: `{}`, at: time.Duration(i/3) * time.Millisecond}
+		p := PartitionOf(thing, partitions)
+		want[i] = place{evs[i].at, p, offsets[p]}
+		offsets[p]++
+	}
+	h.produce(evs...)
+	slices.SortFunc(want, func(a, b place) int {
+		return cmp.Or(cmp.Compare(a.at, b.at), cmp.Compare(a.partition, b.partition), cmp.Compare(a.offset, b.offset))
+	})
+	for _, limit := range []int{0, 1000} {
+		got, _ := h.read(Selection{Limit: limit})
+		w := want
+		if limit > 0 {
+			w = want[:limit]
+		}
+		if len(got) != len(w) {
+			t.Fatalf("limit %d: %d events, want %d", limit, len(got), len(w))
+		}
+		for i, e := range got {
+			if g := (place{e.Time().Sub(t0), e.Partition, e.Offset}); g != w[i] {
+				t.Fatalf("limit %d: event %d is %+v, want %+v", limit, i, g, w[i])
+			}
 		}
 	}
 }
