@@ -7,6 +7,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -59,7 +61,16 @@ type pathsFlag []string
 func (p *pathsFlag) String() string     { return strings.Join(*p, ",") }
 func (p *pathsFlag) Set(v string) error { *p = append(*p, v); return nil }
 
+// replayGCPercent is the GC target of a replay (unless GOGC is set): a
+// batch job whose live heap is small and bounded (segments of events,
+// the rules' state in memtables) spends less on GC with a larger target
+// (BenchmarkReplay with GOGC=400: +8-10% events/s).
+const replayGCPercent = 400
+
 func replayMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(replayGCPercent)
+	}
 	fs := flag.NewFlagSet("iotpipe replay", flag.ContinueOnError)
 	var ls logSelection
 	ls.bind(fs, false)
