@@ -43,7 +43,10 @@ const (
 // conn is the per-connection half of the hot path: a bounded FIFO of
 // publishes in the order they arrived, completed by produce callbacks in
 // any order, acknowledged by one writer goroutine in arrival order with
-// every ready PUBACK in one write.
+// every ready PUBACK in one write. The writer runs only while there is
+// something to answer: the first push starts it, and it exits once the
+// FIFO has been empty for writerIdle (an idle connection holds neither
+// the goroutine nor the FIFO's slots).
 type conn struct {
 	s    *Server
 	cl   *mqtt.Client
@@ -51,11 +54,17 @@ type conn struct {
 	sem  chan struct{} // in-flight bound, taken by the reader
 	wake chan struct{} // cap 1: something completed
 	mu   sync.Mutex
+	// ring holds the FIFO's n entries from head on; it grows by
+	// doubling up to MaxInFlight entries and is dropped when the
+	// writer exits.
 	ring []*pending
 	head int // next to acknowledge
 	n    int // entries in ring
-	gone atomic.Bool
-	done chan struct{}
+	// writing is set while a writer goroutine runs (under mu): set by
+	// the push that starts it, cleared by the writer as it exits with
+	// the FIFO empty. n > 0 implies writing.
+	writing bool
+	gone    atomic.Bool
 	// failedV3 is set by the writer once an MQTT 3.1.1 publish failed:
 	// the connection is closing, and no later PUBACK may be written.
 	failedV3 bool
@@ -79,33 +88,57 @@ type subCache struct {
 	has   bool
 }
 
+// writerIdle is how long a connection's writer waits with an empty FIFO
+// before it exits (Options.writerIdle).
+const writerIdle = 5 * time.Second
+
+// ringStart is the FIFO's first size.
+const ringStart = 8
+
 func newConn(s *Server, cl *mqtt.Client) *conn {
 	c := &conn{
 		s: s, cl: cl, v5: cl.Properties.ProtocolVersion == 5,
+		// Zero-size elements: the channel's buffer takes no memory.
 		sem:     make(chan struct{}, s.opts.MaxInFlight),
 		wake:    make(chan struct{}, 1),
-		ring:    make([]*pending, s.opts.MaxInFlight),
-		done:    make(chan struct{}),
 		session: newSessionID(),
 	}
 	c.principal, c.thing = s.auth.who(cl)
 	c.key = []byte(schemas.EventKey(cl.ID, c.thing, ""))
-	go c.writer()
 	return c
 }
 
 // push appends p to the FIFO; the caller holds a sem slot. Into an
 // empty FIFO it wakes the writer, which then arms its timer for p's
-// AckTimeout (an idle writer has none armed).
+// AckTimeout, or starts it when none runs.
 func (c *conn) push(p *pending) {
 	c.mu.Lock()
+	if c.n == len(c.ring) {
+		c.grow()
+	}
 	c.ring[(c.head+c.n)%len(c.ring)] = p
 	c.n++
 	first := c.n == 1
+	start := !c.writing
+	c.writing = true
 	c.mu.Unlock()
-	if first {
+	switch {
+	case start:
+		go c.writer()
+	case first:
 		c.signal()
 	}
+}
+
+// grow doubles the ring (c.mu held). It never needs more than
+// MaxInFlight entries: each holds an in-flight slot.
+func (c *conn) grow() {
+	size := min(max(2*len(c.ring), ringStart), c.s.opts.MaxInFlight)
+	ring := make([]*pending, size)
+	for i := range c.n {
+		ring[i] = c.ring[(c.head+i)%len(c.ring)]
+	}
+	c.ring, c.head = ring, 0
 }
 
 // acquire takes an in-flight slot, waiting while the connection has
@@ -158,18 +191,18 @@ func (c *conn) close() {
 // (at-least-once for what was never acknowledged). Its in-flight slot
 // stays taken until the log answers, so what one connection can pile up
 // in the producer stays bounded by MaxInFlight.
+//
+// The writer exits once the FIFO is empty and the connection gone, or
+// once it has been empty for writerIdle; it decides under c.mu, so a
+// push either sees it running or starts the next one, and one writer
+// at a time answers the FIFO.
 func (c *conn) writer() {
-	defer close(c.done)
 	var ready []*pending
 	var buf []byte
 	timeout := c.s.opts.AckTimeout
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	for {
-		select {
-		case <-c.wake:
-		case <-timer.C:
-		}
 		ready = ready[:0]
 		now := time.Now()
 		var wait time.Duration
@@ -192,17 +225,38 @@ func (c *conn) writer() {
 		}
 		empty := c.n == 0
 		c.mu.Unlock()
-		if wait > 0 {
-			timer.Reset(wait)
-		}
 		if len(ready) > 0 {
 			c.answer(ready, &buf)
 			clear(ready) // an idle connection keeps no publish (nor its payload) alive
 		}
-		if empty && c.gone.Load() {
+		if empty && c.gone.Load() && c.exit() {
 			return
 		}
+		if empty {
+			timer.Reset(c.s.opts.writerIdle)
+		} else {
+			timer.Reset(wait)
+		}
+		select {
+		case <-c.wake:
+		case <-timer.C:
+			if empty && c.exit() {
+				return
+			}
+		}
 	}
+}
+
+// exit ends the writer if the FIFO is still empty: it drops the ring
+// and clears writing, so the next push starts a writer afresh.
+func (c *conn) exit() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n > 0 {
+		return false
+	}
+	c.ring, c.head, c.writing = nil, 0, false
+	return true
 }
 
 // answer acknowledges ready publishes in one write, routes the logged
