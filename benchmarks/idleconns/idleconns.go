@@ -52,7 +52,9 @@ type Config struct {
 	Prefix string
 	// Parallel is how many clients connect at once (default 64).
 	Parallel int
-	// Settle is how long to wait before each reading (default 3s).
+	// Settle is how long to wait before each reading (default 10s:
+	// an iotpipe connection's PUBACK writer ends after 5s without
+	// work, so a connection is idle only after that).
 	Settle time.Duration
 }
 
@@ -117,7 +119,7 @@ func Measure(ctx context.Context, cfg Config) (Result, *Fleet, error) {
 		cfg.Parallel = 64
 	}
 	if cfg.Settle <= 0 {
-		cfg.Settle = 3 * time.Second
+		cfg.Settle = 10 * time.Second
 	}
 	res := Result{Conns: cfg.Conns, Mode: cfg.Mode}
 	sleep(ctx, cfg.Settle)

@@ -53,7 +53,7 @@ func run(ctx context.Context, args []string) error {
 	metricsToken := fs.String("metrics-token", os.Getenv("IOTPIPE_TOKEN"), "API token --metrics is read with (iotpipe's /metrics needs one)")
 	counts := fs.String("conns", "1000,10000", "connection counts, comma-separated")
 	mode := fs.String("mode", "idle", "idle: connected clients that published one QoS 1 message; offline: persistent sessions with one subscription, disconnected")
-	settle := fs.Duration("settle", 3*time.Second, "wait before each memory reading")
+	settle := fs.Duration("settle", 10*time.Second, "wait before each memory reading (an iotpipe connection's PUBACK writer ends after 5s without work)")
 	restart := fs.Bool("restart", false, "offline mode with --bin: also restart iotpipe on the same data dir and read its memory again")
 	profile := fs.String("profile", "", "with --bin: directory where the heap profile (heap-N.pb.gz) and goroutine dump (goroutine-N.txt) of the started iotpipe are saved while its N connections are open")
 	if err := fs.Parse(args); err != nil {
