@@ -17,18 +17,23 @@ func writers() int {
 	return strings.Count(b.String(), "ingest.(*conn).writer(")
 }
 
-// connOf returns the connection of client id.
+// connOf returns the connection of client id, waiting for it: mochi
+// sends the CONNACK before the hook that makes the connection runs.
 func (s *Server) connOf(t *testing.T, id string) *conn {
 	t.Helper()
-	cl, ok := s.mqtt.Clients.Get(id)
-	if !ok {
-		t.Fatalf("no client %s", id)
-	}
-	v, ok := s.conns.Load(cl)
-	if !ok {
-		t.Fatalf("client %s has no connection", id)
-	}
-	return v.(*conn)
+	var c *conn
+	waitFor(t, "the connection of "+id, func() bool {
+		cl, ok := s.mqtt.Clients.Get(id)
+		if !ok {
+			return false
+		}
+		v, ok := s.conns.Load(cl)
+		if ok {
+			c = v.(*conn)
+		}
+		return ok
+	})
+	return c
 }
 
 // expectPubacks reads a PUBACK of every id from first to last, in order.
