@@ -7,10 +7,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/iotpipe/iotpipe/benchmarks/idleconns"
 	"github.com/iotpipe/iotpipe/benchmarks/mqttload"
 	"github.com/iotpipe/iotpipe/ingest/registry"
 )
@@ -186,4 +188,73 @@ func benchConnects(b *testing.B, kinds []string, mqtt bool) {
 func rawConnectPacket(id, user, pass string) []byte {
 	body := connectBody(id, false, "", nil, user, pass)
 	return append(appendVarint([]byte{0x10}, len(body)), body...)
+}
+
+// BenchmarkIdleConnections measures what idle connections hold in the
+// server: each op opens 1,000 connections over TCP that publish one QoS 1
+// message, get its PUBACK and stay quiet until their PUBACK writers have
+// exited; after two GCs (a GC shrinks goroutine stacks and frees dead
+// ones) it reports the Go heap in use, the goroutine stacks and the
+// goroutines grown per connection, then closes them. The clients are
+// in the same process: a socket each (a few hundred bytes of heap), no
+// goroutine.
+func BenchmarkIdleConnections(b *testing.B) {
+	const n = 1000
+	r := newRig(b, Options{writerIdle: 100 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	var heap, stack, goroutines float64
+	for i := 0; b.Loop(); i++ {
+		before := idleMemory()
+		conns := make([]net.Conn, n)
+		for j := range conns {
+			c, err := net.DialTimeout("tcp", r.addr, 30*time.Second)
+			if err != nil {
+				b.Fatal(err)
+			}
+			conns[j] = c
+			c.Write(rawConnectPacket(fmt.Sprintf("idle-%d-%d", i, j), "", ""))
+			c.Write(idleconns.Publish("idle/t", 1, []byte(`{"v":1}`)))
+			var acks [8]byte // CONNACK, PUBACK
+			c.SetReadDeadline(time.Now().Add(30 * time.Second))
+			if _, err := io.ReadFull(c, acks[:]); err != nil || acks[0] != 0x20 || acks[3] != 0 || acks[4] != 0x40 {
+				b.Fatalf("connect and publish: %v %x", err, acks)
+			}
+		}
+		waitBench(b, "the writers to exit", func() bool { return writers() == 0 })
+		after := idleMemory()
+		heap += float64(after.HeapInuse) - float64(before.HeapInuse)
+		stack += float64(after.StackInuse) - float64(before.StackInuse)
+		goroutines += float64(after.goroutines - before.goroutines)
+		for _, c := range conns {
+			c.Close()
+		}
+		waitBench(b, "the connections to end", func() bool { return r.srv.open.Load() == 0 && writers() == 0 })
+	}
+	per := float64(b.N * n)
+	b.ReportMetric(heap/per, "heap-B/conn")
+	b.ReportMetric(stack/per, "stack-B/conn")
+	b.ReportMetric(goroutines/per, "goroutines/conn")
+}
+
+// waitBench polls cond until it holds, failing after a minute.
+func waitBench(b *testing.B, what string, cond func() bool) {
+	for deadline := time.Now().Add(time.Minute); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			b.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+type memory struct {
+	runtime.MemStats
+	goroutines int
+}
+
+// idleMemory reads the process's memory after two GCs.
+func idleMemory() memory {
+	runtime.GC()
+	runtime.GC()
+	var m memory
+	runtime.ReadMemStats(&m.MemStats)
+	m.goroutines = runtime.NumGoroutine()
+	return m
 }

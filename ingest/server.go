@@ -127,6 +127,10 @@ type Options struct {
 	Node string
 	// Logger receives logs (default slog.Default()).
 	Logger *slog.Logger
+	// writerIdle is how long a connection's PUBACK writer waits with
+	// nothing to answer before it exits (default writerIdle); the next
+	// publish starts it again. Tests shorten it.
+	writerIdle time.Duration
 }
 
 func (o *Options) defaults() {
@@ -162,6 +166,9 @@ func (o *Options) defaults() {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.writerIdle <= 0 {
+		o.writerIdle = writerIdle
 	}
 	o.Authorizer.defaults()
 }

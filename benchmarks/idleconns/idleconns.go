@@ -40,7 +40,8 @@ type Config struct {
 	Addr string // broker's MQTT address host:port
 	PID  int    // broker's process id (its /proc/PID/status is read)
 	// MetricsURL, when set, is a Prometheus endpoint whose
-	// go_memstats_heap_inuse_bytes and go_goroutines are read too.
+	// go_memstats_heap_inuse_bytes, go_memstats_stack_inuse_bytes and
+	// go_goroutines are read too.
 	MetricsURL string
 	// MetricsToken is the API token MetricsURL is read with (iotpipe's
 	// /metrics needs one).
@@ -51,7 +52,9 @@ type Config struct {
 	Prefix string
 	// Parallel is how many clients connect at once (default 64).
 	Parallel int
-	// Settle is how long to wait before each reading (default 3s).
+	// Settle is how long to wait before each reading (default 10s:
+	// an iotpipe connection's PUBACK writer ends after 5s without
+	// work, so a connection is idle only after that).
 	Settle time.Duration
 }
 
@@ -59,6 +62,7 @@ type Config struct {
 type Sample struct {
 	RSS        int64 // bytes
 	HeapInuse  int64 // bytes; 0 without MetricsURL
+	StackInuse int64 // bytes of goroutine stacks; 0 without MetricsURL
 	Goroutines int64
 }
 
@@ -76,6 +80,12 @@ func (r Result) RSSPerConn() float64 { return float64(r.After.RSS-r.Before.RSS) 
 // HeapPerConn is the Go heap grown per connection, in bytes.
 func (r Result) HeapPerConn() float64 {
 	return float64(r.After.HeapInuse-r.Before.HeapInuse) / float64(r.Conns)
+}
+
+// StackPerConn is the goroutine stack memory grown per connection, in
+// bytes.
+func (r Result) StackPerConn() float64 {
+	return float64(r.After.StackInuse-r.Before.StackInuse) / float64(r.Conns)
 }
 
 // GoroutinesPerConn is the broker's goroutines per connection.
@@ -109,7 +119,7 @@ func Measure(ctx context.Context, cfg Config) (Result, *Fleet, error) {
 		cfg.Parallel = 64
 	}
 	if cfg.Settle <= 0 {
-		cfg.Settle = 3 * time.Second
+		cfg.Settle = 10 * time.Second
 	}
 	res := Result{Conns: cfg.Conns, Mode: cfg.Mode}
 	sleep(ctx, cfg.Settle)
@@ -216,8 +226,8 @@ func open(ctx context.Context, cfg Config, id string) (net.Conn, error) {
 }
 
 // Read samples the process's resident set and, with metricsURL (read
-// with the bearer token, when not empty), its Go heap in use and
-// goroutines.
+// with the bearer token, when not empty), its Go heap and stacks in use
+// and goroutines.
 func Read(ctx context.Context, pid int, metricsURL, token string) (Sample, error) {
 	var s Sample
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
@@ -264,6 +274,8 @@ func Read(ctx context.Context, pid int, metricsURL, token string) (Sample, error
 		switch name {
 		case "go_memstats_heap_inuse_bytes":
 			s.HeapInuse = int64(f)
+		case "go_memstats_stack_inuse_bytes":
+			s.StackInuse = int64(f)
 		case "go_goroutines":
 			s.Goroutines = int64(f)
 		}

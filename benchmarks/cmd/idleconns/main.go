@@ -7,6 +7,7 @@
 //	go build -o /tmp/iotpipe ./cmd/iotpipe
 //	go run ./benchmarks/cmd/idleconns --bin /tmp/iotpipe --conns 1000,10000
 //	go run ./benchmarks/cmd/idleconns --bin /tmp/iotpipe --mode offline --conns 10000
+//	go run ./benchmarks/cmd/idleconns --bin /tmp/iotpipe --conns 10000 --profile /tmp/prof
 //	mosquitto -p 1884 & go run ./benchmarks/cmd/idleconns --addr 127.0.0.1:1884 --pid $! --conns 1000
 //
 // Opening 10,000 connections needs that many descriptors on both sides:
@@ -17,10 +18,12 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -50,15 +53,25 @@ func run(ctx context.Context, args []string) error {
 	metricsToken := fs.String("metrics-token", os.Getenv("IOTPIPE_TOKEN"), "API token --metrics is read with (iotpipe's /metrics needs one)")
 	counts := fs.String("conns", "1000,10000", "connection counts, comma-separated")
 	mode := fs.String("mode", "idle", "idle: connected clients that published one QoS 1 message; offline: persistent sessions with one subscription, disconnected")
-	settle := fs.Duration("settle", 3*time.Second, "wait before each memory reading")
+	settle := fs.Duration("settle", 10*time.Second, "wait before each memory reading (an iotpipe connection's PUBACK writer ends after 5s without work)")
 	restart := fs.Bool("restart", false, "offline mode with --bin: also restart iotpipe on the same data dir and read its memory again")
+	profile := fs.String("profile", "", "with --bin: directory where the heap profile (heap-N.pb.gz) and goroutine dump (goroutine-N.txt) of the started iotpipe are saved while its N connections are open")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if (*bin == "") == (*addr == "") {
 		return fmt.Errorf("give --bin, or --addr with --pid")
 	}
-	fmt.Printf("| mode | conns | RSS before | RSS after | RSS per conn | heap per conn | goroutines per conn | connects/s |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	if *profile != "" {
+		if *bin == "" {
+			return fmt.Errorf("--profile needs --bin")
+		}
+		if err := os.MkdirAll(*profile, 0o755); err != nil {
+			return fmt.Errorf("--profile: %w", err)
+		}
+		*extra += " --pprof"
+	}
+	fmt.Printf("| mode | conns | RSS before | RSS after | RSS per conn | heap per conn | stacks per conn | goroutines per conn | connects/s |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, s := range strings.Split(*counts, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n <= 0 {
@@ -77,8 +90,21 @@ func run(ctx context.Context, args []string) error {
 			child.stop()
 			return err
 		}
-		fmt.Printf("| %s | %d | %s | %s | %.1f KB | %.1f KB | %.2f | %.0f |\n", res.Mode, n, mb(res.Before.RSS), mb(res.After.RSS),
-			res.RSSPerConn()/1024, res.HeapPerConn()/1024, res.GoroutinesPerConn(), res.ConnectRate())
+		fmt.Printf("| %s | %d | %s | %s | %.1f KB | %.1f KB | %.1f KB | %.2f | %.0f |\n", res.Mode, n, mb(res.Before.RSS), mb(res.After.RSS),
+			res.RSSPerConn()/1024, res.HeapPerConn()/1024, res.StackPerConn()/1024, res.GoroutinesPerConn(), res.ConnectRate())
+		if *profile != "" {
+			// The heap profile runs a GC first: read the memory again
+			// after it (goroutine stacks shrink at a GC, garbage goes).
+			after, err := child.saveProfiles(ctx, *profile, n, *settle)
+			if err != nil {
+				fleet.Close()
+				child.stop()
+				return err
+			}
+			fmt.Printf("| %s, after a GC | %d | %s | %s | %.1f KB | %.1f KB | %.1f KB | | |\n", res.Mode, n, mb(res.Before.RSS), mb(after.RSS),
+				float64(after.RSS-res.Before.RSS)/float64(n)/1024, float64(after.HeapInuse-res.Before.HeapInuse)/float64(n)/1024,
+				float64(after.StackInuse-res.Before.StackInuse)/float64(n)/1024)
+		}
 		if fleet != nil {
 			fleet.Close()
 		}
@@ -97,7 +123,7 @@ func run(ctx context.Context, args []string) error {
 				child.stop()
 				return err
 			}
-			fmt.Printf("| %s, after a restart | %d | %s | %s | %.1f KB | %.1f KB | | |\n", res.Mode, n, mb(res.Before.RSS), mb(after.RSS),
+			fmt.Printf("| %s, after a restart | %d | %s | %s | %.1f KB | %.1f KB | | | |\n", res.Mode, n, mb(res.Before.RSS), mb(after.RSS),
 				float64(after.RSS-res.Before.RSS)/float64(n)/1024, float64(after.HeapInuse-res.Before.HeapInuse)/float64(n)/1024)
 		}
 		child.stop()
@@ -157,6 +183,41 @@ func startIotpipe(ctx context.Context, bin string, extra []string, dir string) (
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// saveProfiles writes the process's heap profile (after a GC, so it
+// counts what is live now) and goroutine dump to
+// dir/heap-<n>.pb.gz and dir/goroutine-<n>.txt (it runs with --pprof),
+// and reads its memory settle after that GC.
+func (p *iotpipe) saveProfiles(ctx context.Context, dir string, n int, settle time.Duration) (idleconns.Sample, error) {
+	base := strings.TrimSuffix(p.metrics, "/metrics") + "/debug/pprof/"
+	for _, f := range []struct{ path, file string }{
+		{"heap?gc=1", fmt.Sprintf("heap-%d.pb.gz", n)},
+		{"goroutine?debug=1", fmt.Sprintf("goroutine-%d.txt", n)},
+	} {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+f.path, nil)
+		if err != nil {
+			return idleconns.Sample{}, err
+		}
+		req.Header.Set("Authorization", "Bearer "+p.token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return idleconns.Sample{}, fmt.Errorf("profile %s: %w", f.path, err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("%s: %s", resp.Status, b)
+		}
+		if err != nil {
+			return idleconns.Sample{}, fmt.Errorf("profile %s: %w", f.path, err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f.file), b, 0o644); err != nil {
+			return idleconns.Sample{}, fmt.Errorf("profile %s: %w", f.path, err)
+		}
+	}
+	time.Sleep(settle)
+	return idleconns.Read(ctx, p.cmd.Process.Pid, p.metrics, p.token)
 }
 
 // stop ends the process (SIGTERM, then SIGKILL after 30s).
