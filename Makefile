@@ -115,7 +115,7 @@ lint: vet
 # --- long runs -----------------------------------------------------------------
 
 bench: deps build
-	$(GO) test -run '^$$' -bench . -benchtime 1s ./schemas/... ./processors/... ./rulesql/... ./sinks/...
+	$(GO) test -run '^$$' -bench . -benchtime 1s ./schemas/... ./processors/... ./rulesql/... ./sinks/... ./replay/...
 	@if [ -x benchmarks/run-mqtt.sh ]; then IOTPIPE_BIN=$(CURDIR)/$(BIN) benchmarks/run-mqtt.sh; fi
 	./$(BIN) bench e2e --out benchmarks/results
 
