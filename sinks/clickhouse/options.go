@@ -48,7 +48,9 @@ type Options struct {
 	Topics schemas.Topics
 	// Group is the consumer group. Default DefaultGroup.
 	Group string
-	// BatchRows flushes once this many rows are pending. Default 50000.
+	// BatchRows flushes once this many rows are pending. Default 200000
+	// (so FlushInterval, not the row count, paces inserts up to 200k
+	// rows/s: each INSERT is a part the server writes and merges again).
 	BatchRows int
 	// FlushInterval flushes pending rows at most this long after the
 	// first of them was read. Default 1s.
@@ -90,7 +92,7 @@ func (o *Options) setDefaults() {
 		o.Group = DefaultGroup
 	}
 	if o.BatchRows <= 0 {
-		o.BatchRows = 50000
+		o.BatchRows = 200000
 	}
 	if o.FlushInterval <= 0 {
 		o.FlushInterval = time.Second
