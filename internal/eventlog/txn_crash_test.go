@@ -81,17 +81,26 @@ func crashChild(dir string) {
 	os.Exit(137)
 }
 
-// Transactions across a crash of the embedded log's process: a
-// transaction open at the crash is never read as committed, and the
-// transactions the same producer commits after the restart are.
-func TestTransactionsAcrossCrash(t *testing.T) {
+// runChild runs this test binary as the child env names, over a fresh
+// data directory it returns, and fails unless the child ended as a
+// kill -9 would (exit status 137).
+func runChild(t *testing.T, env string) string {
+	t.Helper()
 	dir := t.TempDir()
 	cmd := exec.Command(os.Args[0], "-test.run", "^$")
-	cmd.Env = append(os.Environ(), crashChildEnv+"="+dir)
+	cmd.Env = append(os.Environ(), env+"="+dir)
 	out, _ := cmd.CombinedOutput()
 	if cmd.ProcessState.ExitCode() != 137 {
 		t.Fatalf("child: %v\n%s", cmd.ProcessState, out)
 	}
+	return dir
+}
+
+// Transactions across a crash of the embedded log's process: a
+// transaction open at the crash is never read as committed, and the
+// transactions the same producer commits after the restart are.
+func TestTransactionsAcrossCrash(t *testing.T) {
+	dir := runChild(t, crashChildEnv)
 	ctx := context.Background()
 	l, err := Open(ctx, Options{DataDir: dir, Port: -1, Partitions: 1})
 	if err != nil {
@@ -168,13 +177,7 @@ func halfChild(dir string) {
 // topic and aborted in the changelog: the events were processed again
 // and their actions repeated).
 func TestTransactionHalfMarkedAtCrashCommits(t *testing.T) {
-	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run", "^$")
-	cmd.Env = append(os.Environ(), halfChildEnv+"="+dir)
-	out, _ := cmd.CombinedOutput()
-	if cmd.ProcessState.ExitCode() != 137 {
-		t.Fatalf("child: %v\n%s", cmd.ProcessState, out)
-	}
+	dir := runChild(t, halfChildEnv)
 	dropLastBatch(t, filepath.Join(dir, "partitions", "iotpipe.changelog-1"))
 	dropEndOfCommit(t, dir)
 
@@ -292,13 +295,7 @@ func openChild(dir string) {
 // iotpipe.shadows while the rest of its transaction was aborted: the
 // events were processed again.)
 func TestTransactionBatchWithoutIndexEntryStaysInItsTransaction(t *testing.T) {
-	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run", "^$")
-	cmd.Env = append(os.Environ(), openChildEnv+"="+dir)
-	out, _ := cmd.CombinedOutput()
-	if cmd.ProcessState.ExitCode() != 137 {
-		t.Fatalf("child: %v\n%s", cmd.ProcessState, out)
-	}
+	dir := runChild(t, openChildEnv)
 	idx := filepath.Join(dir, "partitions", "iotpipe.changelog-0", "0.idx")
 	st, err := os.Stat(idx)
 	if err != nil {
