@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/iotpipe/iotpipe/internal/eventlog"
@@ -380,6 +381,13 @@ func TestTrackerReadsNoEvents(t *testing.T) {
 	defer stop()
 	if c := waitState(t, e, id, Acknowledged); string(c.Reply) != `{"done":true}` {
 		t.Errorf("acknowledged status = %+v", c)
+	}
+	var m dto.Metric
+	if err := e.metrics.replies.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if n := m.GetCounter().GetValue(); n != 1 {
+		t.Errorf("iotpipe_republish_command_replies_total = %v, want 1", n)
 	}
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
