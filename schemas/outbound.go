@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -50,6 +51,30 @@ func DecodeDelivery(r *kgo.Record) (Delivery, error) {
 		return d, fmt.Errorf("decode delivery report: no command or an unknown outcome %q", d.Outcome)
 	}
 	return d, nil
+}
+
+// ReplyTopic is the MQTT topic a device acknowledges command id on:
+// cmd/{thing}/{id}/reply.
+func ReplyTopic(thing, id string) string { return "cmd/" + thing + "/" + id + "/reply" }
+
+// ParseReply reads the thing and the command id from a reply topic (see
+// ReplyTopic); ok is false for any other topic. A thing name has no "/",
+// so the thing is the second level and the id what lies between it and
+// the last.
+func ParseReply(topic string) (thing, id string, ok bool) {
+	rest, ok := strings.CutPrefix(topic, "cmd/")
+	if !ok {
+		return "", "", false
+	}
+	rest, ok = strings.CutSuffix(rest, "/reply")
+	if !ok {
+		return "", "", false
+	}
+	thing, id, ok = strings.Cut(rest, "/")
+	if !ok || thing == "" || id == "" {
+		return "", "", false
+	}
+	return thing, id, true
 }
 
 // Outbound is a message for ingest to deliver to MQTT subscribers. On the

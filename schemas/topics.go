@@ -24,6 +24,11 @@ type Topics struct {
 	// subscriber, queued for an offline persistent session, or no
 	// subscriber), for the command status.
 	Deliveries string
+	// Replies holds the command replies among the events (a device's
+	// publish to cmd/{thing}/{id}/reply, see ParseReply), copied as they
+	// are (key, payload, envelope headers) by the processors, so the
+	// command status need not read every event.
+	Replies string
 	// Changelog is the compacted changelog of the processors' state,
 	// partitioned like Events: every state write of a partition task,
 	// and the next offset it reflects, so a partition's state can be
@@ -55,6 +60,7 @@ func DefaultTopics() Topics {
 		Aggregates: "iotpipe.aggregates",
 		DLQ:        "iotpipe.dlq",
 		Deliveries: "iotpipe.deliveries",
+		Replies:    "iotpipe.replies",
 		Changelog:  "iotpipe.changelog",
 		Executed:   "iotpipe.executed",
 		Registry:   "iotpipe.registry",
@@ -65,7 +71,7 @@ func DefaultTopics() Topics {
 
 // All returns every topic name, events first.
 func (t Topics) All() []string {
-	return []string{t.Events, t.Outbound, t.Actions, t.Shadows, t.Anomalies, t.Aggregates, t.DLQ, t.Changelog, t.Executed, t.ActionsChangelog, t.Deliveries, t.Registry}
+	return []string{t.Events, t.Outbound, t.Actions, t.Shadows, t.Anomalies, t.Aggregates, t.DLQ, t.Changelog, t.Executed, t.ActionsChangelog, t.Deliveries, t.Replies, t.Registry}
 }
 
 // Compacted reports whether topic keeps only the latest record per key.

@@ -17,6 +17,7 @@ import (
 	"github.com/iotpipe/iotpipe/internal/eventlog"
 	"github.com/iotpipe/iotpipe/processors"
 	"github.com/iotpipe/iotpipe/processors/lastseen"
+	"github.com/iotpipe/iotpipe/processors/replies"
 	"github.com/iotpipe/iotpipe/processors/rules"
 	"github.com/iotpipe/iotpipe/processors/shadow"
 	"github.com/iotpipe/iotpipe/processors/shadow/document"
@@ -175,7 +176,7 @@ func nodeProcessors(cfg config, lg *eventlog.Log, log *slog.Logger) func() ([]pr
 		rp.SetRules(set)
 		sh := shadow.New(shadow.Options{Topics: lg.Topics(), RateLimit: cfg.ShadowRate,
 			Limits: document.Limits{MaxSize: cfg.ShadowMaxSize, MaxDepth: cfg.ShadowMaxDepth}})
-		return []processors.Processor{lastseen.Processor{}, sh, rp}, nil
+		return []processors.Processor{lastseen.Processor{}, sh, rp, replies.Processor{Topic: lg.Topics().Replies}}, nil
 	}
 }
 

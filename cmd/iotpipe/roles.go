@@ -25,6 +25,7 @@ import (
 	"github.com/iotpipe/iotpipe/internal/eventlog"
 	"github.com/iotpipe/iotpipe/processors"
 	"github.com/iotpipe/iotpipe/processors/lastseen"
+	"github.com/iotpipe/iotpipe/processors/replies"
 	"github.com/iotpipe/iotpipe/processors/rules"
 	"github.com/iotpipe/iotpipe/processors/shadow"
 	"github.com/iotpipe/iotpipe/processors/shadow/document"
@@ -329,6 +330,9 @@ func (n *node) startProcessors() error {
 		shadow.New(shadow.Options{Topics: lg.Topics(), RateLimit: cfg.ShadowRate,
 			Limits: document.Limits{MaxSize: cfg.ShadowMaxSize, MaxDepth: cfg.ShadowMaxDepth}}),
 		rp,
+		// Copies the command replies to their own topic: the command
+		// status follows it instead of the events.
+		replies.Processor{Topic: lg.Topics().Replies},
 	}
 	ropts := processors.RunnerOptions{Topics: lg.Topics(), StateDir: cfg.path("state"), Logger: n.log}
 	if err := setFailpoint(&ropts, lg.Topics(), n.log); err != nil {

@@ -199,24 +199,7 @@ func withCommandID(payload []byte, id, reply string) []byte {
 }
 
 // ReplyTopic is the topic a device acknowledges command id on.
-func ReplyTopic(thing, id string) string { return "cmd/" + thing + "/" + id + "/reply" }
-
-// parseReply reads thing and command id from a reply topic.
-func parseReply(topic string) (thing, id string, ok bool) {
-	rest, ok := strings.CutPrefix(topic, "cmd/")
-	if !ok {
-		return "", "", false
-	}
-	rest, ok = strings.CutSuffix(rest, "/reply")
-	if !ok {
-		return "", "", false
-	}
-	thing, id, ok = strings.Cut(rest, "/")
-	if !ok || thing == "" || id == "" {
-		return "", "", false
-	}
-	return thing, id, true
-}
+func ReplyTopic(thing, id string) string { return schemas.ReplyTopic(thing, id) }
 
 func checkTopic(t string) error {
 	if t == "" {

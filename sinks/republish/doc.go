@@ -54,9 +54,11 @@
 // (kept for an offline persistent session, sent when it reconnects) or
 // delivered (handed to a connected subscriber), and acknowledged (the
 // device replied). The status is kept in memory and rebuilt from the
-// log by Run: a group-less consumer reads the actions, outbound, events
-// and deliveries topics from Options.StatusWindow ago (default 24h) and
-// keeps reading them, so any instance answers for any command of that
+// log by Run: a group-less consumer reads the actions, outbound,
+// deliveries and replies topics from Options.StatusWindow ago (default
+// 24h) and keeps reading them (never the events topic: the processors'
+// runner copies each reply event to the replies topic, see
+// processors/replies), so any instance answers for any command of that
 // window, and a restart loses nothing the log still holds. Entries
 // older than the window are dropped.
 package republish

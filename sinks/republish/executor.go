@@ -58,14 +58,16 @@ func (e *Executor) Process(_ context.Context, tx *processors.Tx, ev *processors.
 	return nil
 }
 
-// Run follows the actions, outbound and events topics from
+// Run follows the actions, outbound, deliveries and replies topics from
 // Options.StatusWindow ago and keeps the command status table, until ctx
-// ends.
+// ends. It never reads the events topic: the processors copy the
+// command replies among the events to the replies topic
+// (processors/replies).
 func (e *Executor) Run(ctx context.Context) error {
 	o := e.opts
 	from := time.Now().Add(-o.StatusWindow).UnixMilli()
 	tr, err := o.Clients.Client(
-		kgo.ConsumeTopics(o.Topics.Actions, o.Topics.Outbound, o.Topics.Events, o.Topics.Deliveries),
+		kgo.ConsumeTopics(o.Topics.Actions, o.Topics.Outbound, o.Topics.Deliveries, o.Topics.Replies),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AfterMilli(from)),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 	)
@@ -116,8 +118,8 @@ func (e *Executor) deadLetter(r *kgo.Record, err error) *kgo.Record {
 	return schemas.DeadLetter(e.opts.Topics.DLQ, r, Name, err)
 }
 
-// track follows the actions, outbound and events topics and keeps the
-// command status table.
+// track follows the actions, outbound, deliveries and replies topics
+// and keeps the command status table.
 func (e *Executor) track(ctx context.Context, tr *kgo.Client) {
 	o := e.opts
 	lastExpiry := time.Now()
@@ -146,12 +148,13 @@ func (e *Executor) track(ctx context.Context, tr *kgo.Client) {
 				if d, err := schemas.DecodeDelivery(r); err == nil {
 					e.status.reported(d)
 				}
-			case o.Topics.Events:
+			case o.Topics.Replies:
+				// A reply event as it is on the events topic.
 				env, err := schemas.DecodeEnvelope(r.Headers)
 				if err != nil || env.Type != schemas.EventPublish {
 					return
 				}
-				if thing, id, ok := parseReply(env.Topic); ok {
+				if thing, id, ok := schemas.ParseReply(env.Topic); ok {
 					e.status.acknowledged(id, thing, time.Unix(0, env.ReceivedAt), r.Value)
 					e.metrics.replies.Inc()
 				}

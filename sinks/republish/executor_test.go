@@ -6,16 +6,21 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/iotpipe/iotpipe/internal/eventlog"
 	"github.com/iotpipe/iotpipe/internal/logtest"
 	"github.com/iotpipe/iotpipe/processors"
+	"github.com/iotpipe/iotpipe/processors/replies"
 	"github.com/iotpipe/iotpipe/schemas"
 )
 
@@ -77,35 +82,50 @@ func (b *broker) consume(t *testing.T, topic string, n int) []*kgo.Record {
 	return out
 }
 
-// start runs an executor as the action executors run: its processor on
-// the processor runtime over the actions topic (state in dir), and its
-// command status tracker.
+// start runs an executor as iotpipe run does: its processor on the
+// processor runtime over the actions topic (state in dir), its command
+// status tracker, and the processors' runner over the events topic with
+// the replies processor, which gives the tracker the replies.
 func start(t *testing.T, b *broker, dir string) (*Executor, func()) {
 	t.Helper()
-	e, err := New(Options{Clients: b.l})
+	return startWith(t, b, b.l, dir)
+}
+
+// startWith is start with the tracker's clients made by clients.
+func startWith(t *testing.T, b *broker, clients ClientFactory, dir string) (*Executor, func()) {
+	t.Helper()
+	e, err := New(Options{Clients: clients})
 	if err != nil {
 		t.Fatal(err)
 	}
 	topics := b.l.Topics()
+	events, err := processors.NewRunner(b.l, []processors.Processor{replies.Processor{Topic: topics.Replies}}, processors.RunnerOptions{
+		Topics: topics, Group: "test-processors", StateDir: filepath.Join(dir, "state"), Logger: logtest.Quiet(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	topics.Changelog = topics.ActionsChangelog
 	r, err := processors.NewRunner(b.l, []processors.Processor{e}, processors.RunnerOptions{
-		Topics: topics, Input: topics.Actions, Group: "test-actions", StateDir: dir, Logger: logtest.Quiet(),
+		Topics: topics, Input: topics.Actions, Group: "test-actions", StateDir: filepath.Join(dir, "executors"), Logger: logtest.Quiet(),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 2)
+	done := make(chan error, 3)
+	go func() { done <- events.Run(ctx) }()
 	go func() { done <- r.Run(ctx) }()
 	go func() { done <- e.Run(ctx) }()
 	return e, func() {
 		cancel()
-		for range 2 {
+		for range 3 {
 			if err := <-done; err != nil {
 				t.Error(err)
 			}
 		}
 		r.Close()
+		events.Close()
 	}
 }
 
@@ -267,24 +287,6 @@ func TestWithCommandID(t *testing.T) {
 	}
 }
 
-func TestParseReply(t *testing.T) {
-	tests := []struct {
-		topic, thing, id string
-		ok               bool
-	}{
-		{"cmd/gh-1/0/7/shade/0/reply", "gh-1", "0/7/shade/0", true},
-		{"cmd/gh-1/reply", "", "", false},
-		{"cmd/gh-1/0/7/shade/0", "", "", false},
-		{"greenhouse/gh-1/reply", "", "", false},
-	}
-	for _, tt := range tests {
-		thing, id, ok := parseReply(tt.topic)
-		if thing != tt.thing || id != tt.id || ok != tt.ok {
-			t.Errorf("parseReply(%s) = %q %q %v", tt.topic, thing, id, ok)
-		}
-	}
-}
-
 func FuzzWithCommandID(f *testing.F) {
 	for _, s := range []string{`{"a":1}`, `{}`, `[]`, `x`, `{"command_id":1}`, ` { "a" : [1,2] } `} {
 		f.Add([]byte(s))
@@ -325,5 +327,79 @@ func TestOutboundOnceAcrossStateLoss(t *testing.T) {
 		if n != 1 {
 			t.Errorf("command %s written %d times", k, n)
 		}
+	}
+}
+
+// fetchRecorder is the broker's client factory with a hook on every
+// client it makes: it counts the records each topic's fetched batches
+// held, and keeps the clients, so a test sees what a stage reads.
+type fetchRecorder struct {
+	l       *eventlog.Log
+	mu      sync.Mutex
+	clients []*kgo.Client
+	records map[string]int
+}
+
+func (f *fetchRecorder) Client(opts ...kgo.Opt) (*kgo.Client, error) {
+	cl, err := f.l.Client(append(opts, kgo.WithHooks(f))...)
+	if err == nil {
+		f.mu.Lock()
+		f.clients = append(f.clients, cl)
+		f.mu.Unlock()
+	}
+	return cl, err
+}
+
+// OnFetchBatchRead implements kgo.HookFetchBatchRead.
+func (f *fetchRecorder) OnFetchBatchRead(_ kgo.BrokerMetadata, topic string, _ int32, m kgo.FetchBatchMetrics) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.records == nil {
+		f.records = map[string]int{}
+	}
+	f.records[topic] += m.NumRecords
+}
+
+// The command status tracker does not read the events topic (every
+// device publish): a device's reply reaches it on a small topic derived
+// from the events by the processors, and it still says acknowledged.
+func TestTrackerReadsNoEvents(t *testing.T) {
+	b := newBroker(t)
+	const id = "0/3/shade/0"
+	b.produce(t, actionRecord(t, 0, schemas.Action{Key: id, Rule: "shade", Type: "command", Thing: "gh-1",
+		Params: map[string]any{"thing": "gh-1"}, Payload: map[string]any{"lux": 1}}))
+	var evs []*kgo.Record
+	for i := range 50 {
+		env := schemas.Envelope{Type: schemas.EventPublish, Topic: "greenhouse/gh-1/lux", ClientID: "gh-1", ReceivedAt: int64(i + 1)}
+		evs = append(evs, &kgo.Record{Topic: topics.Events, Key: []byte("gh-1"), Value: []byte(`{"lux": 1}`), Headers: env.Headers()})
+	}
+	env := schemas.Envelope{Type: schemas.EventPublish, Topic: ReplyTopic("gh-1", id), ClientID: "gh-1", ReceivedAt: time.Now().UnixNano()}
+	evs = append(evs, &kgo.Record{Topic: topics.Events, Key: []byte("gh-1"), Value: []byte(`{"done": true}`), Headers: env.Headers()})
+	b.produce(t, evs...)
+	rec := &fetchRecorder{l: b.l}
+	e, stop := startWith(t, b, rec, t.TempDir())
+	defer stop()
+	if c := waitState(t, e, id, Acknowledged); string(c.Reply) != `{"done":true}` {
+		t.Errorf("acknowledged status = %+v", c)
+	}
+	var m dto.Metric
+	if err := e.metrics.replies.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if n := m.GetCounter().GetValue(); n != 1 {
+		t.Errorf("iotpipe_republish_command_replies_total = %v, want 1", n)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.clients) == 0 {
+		t.Fatal("the executor made no client")
+	}
+	for _, cl := range rec.clients {
+		if slices.Contains(cl.GetConsumeTopics(), topics.Events) {
+			t.Errorf("the tracker consumes %v", cl.GetConsumeTopics())
+		}
+	}
+	if n := rec.records[topics.Events]; n > 0 {
+		t.Errorf("the tracker fetched %d events records (fetched %v)", n, rec.records)
 	}
 }

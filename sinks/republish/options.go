@@ -23,9 +23,9 @@ type ClientFactory interface {
 type Options struct {
 	// Clients makes the status tracker's Kafka client. Required.
 	Clients ClientFactory
-	// Topics names the actions (read), outbound (written), events (read
-	// for command replies) and DLQ (written) topics. Default
-	// schemas.DefaultTopics().
+	// Topics names the actions (read), outbound (written and read),
+	// deliveries and replies (read for the command status) and DLQ
+	// (written) topics. Default schemas.DefaultTopics().
 	Topics schemas.Topics
 	// CommandTopic is the topic template of commands without a topic
 	// param. Default DefaultCommandTopic. Replies always go to
@@ -50,9 +50,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	set(&o.Topics.Actions, def.Actions)
 	set(&o.Topics.Outbound, def.Outbound)
-	set(&o.Topics.Events, def.Events)
 	set(&o.Topics.DLQ, def.DLQ)
 	set(&o.Topics.Deliveries, def.Deliveries)
+	set(&o.Topics.Replies, def.Replies)
 	set(&o.CommandTopic, DefaultCommandTopic)
 	if o.StatusWindow <= 0 {
 		o.StatusWindow = 24 * time.Hour

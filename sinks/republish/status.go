@@ -2,6 +2,7 @@ package republish
 
 import (
 	"encoding/json"
+	"maps"
 	"net/http"
 	"strings"
 	"sync"
@@ -158,7 +159,11 @@ func (s *statuses) get(id string) (CommandStatus, bool) {
 	if !ok || c.State == "" {
 		return CommandStatus{}, false
 	}
-	return *c, true
+	out := *c
+	// The tracker goes on writing the table's map; Reply is never
+	// written once set.
+	out.Nodes = maps.Clone(c.Nodes)
+	return out, true
 }
 
 // expire drops entries not updated since before.
