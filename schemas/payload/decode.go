@@ -58,7 +58,10 @@ type decoder struct {
 	errAt   int // the offset in s of err
 	members []member
 	elems   []any
-	buf     []byte // an unescaped string
+	// used is how far the stacks were filled: release clears that much,
+	// once, rather than each object and array clearing its own.
+	usedMembers, usedElems int
+	buf                    []byte // an unescaped string
 }
 
 type member struct {
@@ -74,6 +77,8 @@ var decoders = sync.Pool{New: func() any {
 // release returns d to decoders, keeping nothing of the payload; stacks
 // a rare huge payload grew are dropped.
 func (d *decoder) release() {
+	clear(d.members[:max(d.usedMembers, len(d.members))])
+	clear(d.elems[:max(d.usedElems, len(d.elems))])
 	members, elems, buf := d.members[:0], d.elems[:0], d.buf[:0]
 	if cap(members) > 1024 {
 		members = make([]member, 0, 32)
@@ -195,7 +200,7 @@ func (d *decoder) object() any {
 			for _, f := range members {
 				m[f.key] = f.val
 			}
-			clear(members)
+			d.usedMembers = max(d.usedMembers, len(d.members))
 			d.members = d.members[:start]
 			return m
 		default:
@@ -233,7 +238,7 @@ func (d *decoder) array() any {
 			elems := d.elems[start:]
 			a := make([]any, len(elems))
 			copy(a, elems)
-			clear(elems)
+			d.usedElems = max(d.usedElems, len(d.elems))
 			d.elems = d.elems[:start]
 			return a
 		default:
