@@ -28,7 +28,10 @@ import (
 // its own tree to build these values (1.1-1.5x the reference on the
 // benchmark's payloads, against 1.4-4x for this decoder).
 func decode(data []byte, lenient bool) (any, error) {
-	trimmed := bytes.TrimSpace(data)
+	trimmed := data
+	if len(data) == 0 || !visibleASCII(data[0]) || !visibleASCII(data[len(data)-1]) {
+		trimmed = bytes.TrimSpace(data) // 9 ns on a 34-byte payload: the common one needs none
+	}
 	if len(trimmed) == 0 {
 		return nil, fmt.Errorf("%w: empty", ErrNotJSON)
 	}
@@ -46,6 +49,10 @@ func decode(data []byte, lenient bool) (any, error) {
 	}
 	return v, nil
 }
+
+// visibleASCII reports whether c is an ASCII byte that is neither a
+// control character nor a space: no white space starts or ends with it.
+func visibleASCII(c byte) bool { return c > ' ' && c < utf8.RuneSelf }
 
 // decoder is the state of one decode: the document, the position, and
 // stacks of the members and elements of the objects and arrays being
