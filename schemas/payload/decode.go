@@ -17,7 +17,8 @@ import (
 // and keys with no escape and valid UTF-8 are substrings of one copy of
 // data; the others are unescaped as encoding/json does (invalid UTF-8
 // and lone surrogates become U+FFFD). A duplicate key keeps its last
-// value. A number no float64 holds fails the payload, or with lenient is
+// value. A number no float64 holds fails the payload (when it is JSON
+// otherwise: a syntax error is the one reported), or with lenient is
 // kept as its literal.
 //
 // It is written by hand because no library at hand gives these values in
@@ -43,6 +44,10 @@ func decode(data []byte, lenient bool) (any, error) {
 	if d.err == nil && d.i != len(d.s) {
 		d.fail("trailing data after the first value")
 	}
+	if d.err == nil && d.outOfRange != "" {
+		d.i = d.outOfRangeAt
+		d.fail("number %.40s is out of range", d.outOfRange)
+	}
 	if d.err != nil {
 		lead := len(data) - len(bytes.TrimLeftFunc(data, unicode.IsSpace))
 		return nil, fmt.Errorf("%w: %s at offset %d", ErrNotJSON, d.err, lead+d.errAt)
@@ -63,8 +68,12 @@ type decoder struct {
 	lenient bool
 	err     error
 	errAt   int // the offset in s of err
-	members []member
-	elems   []any
+	// outOfRange is the first number no float64 holds, kept as text (at
+	// outOfRangeAt): Decode fails for it once the rest is valid JSON.
+	outOfRange   string
+	outOfRangeAt int
+	members      []member
+	elems        []any
 	// used is how far the stacks were filled: release clears that much,
 	// once, rather than each object and array clearing its own.
 	usedMembers, usedElems int
@@ -387,7 +396,7 @@ func hex4(s string, i int) (rune, bool) {
 
 // number reads a number: an int64 when its literal has no fraction or
 // exponent and fits, a float64 otherwise (see Number); a literal no
-// float64 holds fails, or with d.lenient is kept as a string.
+// float64 holds is kept as a string, and noted unless d.lenient.
 func (d *decoder) number() any {
 	start := d.i
 	if d.s[d.i] == '-' {
@@ -441,9 +450,10 @@ func (d *decoder) number() any {
 	} else {
 		v = lit
 	}
-	if _, ok := v.(string); ok && !d.lenient {
-		d.i = start
-		return d.fail("number %.40s is out of range", lit)
+	if _, ok := v.(string); ok && !d.lenient && d.outOfRange == "" {
+		// The payload fails for it only if it is JSON otherwise: a
+		// syntax error anywhere is the error to report.
+		d.outOfRange, d.outOfRangeAt = lit, start
 	}
 	return v
 }
