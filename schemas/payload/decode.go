@@ -44,9 +44,11 @@ func decode(data []byte, lenient bool) (any, error) {
 	if d.err == nil && d.i != len(d.s) {
 		d.fail("trailing data after the first value")
 	}
-	if d.err == nil && d.outOfRange != "" {
-		d.i = d.outOfRangeAt
-		d.fail("number %.40s is out of range", d.outOfRange)
+	if d.err == nil && d.outOfRange {
+		if n := firstOutOfRange(v); n != nil {
+			d.i = n.at
+			d.fail("number %.40s is out of range", n.lit)
+		}
 	}
 	if d.err != nil {
 		lead := len(data) - len(bytes.TrimLeftFunc(data, unicode.IsSpace))
@@ -68,12 +70,10 @@ type decoder struct {
 	lenient bool
 	err     error
 	errAt   int // the offset in s of err
-	// outOfRange is the first number no float64 holds, kept as text (at
-	// outOfRangeAt): Decode fails for it once the rest is valid JSON.
-	outOfRange   string
-	outOfRangeAt int
-	members      []member
-	elems        []any
+	// outOfRange is set when the value holds an *outOfRange.
+	outOfRange bool
+	members    []member
+	elems      []any
 	// used is how far the stacks were filled: release clears that much,
 	// once, rather than each object and array clearing its own.
 	usedMembers, usedElems int
@@ -396,7 +396,8 @@ func hex4(s string, i int) (rune, bool) {
 
 // number reads a number: an int64 when its literal has no fraction or
 // exponent and fits, a float64 otherwise (see Number); a literal no
-// float64 holds is kept as a string, and noted unless d.lenient.
+// float64 holds is kept as a string with d.lenient, and is an
+// *outOfRange without.
 func (d *decoder) number() any {
 	start := d.i
 	if d.s[d.i] == '-' {
@@ -450,10 +451,12 @@ func (d *decoder) number() any {
 	} else {
 		v = lit
 	}
-	if _, ok := v.(string); ok && !d.lenient && d.outOfRange == "" {
-		// The payload fails for it only if it is JSON otherwise: a
-		// syntax error anywhere is the error to report.
-		d.outOfRange, d.outOfRangeAt = lit, start
+	if _, ok := v.(string); ok && !d.lenient {
+		// The payload fails for it only if it is JSON otherwise (a
+		// syntax error anywhere is the error to report) and if a later
+		// duplicate key does not replace it: see decode.
+		d.outOfRange = true
+		return &outOfRange{lit: lit, at: start}
 	}
 	return v
 }
@@ -465,4 +468,35 @@ func (d *decoder) digits() bool {
 		d.i++
 	}
 	return d.i > start
+}
+
+// outOfRange is a number no float64 holds, at offset at, in a value
+// being decoded strictly: the payload fails if one is left in the value.
+type outOfRange struct {
+	lit string
+	at  int
+}
+
+// firstOutOfRange returns the *outOfRange in v with the lowest offset, or
+// nil if v holds none (a duplicate key replaced each).
+func firstOutOfRange(v any) *outOfRange {
+	var first *outOfRange
+	keep := func(n *outOfRange) {
+		if n != nil && (first == nil || n.at < first.at) {
+			first = n
+		}
+	}
+	switch t := v.(type) {
+	case *outOfRange:
+		return t
+	case map[string]any:
+		for _, x := range t {
+			keep(firstOutOfRange(x))
+		}
+	case []any:
+		for _, x := range t {
+			keep(firstOutOfRange(x))
+		}
+	}
+	return first
 }
