@@ -75,6 +75,15 @@ func checkMatchesReference(t *testing.T, data []byte) {
 		if !sameValue(got, want) {
 			t.Fatalf("decode(%q, lenient %v) = %#v; the reference gives %#v", data, lenient, got, want)
 		}
+		// The value shares no memory with data: the caller may reuse it.
+		scratch := []byte(in)
+		got, _ = decode(scratch, lenient)
+		for i := range scratch {
+			scratch[i] = '#'
+		}
+		if !sameValue(got, want) {
+			t.Fatalf("decode(%q, lenient %v) changed with its input to %#v", in, lenient, got)
+		}
 	}
 }
 
