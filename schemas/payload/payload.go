@@ -7,9 +7,7 @@
 package payload
 
 import (
-	"bytes"
 	"errors"
-	"fmt"
 	"strconv"
 
 	"github.com/segmentio/encoding/json"
@@ -20,57 +18,17 @@ import (
 // no value iotpipe could compute with or write back.
 var ErrNotJSON = errors.New("payload is not JSON")
 
-// Decode parses data as a single JSON value.
+// Decode parses data as a single strict JSON value (RFC 8259); white
+// space around it is allowed (what bytes.TrimSpace trims). A key repeated
+// in an object keeps its last value; invalid UTF-8 and lone surrogate
+// escapes in strings become U+FFFD, as encoding/json does. The value's
+// strings share one copy of data; data itself is not kept.
 func Decode(data []byte) (any, error) { return decode(data, false) }
 
 // DecodeLenient is Decode, but a number no float64 can hold (1e999) is
 // kept as its literal, a string, instead of failing the payload: for
 // readers that only skip such values (the ClickHouse sink's metrics).
 func DecodeLenient(data []byte) (any, error) { return decode(data, true) }
-
-func decode(data []byte, lenient bool) (any, error) {
-	data = bytes.TrimSpace(data)
-	if len(data) == 0 {
-		return nil, fmt.Errorf("%w: empty", ErrNotJSON)
-	}
-	var v any
-	rest, err := json.Parse(data, &v, json.UseNumber)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrNotJSON, err)
-	}
-	if len(bytes.TrimSpace(rest)) != 0 {
-		return nil, fmt.Errorf("%w: trailing data after the first value", ErrNotJSON)
-	}
-	return normalize(v, lenient)
-}
-
-func normalize(v any, lenient bool) (any, error) {
-	var err error
-	switch t := v.(type) {
-	case map[string]any:
-		for k, x := range t {
-			if t[k], err = normalize(x, lenient); err != nil {
-				return nil, err
-			}
-		}
-		return t, nil
-	case []any:
-		for i, x := range t {
-			if t[i], err = normalize(x, lenient); err != nil {
-				return nil, err
-			}
-		}
-		return t, nil
-	case json.Number:
-		n := Number(string(t))
-		if _, ok := n.(string); ok && !lenient {
-			return nil, fmt.Errorf("%w: number %.40s is out of range", ErrNotJSON, t)
-		}
-		return n, nil
-	default:
-		return v, nil
-	}
-}
 
 // Number converts a JSON number literal to int64 when it is an integer
 // that fits, and to float64 otherwise; a literal no float64 can hold

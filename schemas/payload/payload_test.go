@@ -96,3 +96,27 @@ func TestDecodeLenient(t *testing.T) {
 		t.Error("DecodeLenient accepted broken JSON")
 	}
 }
+
+// TestDecodeErrorSays checks that an error names what is wrong and where
+// (a byte offset in the payload as given).
+func TestDecodeErrorSays(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{``, "payload is not JSON: empty"},
+		{"  \n", "payload is not JSON: empty"},
+		{`{"a":tru}`, "payload is not JSON: invalid literal, want true at offset 5"},
+		{` [1,]`, `payload is not JSON: invalid character ']' looking for the beginning of a value at offset 4`},
+		{`{"a":1`, "payload is not JSON: unexpected end after an object member at offset 6"},
+		{`{"a" 1}`, `payload is not JSON: invalid character '1' after an object key at offset 5`},
+		{`"a\qb"`, `payload is not JSON: invalid escape character 'q' in a string at offset 3`},
+		{"\"a\tb\"", `payload is not JSON: invalid control character '\t' in a string at offset 2`},
+		{`[1.]`, `payload is not JSON: invalid character ']' after a decimal point, looking for a digit at offset 3`},
+		{`{"t":[1,-2e400]}`, "payload is not JSON: number -2e400 is out of range at offset 8"},
+		{`1 2`, "payload is not JSON: trailing data after the first value at offset 2"},
+	}
+	for _, tt := range tests {
+		_, err := Decode([]byte(tt.in))
+		if err == nil || err.Error() != tt.want || !errors.Is(err, ErrNotJSON) {
+			t.Errorf("Decode(%q) err = %v, want %s", tt.in, err, tt.want)
+		}
+	}
+}
