@@ -4,6 +4,8 @@ import (
 	"errors"
 	"reflect"
 	"testing"
+
+	"github.com/iotpipe/iotpipe/rulesql/compile"
 )
 
 // memoState is a memState that keeps decoded values (env.Memo), counts
@@ -109,5 +111,54 @@ func TestPewmaLazyResult(t *testing.T) {
 	out, _, err := v.Eval(&Input{Payload: map[string]any{"v": 1.0}, Thing: "t1"}, memState{})
 	if m, ok := out.(map[string]any); err != nil || !ok || len(m) != 8 {
 		t.Fatalf("SELECT VALUE pewma: %v %v", out, err)
+	}
+}
+
+// inPlaceState is a store with a memo that writes a key's new value
+// over its old one (as the processors' call overlay and caches reuse
+// their space).
+type inPlaceState struct {
+	vals map[string][]byte
+	kept map[string]any
+}
+
+func (m *inPlaceState) Get(k []byte) ([]byte, bool, error) { v, ok := m.vals[string(k)]; return v, ok, nil }
+func (m *inPlaceState) Set(k, v []byte) error {
+	if old, ok := m.vals[string(k)]; ok && len(old) == len(v) {
+		copy(old, v)
+		return nil
+	}
+	m.vals[string(k)] = append([]byte(nil), v...)
+	return nil
+}
+func (m *inPlaceState) Recall(k []byte) (any, bool) { v, ok := m.kept[string(k)]; return v, ok }
+func (m *inPlaceState) Keep(k []byte, v any)        { m.kept[string(k)] = v }
+
+// A pewma() rule that does not fire allocates nothing per event once its
+// state is kept: the state key and value, the detector state and the
+// result WHERE reads live in the evaluation context.
+func TestPewmaEvalAllocatesNothing(t *testing.T) {
+	r := mustCompile(t, "SELECT temp, pewma(temp) AS p FROM 'fleet/+/telemetry' WHERE p.anomaly")[0]
+	st := &inPlaceState{vals: map[string][]byte{}, kept: map[string]any{}}
+	ins := make([]*Input, 7)
+	for i := range ins {
+		ins[i] = &Input{Topic: "fleet/d1/telemetry", Thing: "d1", Payload: map[string]any{"temp": int64(20 + i)}}
+	}
+	n := 0
+	eval := func() {
+		_, fired, err := r.Eval(ins[n%len(ins)], st)
+		n++
+		if err != nil || fired {
+			t.Fatalf("event %d: fired %t, err %v", n, fired, err)
+		}
+	}
+	for range 100 {
+		eval()
+	}
+	if a := testing.AllocsPerRun(1000, eval); a != 0 {
+		t.Errorf("%.1f allocations per evaluation, want 0", a)
+	}
+	if _, kept := st.Recall(compile.PewmaKey(r.Name, 0, "d1")); !kept || len(st.vals) != 1 {
+		t.Errorf("state: %d keys, kept %t; want the one detector kept", len(st.vals), kept)
 	}
 }

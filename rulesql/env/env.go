@@ -31,6 +31,7 @@ type Input struct {
 
 // State is the key-value store stateful functions such as pewma() keep
 // their state in. Keys are built by the rule from (rule, call site, thing).
+// Set copies the key and value it keeps: callers reuse their bytes.
 type State interface {
 	Get(key []byte) ([]byte, bool, error)
 	Set(key, value []byte) error
@@ -79,6 +80,11 @@ type Ctx struct {
 	// Buf is scratch space for stateful functions (their state keys);
 	// its contents are not kept from one use to the next.
 	Buf []byte
+	// Stash holds, by stateful call site, a value the call keeps for the
+	// rest of one evaluation (its result until the output is built), so
+	// that it is not allocated on every evaluation: kept by Reset with
+	// the context, read only by the compiled rule the context serves.
+	Stash []any
 }
 
 // Reset makes c the context of a new evaluation of rule over in (nil:
@@ -86,7 +92,7 @@ type Ctx struct {
 // UseSlots).
 func (c *Ctx) Reset(in *Input, st State, rule string) {
 	clear(c.Slots)
-	*c = Ctx{In: in, St: st, Rule: rule, Buf: c.Buf[:0], Slots: c.Slots[:0]}
+	*c = Ctx{In: in, St: st, Rule: rule, Buf: c.Buf[:0], Slots: c.Slots[:0], Stash: c.Stash}
 	if in != nil {
 		c.Doc = in.Payload
 	}
