@@ -533,11 +533,16 @@ func (k *compiler) call(t *ast.Call) (Fn, bool, error) {
 			if value.IsUndefined(v) && !takesUndefined(name) {
 				return value.Undefined
 			}
-			return impl(c, []any{v})
+			vals := c.PushArgs(1)
+			vals[0] = v
+			out := impl(c, vals)
+			c.PopArgs(vals)
+			return out
 		}
 	default:
 		fn = func(c *env.Ctx) any {
-			vals := make([]any, len(args))
+			vals := c.PushArgs(len(args))
+			defer c.PopArgs(vals)
 			for i, a := range args {
 				vals[i] = a(c)
 				if value.IsUndefined(vals[i]) && !takesUndefined(name) {

@@ -85,6 +85,27 @@ type Ctx struct {
 	// that it is not allocated on every evaluation: kept by Reset with
 	// the context, read only by the compiled rule the context serves.
 	Stash []any
+	// Args is the stack of the arguments of the function calls being
+	// evaluated (see PushArgs), kept by Reset with the context.
+	Args []any
+}
+
+// PushArgs returns n empty slots on c's argument stack for a function
+// call's arguments. They are valid until the matching PopArgs: nested
+// calls push and pop above them (growing the stack leaves them where
+// they are).
+func (c *Ctx) PushArgs(n int) []any {
+	base := len(c.Args)
+	c.Args = append(c.Args, make([]any, n)...)
+	return c.Args[base : base+n : base+n]
+}
+
+// PopArgs releases the slots of the last PushArgs, args, emptying them.
+func (c *Ctx) PopArgs(args []any) {
+	clear(args)
+	n := len(c.Args) - len(args)
+	clear(c.Args[n:])
+	c.Args = c.Args[:n]
 }
 
 // Reset makes c the context of a new evaluation of rule over in (nil:
@@ -92,7 +113,7 @@ type Ctx struct {
 // UseSlots).
 func (c *Ctx) Reset(in *Input, st State, rule string) {
 	clear(c.Slots)
-	*c = Ctx{In: in, St: st, Rule: rule, Buf: c.Buf[:0], Slots: c.Slots[:0], Stash: c.Stash}
+	*c = Ctx{In: in, St: st, Rule: rule, Buf: c.Buf[:0], Slots: c.Slots[:0], Stash: c.Stash, Args: c.Args[:0]}
 	if in != nil {
 		c.Doc = in.Payload
 	}
