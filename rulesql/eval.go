@@ -23,10 +23,9 @@ func (r *Rule) Eval(in *Input, st State) (out any, fired bool, err error) {
 		c = new(env.Ctx)
 	}
 	c.Reset(in, st, r.Name)
-	defer func() {
-		c.Reset(nil, nil, "")
-		r.ctxs.Put(c)
-	}()
+	// The pooled context keeps its references until its next Reset (or
+	// the pool drops it at a GC): a second Reset here cost as much.
+	defer r.ctxs.Put(c)
 	q := r.query
 	selectFirst(q, c)
 	if q.WherePred != nil && q.WherePred(c) != compile.True {

@@ -181,8 +181,7 @@ func (p *Program) Eval(in *Input, st State) (any, error) {
 	c.Reset(in, st, p.rule)
 	v := p.fn(c)
 	err := c.Err
-	c.Reset(nil, nil, "")
-	p.ctxs.Put(c)
+	p.ctxs.Put(c) // see Rule.Eval
 	return v, err
 }
 

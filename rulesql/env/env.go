@@ -109,13 +109,22 @@ func (c *Ctx) PopArgs(args []any) {
 }
 
 // Reset makes c the context of a new evaluation of rule over in (nil:
-// none), with no Slots, keeping the space of Buf and Slots (see
-// UseSlots).
+// none), with no Slots, keeping the space of Buf, Slots, Stash and Args
+// (see UseSlots). It writes only the fields it changes: it runs before
+// every evaluation.
 func (c *Ctx) Reset(in *Input, st State, rule string) {
 	clear(c.Slots)
-	*c = Ctx{In: in, St: st, Rule: rule, Buf: c.Buf[:0], Slots: c.Slots[:0], Stash: c.Stash, Args: c.Args[:0]}
+	c.In, c.St, c.Rule = in, st, rule
+	c.Doc = nil
 	if in != nil {
 		c.Doc = in.Payload
+	}
+	c.Slots, c.Buf, c.Args = c.Slots[:0], c.Buf[:0], c.Args[:0]
+	if c.Aggs != nil {
+		c.Aggs = nil
+	}
+	if c.Err != nil {
+		c.Err = nil
 	}
 }
 
