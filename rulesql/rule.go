@@ -220,6 +220,10 @@ type Rule struct {
 	ctxs sync.Pool
 }
 
+// Index returns the rule's position in the Set NewSet last put it in
+// (its load order there), 0 before.
+func (r *Rule) Index() int { return r.index }
+
 // Compile parses, checks and compiles every rule in src.
 func Compile(src string, opts ...Option) ([]*Rule, error) {
 	var c config

@@ -44,8 +44,10 @@ type Processor struct {
 
 // loaded is one rule set with what the processor derived from it.
 type loaded struct {
-	set      *rulesql.Set
-	info     map[*rulesql.Rule]*ruleInfo
+	set  *rulesql.Set
+	info map[*rulesql.Rule]*ruleInfo
+	// byIndex is info by the rules' Index in set (see infoOf).
+	byIndex  []*ruleInfo
 	windows  []*ruleInfo // GROUP BY rules, in load order
 	duration []*ruleInfo // FOR rules, in load order
 	at       time.Time
@@ -120,8 +122,19 @@ func (p *Processor) newLoaded(set *rulesql.Set) *loaded {
 			l.duration = append(l.duration, ri)
 		}
 		l.info[r] = ri
+		l.byIndex = append(l.byIndex, ri)
 	}
 	return l
+}
+
+// infoOf returns the info of a rule of the set: by its index (a slice,
+// not a map, on the hot path), or from the map when the rule has been
+// put in another set since.
+func (l *loaded) infoOf(r *rulesql.Rule) *ruleInfo {
+	if i := r.Index(); i < len(l.byIndex) && l.byIndex[i].rule == r {
+		return l.byIndex[i]
+	}
+	return l.info[r]
 }
 
 func namespace(kind byte, rule, fp string) []byte {
@@ -233,7 +246,7 @@ func (p *Processor) Process(ctx context.Context, tx *processors.Tx, ev *processo
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		ri := l.info[r]
+		ri := l.infoOf(r)
 		if !tx.DryRun() {
 			ri.stats.matched.Add(1)
 			ri.cMatched.Inc()
