@@ -287,9 +287,10 @@ func (h *Harness) Records(ctx context.Context, recs []*kgo.Record) ([]*kgo.Recor
 // only (Harness.Now stays as it is), into the partition's open batch
 // when BatchEvents is set: calls on different partitions may run
 // concurrently. envs, when not nil, are the records' envelopes already
-// decoded from their headers (envs[i] is recs[i]'s), as a reader that
-// decoded them to select events has them; nil: they are decoded here.
-func (h *Harness) RecordsAt(ctx context.Context, now time.Time, recs []*kgo.Record, envs []schemas.Envelope) ([]*kgo.Record, error) {
+// decoded from their headers (envs[i] is recs[i]'s, read during the
+// call), as a reader that decoded them to select events has them; nil:
+// they are decoded here.
+func (h *Harness) RecordsAt(ctx context.Context, now time.Time, recs []*kgo.Record, envs []*schemas.Envelope) ([]*kgo.Record, error) {
 	if len(recs) == 0 {
 		return nil, nil
 	}
@@ -306,7 +307,7 @@ func (h *Harness) RecordsAt(ctx context.Context, now time.Time, recs []*kgo.Reco
 		for i, rec := range recs {
 			var env *schemas.Envelope
 			if envs != nil {
-				env = &envs[i]
+				env = envs[i]
 			}
 			if err := t.apply(ctx, bt, rec, env); err != nil {
 				return err

@@ -90,7 +90,7 @@ func TestHarnessPartitionsConcurrently(t *testing.T) {
 					var vals []string
 					for b := range batches {
 						now, recs := batch(p, b)
-						var envs []schemas.Envelope
+						var envs []*schemas.Envelope
 						if tt.decoded {
 							envs = decodeAll(t, recs)
 						}
@@ -139,14 +139,14 @@ func TestHarnessPartitionsConcurrently(t *testing.T) {
 }
 
 // decodeAll returns the envelopes of recs.
-func decodeAll(t *testing.T, recs []*kgo.Record) []schemas.Envelope {
-	envs := make([]schemas.Envelope, len(recs))
+func decodeAll(t *testing.T, recs []*kgo.Record) []*schemas.Envelope {
+	envs := make([]*schemas.Envelope, len(recs))
 	for i, r := range recs {
 		env, err := schemas.DecodeEnvelope(r.Headers)
 		if err != nil {
 			t.Fatal(err)
 		}
-		envs[i] = env
+		envs[i] = &env
 	}
 	return envs
 }
@@ -171,7 +171,7 @@ func TestRecordsAtTakesDecodedEnvelopes(t *testing.T) {
 	}
 	defer h.Close()
 	recs := []*kgo.Record{countRecord("a", 0, "x"), {Topic: schemas.DefaultTopics().Events, Key: []byte("b"), Offset: 1}}
-	envs := []schemas.Envelope{{Type: schemas.EventPublish, Topic: "given/a"}, {Type: schemas.EventPublish, Topic: "given/b"}}
+	envs := []*schemas.Envelope{{Type: schemas.EventPublish, Topic: "given/a"}, {Type: schemas.EventPublish, Topic: "given/b"}}
 	out, err := h.RecordsAt(ctx, h.Now, recs, envs)
 	if err != nil {
 		t.Fatal(err)

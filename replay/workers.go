@@ -94,7 +94,7 @@ func (e *Engine) run(j *job, recs *recordBuf) {
 type recordBuf struct {
 	slab []kgo.Record
 	ptrs []*kgo.Record
-	envs []schemas.Envelope
+	envs []*schemas.Envelope
 }
 
 // of returns evs as the records they were read from, valid until the
@@ -103,16 +103,18 @@ func (b *recordBuf) of(evs []*Event, topic string) []*kgo.Record {
 	if cap(b.slab) < len(evs) {
 		b.slab = make([]kgo.Record, len(evs))
 		b.ptrs = make([]*kgo.Record, len(evs))
-		b.envs = make([]schemas.Envelope, len(evs))
+		b.envs = make([]*schemas.Envelope, len(evs))
 		for i := range b.slab {
 			b.ptrs[i] = &b.slab[i]
 		}
 	}
 	b.envs = b.envs[:len(evs)]
 	for i, ev := range evs {
-		b.slab[i] = kgo.Record{Topic: topic, Partition: ev.Partition, Offset: ev.Offset, Key: ev.key(),
-			Value: ev.Payload, Headers: ev.Headers, Timestamp: ev.Timestamp}
-		b.envs[i] = ev.Envelope
+		// Only these fields are ever set: the others stay zero.
+		r := &b.slab[i]
+		r.Topic, r.Partition, r.Offset, r.Key = topic, ev.Partition, ev.Offset, ev.key()
+		r.Value, r.Headers, r.Timestamp = ev.Payload, ev.Headers, ev.Timestamp
+		b.envs[i] = &ev.Envelope
 	}
 	return b.ptrs[:len(evs)]
 }
