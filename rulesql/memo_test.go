@@ -162,3 +162,39 @@ func TestPewmaEvalAllocatesNothing(t *testing.T) {
 		t.Errorf("state: %d keys, kept %t; want the one detector kept", len(st.vals), kept)
 	}
 }
+
+// topic(n) makes the level's value once per event, however many rules
+// and items read it (two stateful rules evaluate their SELECT items
+// before WHERE, so both read topic(2) on every event).
+func TestTopicLevelMadeOncePerEvent(t *testing.T) {
+	rs := mustCompile(t, `CREATE RULE a AS SELECT topic(2) AS dev, pewma(temp) AS p FROM 'fleet/+/telemetry' WHERE p.anomaly;
+CREATE RULE b AS SELECT topic(2) AS dev, pewma(hum) AS p FROM 'fleet/+/telemetry' WHERE p.anomaly`)
+	st := &inPlaceState{vals: map[string][]byte{}, kept: map[string]any{}}
+	payloads := make([]map[string]any, 7)
+	for i := range payloads {
+		payloads[i] = map[string]any{"temp": int64(20 + i), "hum": int64(40 + i)}
+	}
+	in := &Input{}
+	n := 0
+	event := func() {
+		*in = Input{Topic: "fleet/d1/telemetry", Thing: "d1", Payload: payloads[n%len(payloads)]}
+		n++
+		for _, r := range rs {
+			if _, fired, err := r.Eval(in, st); err != nil || fired {
+				t.Fatalf("event %d, rule %s: fired %t, err %v", n, r.Name, fired, err)
+			}
+		}
+	}
+	for range 100 {
+		event()
+	}
+	if a := testing.AllocsPerRun(1000, event); a != 1 {
+		t.Errorf("%.1f allocations per event, want 1 (topic(2)'s value)", a)
+	}
+	// Another topic on the same Input gives its own level.
+	in.Topic = "fleet/d2/telemetry"
+	out, fired, err := mustCompile(t, "SELECT topic(2) AS dev FROM 'fleet/+/telemetry'")[0].Eval(in, st)
+	if err != nil || !fired || out.(map[string]any)["dev"] != "d2" {
+		t.Errorf("after the topic changed: %v, fired %t, err %v; want dev d2", out, fired, err)
+	}
+}

@@ -499,10 +499,17 @@ func (k *compiler) call(t *ast.Call) (Fn, bool, error) {
 				return nil, false, errorf(t.P, "topic(n) needs an Int level")
 			}
 			return func(c *env.Ctx) any {
-				if s, ok := funcs.TopicLevel(c.In.Topic, n); ok {
-					return s
+				// The level as a value is made once per event.
+				if v, ok := c.In.Level(n); ok {
+					return v
 				}
-				return value.Undefined
+				s, ok := funcs.TopicLevel(c.In.Topic, n)
+				if !ok {
+					return value.Undefined
+				}
+				var v any = s
+				c.In.KeepLevel(n, v)
+				return v
 			}, false, nil
 		}
 	case "clientid":

@@ -27,6 +27,34 @@ type Input struct {
 	Offset    int64
 	// Shadow answers get_thing_shadow(); nil reads as "no shadow".
 	Shadow ShadowReader
+
+	// levels keeps topic levels 1 to 4 of levelsOf as values (see
+	// Level): the rules of one event read topic(2) again and again.
+	levels   [4]any
+	levelsOf string
+}
+
+// Level returns topic level n (1-based) as KeepLevel kept it for the
+// current Topic, false when it was not kept. An Input is evaluated by one
+// goroutine at a time.
+func (in *Input) Level(n int64) (any, bool) {
+	if n < 1 || n > int64(len(in.levels)) || in.levels[n-1] == nil || in.levelsOf != in.Topic {
+		return nil, false
+	}
+	return in.levels[n-1], true
+}
+
+// KeepLevel keeps v as topic level n of the current Topic (levels past
+// the fourth are not kept).
+func (in *Input) KeepLevel(n int64, v any) {
+	if n < 1 || n > int64(len(in.levels)) {
+		return
+	}
+	if in.levelsOf != in.Topic {
+		clear(in.levels[:])
+		in.levelsOf = in.Topic
+	}
+	in.levels[n-1] = v
 }
 
 // State is the key-value store stateful functions such as pewma() keep

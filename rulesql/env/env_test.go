@@ -53,3 +53,27 @@ func TestArgsNest(t *testing.T) {
 		t.Errorf("after the outer pop: stack %d, outer %v", len(c.Args), outer)
 	}
 }
+
+// A kept level is read back only for the topic it was kept for.
+func TestLevelKeptForItsTopic(t *testing.T) {
+	in := &Input{Topic: "a/b/c"}
+	if _, ok := in.Level(2); ok {
+		t.Fatal("a level read back before it was kept")
+	}
+	in.KeepLevel(2, "b")
+	in.KeepLevel(9, "past the fourth")
+	if v, ok := in.Level(2); !ok || v != "b" {
+		t.Errorf("level 2: %v, %t; want b", v, ok)
+	}
+	if _, ok := in.Level(9); ok {
+		t.Error("level 9 was kept")
+	}
+	in.Topic = "a/x/c"
+	if v, ok := in.Level(2); ok {
+		t.Errorf("level 2 of another topic: %v", v)
+	}
+	in.KeepLevel(3, "c")
+	if _, ok := in.Level(2); ok {
+		t.Error("a level of the old topic survived a keep for the new one")
+	}
+}
