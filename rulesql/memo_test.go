@@ -2,6 +2,7 @@ package rulesql
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"testing"
 
@@ -196,5 +197,40 @@ CREATE RULE b AS SELECT topic(2) AS dev, pewma(hum) AS p FROM 'fleet/+/telemetry
 	out, fired, err := mustCompile(t, "SELECT topic(2) AS dev FROM 'fleet/+/telemetry'")[0].Eval(in, st)
 	if err != nil || !fired || out.(map[string]any)["dev"] != "d2" {
 		t.Errorf("after the topic changed: %v, fired %t, err %v; want dev d2", out, fired, err)
+	}
+}
+
+// One Evaluator evaluating rules of every shape in turn (stateful call
+// sites of different rules share its context's Stash) gives what each
+// rule's Eval gives.
+func TestEvaluatorEqualsEval(t *testing.T) {
+	rs := mustCompile(t, `CREATE RULE two AS SELECT pewma(temp) AS a, pewma(hum, 0.9) AS b, topic(2) AS dev FROM 'f/+/t' WHERE a.anomaly OR b.z > 1 OR a.t = 40;
+CREATE RULE plain AS SELECT mod(abs(temp), 7) AS m, concat(topic(2), '-', hum) AS k FROM 'f/+/t' WHERE startswith(topic(2), 'd');
+CREATE RULE value AS SELECT VALUE pewma(hum) FROM 'f/+/t';
+CREATE RULE one AS SELECT temp, pewma(temp * 2) AS p FROM 'f/+/t' WHERE p.mean > 0`)
+	key := mustCompile(t, "SELECT count(*) AS n FROM 'f/+/t' GROUP BY TUMBLE(1 MINUTE), concat(topic(2), '/', hum)")[0].Keys[0]
+	pooled, own := memState{}, memState{}
+	var ev Evaluator
+	fired := 0
+	for i := range 300 {
+		in := &Input{Topic: fmt.Sprintf("f/d%d/t", i%3), Thing: fmt.Sprintf("d%d", i%3),
+			Payload: map[string]any{"temp": int64(20 + i%7 + i/250*40), "hum": int64(40 + i%11)}}
+		for _, r := range rs {
+			want, wantFired, wantErr := r.Eval(in, pooled)
+			got, gotFired, gotErr := ev.Eval(r, in, own)
+			if !reflect.DeepEqual(got, want) || gotFired != wantFired || !reflect.DeepEqual(gotErr, wantErr) {
+				t.Fatalf("event %d, rule %s: Evaluator %v %t %v; Eval %v %t %v", i, r.Name, got, gotFired, gotErr, want, wantFired, wantErr)
+			}
+			if wantFired {
+				fired++
+			}
+		}
+		want, _ := key.Eval(in, nil)
+		if got, _ := ev.EvalProgram(key, in, nil); got != want {
+			t.Fatalf("event %d: key %v, want %v", i, got, want)
+		}
+	}
+	if fired < 600 || !reflect.DeepEqual(own, pooled) {
+		t.Errorf("%d outputs; states equal %t", fired, reflect.DeepEqual(own, pooled))
 	}
 }

@@ -178,11 +178,14 @@ func (p *Program) Eval(in *Input, st State) (any, error) {
 	if c == nil {
 		c = new(env.Ctx)
 	}
+	defer p.ctxs.Put(c) // see Rule.Eval
+	return p.eval(c, in, st)
+}
+
+func (p *Program) eval(c *env.Ctx, in *Input, st State) (any, error) {
 	c.Reset(in, st, p.rule)
 	v := p.fn(c)
-	err := c.Err
-	p.ctxs.Put(c) // see Rule.Eval
-	return v, err
+	return v, c.Err
 }
 
 // Rule is one compiled rule.

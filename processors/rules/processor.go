@@ -163,6 +163,9 @@ type partState struct {
 	st      subStore
 	in      inputWithShadow
 	matched []*rulesql.Rule
+	// eval evaluates the partition's rules (one at a time, on the
+	// task's goroutine).
+	eval rulesql.Evaluator
 }
 
 func part(tx *processors.Tx) *partState {
@@ -258,7 +261,7 @@ func (p *Processor) Process(ctx context.Context, tx *processors.Tx, ev *processo
 		case r.For != nil:
 			err = p.durationEvent(tx, ps, ri, ev, in, st)
 		default:
-			err = p.plainEvent(tx, ri, ev, in, st)
+			err = p.plainEvent(tx, ps, ri, ev, in, st)
 		}
 		if err != nil {
 			return fmt.Errorf("rule %s: %w", r.Name, err)
@@ -268,8 +271,8 @@ func (p *Processor) Process(ctx context.Context, tx *processors.Tx, ev *processo
 }
 
 // plainEvent runs a rule without window or duration.
-func (p *Processor) plainEvent(tx *processors.Tx, ri *ruleInfo, ev *processors.Event, in *rulesql.Input, st *subStore) error {
-	out, fired, err := ri.rule.Eval(in, st)
+func (p *Processor) plainEvent(tx *processors.Tx, ps *partState, ri *ruleInfo, ev *processors.Event, in *rulesql.Input, st *subStore) error {
+	out, fired, err := ps.eval.Eval(ri.rule, in, st)
 	if err != nil {
 		return p.ruleError(tx, ri, ev, in, err)
 	}
