@@ -146,8 +146,9 @@ func TestPewmaEvalAllocatesNothing(t *testing.T) {
 		ins[i] = &Input{Topic: "fleet/d1/telemetry", Thing: "d1", Payload: map[string]any{"temp": int64(20 + i)}}
 	}
 	n := 0
+	var e Evaluator // Eval's pool drops contexts at random under -race
 	eval := func() {
-		_, fired, err := r.Eval(ins[n%len(ins)], st)
+		_, fired, err := e.Eval(r, ins[n%len(ins)], st)
 		n++
 		if err != nil || fired {
 			t.Fatalf("event %d: fired %t, err %v", n, fired, err)
@@ -177,11 +178,12 @@ CREATE RULE b AS SELECT topic(2) AS dev, pewma(hum) AS p FROM 'fleet/+/telemetry
 	}
 	in := &Input{}
 	n := 0
+	var e Evaluator // Eval's pool drops contexts at random under -race
 	event := func() {
 		*in = Input{Topic: "fleet/d1/telemetry", Thing: "d1", Payload: payloads[n%len(payloads)]}
 		n++
 		for _, r := range rs {
-			if _, fired, err := r.Eval(in, st); err != nil || fired {
+			if _, fired, err := e.Eval(r, in, st); err != nil || fired {
 				t.Fatalf("event %d, rule %s: fired %t, err %v", n, r.Name, fired, err)
 			}
 		}
