@@ -138,7 +138,7 @@ func (h *Harness) Publish(ctx context.Context, thing string, env schemas.Envelop
 func (h *Harness) Record(ctx context.Context, rec *kgo.Record) ([]*kgo.Record, error) {
 	t := h.task(rec.Partition)
 	bt := t.newBatch()
-	if err := t.apply(ctx, bt, rec); err != nil {
+	if err := t.apply(ctx, bt, rec, nil); err != nil {
 		t.abort(bt)
 		return nil, err
 	}
@@ -275,7 +275,7 @@ func (h *Harness) Records(ctx context.Context, recs []*kgo.Record) ([]*kgo.Recor
 			t.abort(bt)
 			return nil, fmt.Errorf("harness: a batch holds one partition's records (%d and %d)", recs[0].Partition, rec.Partition)
 		}
-		if err := t.apply(ctx, bt, rec); err != nil {
+		if err := t.apply(ctx, bt, rec, nil); err != nil {
 			t.abort(bt)
 			return nil, err
 		}
@@ -286,10 +286,16 @@ func (h *Harness) Records(ctx context.Context, recs []*kgo.Record) ([]*kgo.Recor
 // RecordsAt is Records with the processors' clock at now for this call
 // only (Harness.Now stays as it is), into the partition's open batch
 // when BatchEvents is set: calls on different partitions may run
-// concurrently.
-func (h *Harness) RecordsAt(ctx context.Context, now time.Time, recs []*kgo.Record) ([]*kgo.Record, error) {
+// concurrently. envs, when not nil, are the records' envelopes already
+// decoded from their headers (envs[i] is recs[i]'s, read during the
+// call), as a reader that decoded them to select events has them; nil:
+// they are decoded here.
+func (h *Harness) RecordsAt(ctx context.Context, now time.Time, recs []*kgo.Record, envs []*schemas.Envelope) ([]*kgo.Record, error) {
 	if len(recs) == 0 {
 		return nil, nil
+	}
+	if envs != nil && (len(envs) != len(recs) || h.RawInput) {
+		return nil, fmt.Errorf("harness: %d envelopes for %d records (raw input %t)", len(envs), len(recs), h.RawInput)
 	}
 	hp := h.part(recs[0].Partition)
 	for _, rec := range recs {
@@ -298,8 +304,12 @@ func (h *Harness) RecordsAt(ctx context.Context, now time.Time, recs []*kgo.Reco
 		}
 	}
 	return h.runAt(ctx, hp, now, len(recs), func(t *task, bt *batch) error {
-		for _, rec := range recs {
-			if err := t.apply(ctx, bt, rec); err != nil {
+		for i, rec := range recs {
+			var env *schemas.Envelope
+			if envs != nil {
+				env = envs[i]
+			}
+			if err := t.apply(ctx, bt, rec, env); err != nil {
 				return err
 			}
 		}

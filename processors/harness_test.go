@@ -4,11 +4,14 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/iotpipe/iotpipe/schemas"
 )
 
 // clockProbe emits the clock it sees for every event and every tick.
@@ -70,11 +73,15 @@ func TestHarnessPartitionsConcurrently(t *testing.T) {
 		}
 	}
 
-	// Batches of 110 events span four RecordsAt calls and three ticks.
-	for _, batchEvents := range []int{0, 110} {
-		t.Run(fmt.Sprint("BatchEvents ", batchEvents), func(t *testing.T) {
+	// Batches of 110 events span four RecordsAt calls and three ticks;
+	// with decoded, RecordsAt is given the envelopes decoded.
+	for _, tt := range []struct {
+		batchEvents int
+		decoded     bool
+	}{{0, false}, {110, false}, {110, true}} {
+		t.Run(fmt.Sprint("BatchEvents ", tt.batchEvents, " decoded ", tt.decoded), func(t *testing.T) {
 			par := newHarness()
-			par.BatchEvents = batchEvents
+			par.BatchEvents = tt.batchEvents
 			got := map[int32][]string{}
 			var mu sync.Mutex
 			var wg sync.WaitGroup
@@ -83,7 +90,11 @@ func TestHarnessPartitionsConcurrently(t *testing.T) {
 					var vals []string
 					for b := range batches {
 						now, recs := batch(p, b)
-						out, err := par.RecordsAt(ctx, now, recs)
+						var envs []*schemas.Envelope
+						if tt.decoded {
+							envs = decodeAll(t, recs)
+						}
+						out, err := par.RecordsAt(ctx, now, recs, envs)
 						if err != nil {
 							t.Error(err)
 							return
@@ -124,6 +135,59 @@ func TestHarnessPartitionsConcurrently(t *testing.T) {
 				t.Errorf("RecordsAt moved Harness.Now to %v", par.Now)
 			}
 		})
+	}
+}
+
+// decodeAll returns the envelopes of recs.
+func decodeAll(t *testing.T, recs []*kgo.Record) []*schemas.Envelope {
+	envs := make([]*schemas.Envelope, len(recs))
+	for i, r := range recs {
+		env, err := schemas.DecodeEnvelope(r.Headers)
+		if err != nil {
+			t.Fatal(err)
+		}
+		envs[i] = &env
+	}
+	return envs
+}
+
+// topicProbe emits the MQTT topic of every event it sees.
+type topicProbe struct{}
+
+func (topicProbe) Name() string { return "topic" }
+func (topicProbe) Process(_ context.Context, tx *Tx, ev *Event) error {
+	tx.Emit(&kgo.Record{Topic: "topic", Value: []byte(ev.Envelope.Topic)})
+	return nil
+}
+
+// RecordsAt given the envelopes runs the processors on them, not on
+// what the headers hold, and does not decode the headers: a record whose
+// headers hold no envelope is an event then. Without them, it decodes.
+func TestRecordsAtTakesDecodedEnvelopes(t *testing.T) {
+	ctx := context.Background()
+	h, err := NewHarness(topicProbe{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	recs := []*kgo.Record{countRecord("a", 0, "x"), {Topic: schemas.DefaultTopics().Events, Key: []byte("b"), Offset: 1}}
+	envs := []*schemas.Envelope{{Type: schemas.EventPublish, Topic: "given/a"}, {Type: schemas.EventPublish, Topic: "given/b"}}
+	out, err := h.RecordsAt(ctx, h.Now, recs, envs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := values(out); !slices.Equal(got, []string{"given/a", "given/b"}) {
+		t.Errorf("with envelopes: outputs %q, want the given topics", got)
+	}
+	out, err = h.RecordsAt(ctx, h.Now, []*kgo.Record{countRecord("a", 2, "x"), {Topic: schemas.DefaultTopics().Events, Key: []byte("b"), Offset: 3}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != 2 || string(out[0].Value) != "t/a" || out[1].Topic != h.DLQ {
+		t.Errorf("without envelopes: %d outputs (%q), want t/a and a dead letter", len(out), values(out))
+	}
+	if _, err := h.RecordsAt(ctx, h.Now, recs, envs[:1]); err == nil {
+		t.Error("RecordsAt took 1 envelope for 2 records")
 	}
 }
 

@@ -50,6 +50,9 @@ type task struct {
 	// changelog).
 	clSlab []kgo.Record
 	clRecs []*kgo.Record
+	// src holds the id base of the event being applied (Tx.source):
+	// a call's Tx reads it only during the call.
+	src []byte
 }
 
 func newTask(db *pebble.DB, partition int32, procs []Processor, clock func() time.Time, dryRun bool, dlq string, partitions int) *task {
@@ -259,24 +262,28 @@ func (t *task) call(ctx context.Context, bt *batch, i int, source []byte, fn fun
 	return err, fatal || errors.Is(err, ErrFatal)
 }
 
-// apply runs every processor over rec. A record whose envelope cannot be
-// decoded, and an event a processor fails on, go to the DLQ with the
-// reason; the other processors and events carry on. A fatal failure
-// (see call) is returned: the batch must be abandoned.
-func (t *task) apply(ctx context.Context, bt *batch, rec *kgo.Record) error {
-	var buf [32]byte
-	source := append(strconv.AppendInt(buf[:0], int64(rec.Partition), 10), '/')
-	source = strconv.AppendInt(source, rec.Offset, 10)
+// apply runs every processor over rec. env is rec's envelope when the
+// caller has decoded it from rec.Headers already (replay's reader does,
+// to select events); nil: apply decodes it. A record whose envelope
+// cannot be decoded, and an event a processor fails on, go to the DLQ
+// with the reason; the other processors and events carry on. A fatal
+// failure (see call) is returned: the batch must be abandoned.
+func (t *task) apply(ctx context.Context, bt *batch, rec *kgo.Record, env *schemas.Envelope) error {
+	t.src = append(strconv.AppendInt(t.src[:0], int64(rec.Partition), 10), '/')
+	t.src = strconv.AppendInt(t.src, rec.Offset, 10)
+	source := t.src
 	bt.next = rec.Offset + 1
-	var env schemas.Envelope
-	if !t.raw {
+	t.ev = Event{Partition: rec.Partition, Offset: rec.Offset, Thing: string(rec.Key), Payload: rec.Value, Headers: rec.Headers}
+	switch {
+	case env != nil:
+		t.ev.Envelope = *env
+	case !t.raw:
 		var err error
-		if env, err = schemas.DecodeEnvelope(rec.Headers); err != nil {
+		if t.ev.Envelope, err = schemas.DecodeEnvelope(rec.Headers); err != nil {
 			bt.out = append(bt.out, schemas.DeadLetter(t.dlq, rec, "envelope", err))
 			return nil
 		}
 	}
-	t.ev = Event{Partition: rec.Partition, Offset: rec.Offset, Thing: string(rec.Key), Payload: rec.Value, Envelope: env, Headers: rec.Headers}
 	ev := &t.ev
 	for i, p := range t.procs {
 		err, fatal := t.call(ctx, bt, i, source, func(tx *Tx) error { return p.Process(ctx, tx, ev) })

@@ -221,7 +221,7 @@ func (w *worker) batch(ctx context.Context, recs []*kgo.Record) error {
 	out := &outputs{changelog: w.r.opts.Topics.Changelog, partition: t.partition}
 	sent := 0
 	for i, rec := range recs {
-		if err := t.apply(bctx, bt, rec); err != nil {
+		if err := t.apply(bctx, bt, rec, nil); err != nil {
 			return w.abort(bctx, bt, out, err)
 		}
 		if i%sendEvery == sendEvery-1 {

@@ -219,7 +219,11 @@ func (e *Engine) Add(ctx context.Context, ev *Event) error {
 		}
 		e.matched = e.set.Router.AppendMatch(e.matched[:0], ev.Envelope.Topic)
 		for _, r := range e.matched {
-			e.sum.Rules[e.index[r.Name]].Matched++
+			i := r.Index()
+			if i >= len(e.set.Rules) || e.set.Rules[i] != r {
+				i = e.index[r.Name] // the rule is in another set since
+			}
+			e.sum.Rules[i].Matched++
 		}
 	}
 	if e.before != nil {

@@ -54,6 +54,17 @@ type Event struct {
 	Timestamp time.Time
 	// Err says why the envelope could not be decoded.
 	Err error
+
+	// rawKey is the record's key as read (nil: Thing's bytes).
+	rawKey []byte
+}
+
+// key returns the record key: the bytes read, or Thing's.
+func (e *Event) key() []byte {
+	if e.rawKey != nil {
+		return e.rawKey
+	}
+	return []byte(e.Thing)
 }
 
 // Time returns the event's receive time (the record's timestamp for an
@@ -67,7 +78,7 @@ func (e *Event) Time() time.Time {
 
 // record returns the event as the record it was read from.
 func (e *Event) record(topic string) *kgo.Record {
-	return &kgo.Record{Topic: topic, Partition: e.Partition, Offset: e.Offset, Key: []byte(e.Thing),
+	return &kgo.Record{Topic: topic, Partition: e.Partition, Offset: e.Offset, Key: e.key(),
 		Value: e.Payload, Headers: e.Headers, Timestamp: e.Timestamp}
 }
 
@@ -372,7 +383,7 @@ func readRange(ctx context.Context, newClient eventlog.NewClientFunc, topic stri
 // be decoded keeps the reason in Err.
 func decode(rec *kgo.Record) *Event {
 	ev := &Event{Partition: rec.Partition, Offset: rec.Offset, Thing: string(rec.Key), Payload: rec.Value,
-		Headers: rec.Headers, Timestamp: rec.Timestamp}
+		Headers: rec.Headers, Timestamp: rec.Timestamp, rawKey: rec.Key}
 	ev.Envelope, ev.Err = schemas.DecodeEnvelope(rec.Headers)
 	return ev
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/iotpipe/iotpipe/schemas"
 )
 
 // A step is one unit of an Engine's work, emitted as a whole and in the
@@ -76,7 +78,7 @@ func (e *Engine) run(j *job, recs *recordBuf) {
 		if j.out, err = e.h.TickAt(j.ctx, j.p, j.now); err != nil {
 			err = fmt.Errorf("replay tick of partition %d: %w", j.p, err)
 		}
-	} else if j.out, err = e.h.RecordsAt(j.ctx, j.now, recs.of(j.evs, e.topics.Events)); err != nil {
+	} else if j.out, err = e.h.RecordsAt(j.ctx, j.now, recs.of(j.evs, e.topics.Events), recs.envs); err != nil {
 		err = fmt.Errorf("replay partition %d: %w", j.p, err)
 	}
 	if err != nil {
@@ -85,12 +87,14 @@ func (e *Engine) run(j *job, recs *recordBuf) {
 	}
 }
 
-// recordBuf holds a worker's records of the events it runs, reused from
-// one batch to the next: the harness keeps no record it was given (a
-// dead letter copies the record's fields; their bytes are the event's).
+// recordBuf holds a worker's records of the events it runs, and their
+// envelopes as the reader decoded them, reused from one batch to the
+// next: the harness keeps neither (a dead letter copies the record's
+// fields; their bytes are the event's).
 type recordBuf struct {
 	slab []kgo.Record
 	ptrs []*kgo.Record
+	envs []*schemas.Envelope
 }
 
 // of returns evs as the records they were read from, valid until the
@@ -99,13 +103,18 @@ func (b *recordBuf) of(evs []*Event, topic string) []*kgo.Record {
 	if cap(b.slab) < len(evs) {
 		b.slab = make([]kgo.Record, len(evs))
 		b.ptrs = make([]*kgo.Record, len(evs))
+		b.envs = make([]*schemas.Envelope, len(evs))
 		for i := range b.slab {
 			b.ptrs[i] = &b.slab[i]
 		}
 	}
+	b.envs = b.envs[:len(evs)]
 	for i, ev := range evs {
-		b.slab[i] = kgo.Record{Topic: topic, Partition: ev.Partition, Offset: ev.Offset, Key: []byte(ev.Thing),
-			Value: ev.Payload, Headers: ev.Headers, Timestamp: ev.Timestamp}
+		// Only these fields are ever set: the others stay zero.
+		r := &b.slab[i]
+		r.Topic, r.Partition, r.Offset, r.Key = topic, ev.Partition, ev.Offset, ev.key()
+		r.Value, r.Headers, r.Timestamp = ev.Payload, ev.Headers, ev.Timestamp
+		b.envs[i] = &ev.Envelope
 	}
 	return b.ptrs[:len(evs)]
 }

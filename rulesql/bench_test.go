@@ -183,7 +183,7 @@ func BenchmarkPewmaRule(b *testing.B) {
 type memState map[string][]byte
 
 func (m memState) Get(k []byte) ([]byte, bool, error) { v, ok := m[string(k)]; return v, ok, nil }
-func (m memState) Set(k, v []byte) error              { m[string(k)] = v; return nil }
+func (m memState) Set(k, v []byte) error              { m[string(k)] = append([]byte(nil), v...); return nil }
 
 // BenchmarkWhereExprLang is the same WHERE as an expr-lang program over
 // the decoded payload, for comparison with the closure tree (expr-lang has

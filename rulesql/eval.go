@@ -22,11 +22,14 @@ func (r *Rule) Eval(in *Input, st State) (out any, fired bool, err error) {
 	if c == nil {
 		c = new(env.Ctx)
 	}
+	// The pooled context keeps its references until its next Reset (or
+	// the pool drops it at a GC): a second Reset here cost as much.
+	defer r.ctxs.Put(c)
+	return r.eval(c, in, st)
+}
+
+func (r *Rule) eval(c *env.Ctx, in *Input, st State) (out any, fired bool, err error) {
 	c.Reset(in, st, r.Name)
-	defer func() {
-		c.Reset(nil, nil, "")
-		r.ctxs.Put(c)
-	}()
 	q := r.query
 	selectFirst(q, c)
 	if q.WherePred != nil && q.WherePred(c) != compile.True {
@@ -37,6 +40,23 @@ func (r *Rule) Eval(in *Input, st State) (out any, fired bool, err error) {
 	}
 	out = q.Build(c)
 	return out, true, c.Err
+}
+
+// Evaluator evaluates rules and expressions in a context of its own,
+// reused from one evaluation to the next, instead of one taken from the
+// rule's pool: for one goroutine at a time (a partition task's), which
+// evaluates one rule or expression at a time. What it returns is the
+// caller's, as Eval's is. The zero value is ready to use.
+type Evaluator struct{ c env.Ctx }
+
+// Eval is r.Eval(in, st) in e's context.
+func (e *Evaluator) Eval(r *Rule, in *Input, st State) (out any, fired bool, err error) {
+	return r.eval(&e.c, in, st)
+}
+
+// EvalProgram is p.Eval(in, st) in e's context.
+func (e *Evaluator) EvalProgram(p *Program, in *Input, st State) (any, error) {
+	return p.eval(&e.c, in, st)
 }
 
 // selectFirst evaluates the SELECT items of a rule whose items must be

@@ -2,8 +2,11 @@ package rulesql
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"testing"
+
+	"github.com/iotpipe/iotpipe/rulesql/compile"
 )
 
 // memoState is a memState that keeps decoded values (env.Memo), counts
@@ -109,5 +112,127 @@ func TestPewmaLazyResult(t *testing.T) {
 	out, _, err := v.Eval(&Input{Payload: map[string]any{"v": 1.0}, Thing: "t1"}, memState{})
 	if m, ok := out.(map[string]any); err != nil || !ok || len(m) != 8 {
 		t.Fatalf("SELECT VALUE pewma: %v %v", out, err)
+	}
+}
+
+// inPlaceState is a store with a memo that writes a key's new value
+// over its old one (as the processors' call overlay and caches reuse
+// their space).
+type inPlaceState struct {
+	vals map[string][]byte
+	kept map[string]any
+}
+
+func (m *inPlaceState) Get(k []byte) ([]byte, bool, error) { v, ok := m.vals[string(k)]; return v, ok, nil }
+func (m *inPlaceState) Set(k, v []byte) error {
+	if old, ok := m.vals[string(k)]; ok && len(old) == len(v) {
+		copy(old, v)
+		return nil
+	}
+	m.vals[string(k)] = append([]byte(nil), v...)
+	return nil
+}
+func (m *inPlaceState) Recall(k []byte) (any, bool) { v, ok := m.kept[string(k)]; return v, ok }
+func (m *inPlaceState) Keep(k []byte, v any)        { m.kept[string(k)] = v }
+
+// A pewma() rule that does not fire allocates nothing per event once its
+// state is kept: the state key and value, the detector state and the
+// result WHERE reads live in the evaluation context.
+func TestPewmaEvalAllocatesNothing(t *testing.T) {
+	r := mustCompile(t, "SELECT temp, pewma(temp) AS p FROM 'fleet/+/telemetry' WHERE p.anomaly")[0]
+	st := &inPlaceState{vals: map[string][]byte{}, kept: map[string]any{}}
+	ins := make([]*Input, 7)
+	for i := range ins {
+		ins[i] = &Input{Topic: "fleet/d1/telemetry", Thing: "d1", Payload: map[string]any{"temp": int64(20 + i)}}
+	}
+	n := 0
+	var e Evaluator // Eval's pool drops contexts at random under -race
+	eval := func() {
+		_, fired, err := e.Eval(r, ins[n%len(ins)], st)
+		n++
+		if err != nil || fired {
+			t.Fatalf("event %d: fired %t, err %v", n, fired, err)
+		}
+	}
+	for range 100 {
+		eval()
+	}
+	if a := testing.AllocsPerRun(1000, eval); a != 0 {
+		t.Errorf("%.1f allocations per evaluation, want 0", a)
+	}
+	if _, kept := st.Recall(compile.PewmaKey(r.Name, 0, "d1")); !kept || len(st.vals) != 1 {
+		t.Errorf("state: %d keys, kept %t; want the one detector kept", len(st.vals), kept)
+	}
+}
+
+// topic(n) makes the level's value once per event, however many rules
+// and items read it (two stateful rules evaluate their SELECT items
+// before WHERE, so both read topic(2) on every event).
+func TestTopicLevelMadeOncePerEvent(t *testing.T) {
+	rs := mustCompile(t, `CREATE RULE a AS SELECT topic(2) AS dev, pewma(temp) AS p FROM 'fleet/+/telemetry' WHERE p.anomaly;
+CREATE RULE b AS SELECT topic(2) AS dev, pewma(hum) AS p FROM 'fleet/+/telemetry' WHERE p.anomaly`)
+	st := &inPlaceState{vals: map[string][]byte{}, kept: map[string]any{}}
+	payloads := make([]map[string]any, 7)
+	for i := range payloads {
+		payloads[i] = map[string]any{"temp": int64(20 + i), "hum": int64(40 + i)}
+	}
+	in := &Input{}
+	n := 0
+	var e Evaluator // Eval's pool drops contexts at random under -race
+	event := func() {
+		*in = Input{Topic: "fleet/d1/telemetry", Thing: "d1", Payload: payloads[n%len(payloads)]}
+		n++
+		for _, r := range rs {
+			if _, fired, err := e.Eval(r, in, st); err != nil || fired {
+				t.Fatalf("event %d, rule %s: fired %t, err %v", n, r.Name, fired, err)
+			}
+		}
+	}
+	for range 100 {
+		event()
+	}
+	if a := testing.AllocsPerRun(1000, event); a != 1 {
+		t.Errorf("%.1f allocations per event, want 1 (topic(2)'s value)", a)
+	}
+	// Another topic on the same Input gives its own level.
+	in.Topic = "fleet/d2/telemetry"
+	out, fired, err := mustCompile(t, "SELECT topic(2) AS dev FROM 'fleet/+/telemetry'")[0].Eval(in, st)
+	if err != nil || !fired || out.(map[string]any)["dev"] != "d2" {
+		t.Errorf("after the topic changed: %v, fired %t, err %v; want dev d2", out, fired, err)
+	}
+}
+
+// One Evaluator evaluating rules of every shape in turn (stateful call
+// sites of different rules share its context's Stash) gives what each
+// rule's Eval gives.
+func TestEvaluatorEqualsEval(t *testing.T) {
+	rs := mustCompile(t, `CREATE RULE two AS SELECT pewma(temp) AS a, pewma(hum, 0.9) AS b, topic(2) AS dev FROM 'f/+/t' WHERE a.anomaly OR b.z > 1 OR a.t = 40;
+CREATE RULE plain AS SELECT mod(abs(temp), 7) AS m, concat(topic(2), '-', hum) AS k FROM 'f/+/t' WHERE startswith(topic(2), 'd');
+CREATE RULE value AS SELECT VALUE pewma(hum) FROM 'f/+/t';
+CREATE RULE one AS SELECT temp, pewma(temp * 2) AS p FROM 'f/+/t' WHERE p.mean > 0`)
+	key := mustCompile(t, "SELECT count(*) AS n FROM 'f/+/t' GROUP BY TUMBLE(1 MINUTE), concat(topic(2), '/', hum)")[0].Keys[0]
+	pooled, own := memState{}, memState{}
+	var ev Evaluator
+	fired := 0
+	for i := range 300 {
+		in := &Input{Topic: fmt.Sprintf("f/d%d/t", i%3), Thing: fmt.Sprintf("d%d", i%3),
+			Payload: map[string]any{"temp": int64(20 + i%7 + i/250*40), "hum": int64(40 + i%11)}}
+		for _, r := range rs {
+			want, wantFired, wantErr := r.Eval(in, pooled)
+			got, gotFired, gotErr := ev.Eval(r, in, own)
+			if !reflect.DeepEqual(got, want) || gotFired != wantFired || !reflect.DeepEqual(gotErr, wantErr) {
+				t.Fatalf("event %d, rule %s: Evaluator %v %t %v; Eval %v %t %v", i, r.Name, got, gotFired, gotErr, want, wantFired, wantErr)
+			}
+			if wantFired {
+				fired++
+			}
+		}
+		want, _ := key.Eval(in, nil)
+		if got, _ := ev.EvalProgram(key, in, nil); got != want {
+			t.Fatalf("event %d: key %v, want %v", i, got, want)
+		}
+	}
+	if fired < 600 || !reflect.DeepEqual(own, pooled) {
+		t.Errorf("%d outputs; states equal %t", fired, reflect.DeepEqual(own, pooled))
 	}
 }

@@ -178,12 +178,14 @@ func (p *Program) Eval(in *Input, st State) (any, error) {
 	if c == nil {
 		c = new(env.Ctx)
 	}
+	defer p.ctxs.Put(c) // see Rule.Eval
+	return p.eval(c, in, st)
+}
+
+func (p *Program) eval(c *env.Ctx, in *Input, st State) (any, error) {
 	c.Reset(in, st, p.rule)
 	v := p.fn(c)
-	err := c.Err
-	c.Reset(nil, nil, "")
-	p.ctxs.Put(c)
-	return v, err
+	return v, c.Err
 }
 
 // Rule is one compiled rule.
@@ -220,6 +222,10 @@ type Rule struct {
 	// would otherwise escape to the heap on every Eval.
 	ctxs sync.Pool
 }
+
+// Index returns the rule's position in the Set NewSet last put it in
+// (its load order there), 0 before.
+func (r *Rule) Index() int { return r.index }
 
 // Compile parses, checks and compiles every rule in src.
 func Compile(src string, opts ...Option) ([]*Rule, error) {

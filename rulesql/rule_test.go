@@ -220,3 +220,33 @@ func TestPercentileParam(t *testing.T) {
 		t.Error("non-literal percentile accepted")
 	}
 }
+
+// A WHERE that calls functions allocates nothing per event when it
+// does not fire: the arguments live on the context's stack, nested
+// calls above their caller's.
+func TestFunctionCallsAllocateNothing(t *testing.T) {
+	r := mustCompile(t, "SELECT temp FROM 'fleet/+/telemetry' WHERE startswith(status, 'err') OR isnull(hum) OR mod(abs(temp), 7) = 3")[0]
+	in := &Input{Topic: "fleet/d1/telemetry", Thing: "d1", Payload: map[string]any{"temp": int64(20), "hum": int64(40), "status": "ok"}}
+	var e Evaluator // Eval's pool drops contexts at random under -race
+	eval := func() {
+		if _, fired, err := e.Eval(r, in, nil); err != nil || fired {
+			t.Fatalf("fired %t, err %v", fired, err)
+		}
+	}
+	eval()
+	if a := testing.AllocsPerRun(1000, eval); a != 0 {
+		t.Errorf("%.1f allocations per evaluation, want 0", a)
+	}
+	in.Payload.(map[string]any)["status"] = "error"
+	if _, fired, err := r.Eval(in, nil); err != nil || !fired {
+		t.Errorf("status error: fired %t, err %v; want fired", fired, err)
+	}
+	// A fresh context: the nested call grows the stack under its
+	// caller's arguments.
+	r = mustCompile(t, "SELECT mod(abs(temp), 7) AS m, concat(status, '-', abs(temp)) AS s FROM 'fleet/+/telemetry' WHERE mod(abs(temp), 7) = 3")[0]
+	in.Payload = map[string]any{"temp": int64(-24), "status": "ok"}
+	out, fired, err := r.Eval(in, nil)
+	if want := map[string]any{"m": int64(3), "s": "ok-24"}; err != nil || !fired || !reflect.DeepEqual(out, want) {
+		t.Errorf("temp -24: %v, fired %t, err %v; want %v", out, fired, err, want)
+	}
+}

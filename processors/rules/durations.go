@@ -140,7 +140,7 @@ func (d *durationRun) putEpisode(st *subStore, thing string, e *episodeRecord) e
 // durationEvent observes the rule's condition on an event.
 func (p *Processor) durationEvent(tx *processors.Tx, ps *partState, ri *ruleInfo, ev *processors.Event, in *rulesql.Input, st *subStore) error {
 	r := ri.rule
-	out, holds, err := r.Eval(in, st)
+	out, holds, err := ps.eval.Eval(r, in, st)
 	if err != nil {
 		return p.ruleError(tx, ri, ev, in, err)
 	}

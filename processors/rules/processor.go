@@ -44,8 +44,10 @@ type Processor struct {
 
 // loaded is one rule set with what the processor derived from it.
 type loaded struct {
-	set      *rulesql.Set
-	info     map[*rulesql.Rule]*ruleInfo
+	set  *rulesql.Set
+	info map[*rulesql.Rule]*ruleInfo
+	// byIndex is info by the rules' Index in set (see infoOf).
+	byIndex  []*ruleInfo
 	windows  []*ruleInfo // GROUP BY rules, in load order
 	duration []*ruleInfo // FOR rules, in load order
 	at       time.Time
@@ -120,8 +122,19 @@ func (p *Processor) newLoaded(set *rulesql.Set) *loaded {
 			l.duration = append(l.duration, ri)
 		}
 		l.info[r] = ri
+		l.byIndex = append(l.byIndex, ri)
 	}
 	return l
+}
+
+// infoOf returns the info of a rule of the set: by its index (a slice,
+// not a map, on the hot path), or from the map when the rule has been
+// put in another set since.
+func (l *loaded) infoOf(r *rulesql.Rule) *ruleInfo {
+	if i := r.Index(); i < len(l.byIndex) && l.byIndex[i].rule == r {
+		return l.byIndex[i]
+	}
+	return l.info[r]
 }
 
 func namespace(kind byte, rule, fp string) []byte {
@@ -150,6 +163,9 @@ type partState struct {
 	st      subStore
 	in      inputWithShadow
 	matched []*rulesql.Rule
+	// eval evaluates the partition's rules (one at a time, on the
+	// task's goroutine).
+	eval rulesql.Evaluator
 }
 
 func part(tx *processors.Tx) *partState {
@@ -233,7 +249,7 @@ func (p *Processor) Process(ctx context.Context, tx *processors.Tx, ev *processo
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		ri := l.info[r]
+		ri := l.infoOf(r)
 		if !tx.DryRun() {
 			ri.stats.matched.Add(1)
 			ri.cMatched.Inc()
@@ -245,7 +261,7 @@ func (p *Processor) Process(ctx context.Context, tx *processors.Tx, ev *processo
 		case r.For != nil:
 			err = p.durationEvent(tx, ps, ri, ev, in, st)
 		default:
-			err = p.plainEvent(tx, ri, ev, in, st)
+			err = p.plainEvent(tx, ps, ri, ev, in, st)
 		}
 		if err != nil {
 			return fmt.Errorf("rule %s: %w", r.Name, err)
@@ -255,8 +271,8 @@ func (p *Processor) Process(ctx context.Context, tx *processors.Tx, ev *processo
 }
 
 // plainEvent runs a rule without window or duration.
-func (p *Processor) plainEvent(tx *processors.Tx, ri *ruleInfo, ev *processors.Event, in *rulesql.Input, st *subStore) error {
-	out, fired, err := ri.rule.Eval(in, st)
+func (p *Processor) plainEvent(tx *processors.Tx, ps *partState, ri *ruleInfo, ev *processors.Event, in *rulesql.Input, st *subStore) error {
+	out, fired, err := ps.eval.Eval(ri.rule, in, st)
 	if err != nil {
 		return p.ruleError(tx, ri, ev, in, err)
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/iotpipe/iotpipe/rulesql"
 	"github.com/iotpipe/iotpipe/schemas"
 )
 
@@ -70,6 +71,28 @@ func TestRoutingAndActionRecords(t *testing.T) {
 	}
 	if s := byName["temps"]; s.Matched != 2 || s.Fired != 1 || s.Kind != "select" {
 		t.Errorf("temps status = %+v", s)
+	}
+}
+
+// A rule put in another set after its own was loaded (which renumbers
+// it) is still counted, and fires, as the loaded set's rule.
+func TestRulesInTwoSets(t *testing.T) {
+	g := newRig(t, greenhouse, Options{})
+	if _, err := rulesql.NewSet([]*rulesql.Rule{g.rs.Rule("temps"), g.rs.Rule("shade")}); err != nil {
+		t.Fatal(err)
+	}
+	if got := g.rs.Rule("shade").Index(); got != 1 {
+		t.Fatalf("shade's index in the second set: %d, want 1", got)
+	}
+	if recs := g.publish("gh-1", "greenhouse/gh-1/lux", `{"lux": 40000}`); len(actions(t, recs)) != 2 {
+		t.Errorf("shade gave %d records, want its 2 actions", len(recs))
+	}
+	byName := map[string]RuleStatus{}
+	for _, r := range g.r.p.Status().Rules {
+		byName[r.Name] = r
+	}
+	if s, o := byName["shade"], byName["temps"]; s.Matched != 1 || s.Fired != 1 || o.Matched != 0 {
+		t.Errorf("shade matched %d, fired %d; temps matched %d: want 1, 1, 0", s.Matched, s.Fired, o.Matched)
 	}
 }
 

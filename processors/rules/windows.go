@@ -208,7 +208,7 @@ func (p *Processor) windowRun(ps *partState, ri *ruleInfo) (*windowRun, error) {
 // windowEvent adds an event that passes the rule's WHERE to its windows.
 func (p *Processor) windowEvent(tx *processors.Tx, ps *partState, ri *ruleInfo, ev *processors.Event, in *rulesql.Input, st *subStore) error {
 	r := ri.rule
-	_, fired, err := r.Eval(in, st)
+	_, fired, err := ps.eval.Eval(r, in, st)
 	if err != nil {
 		return p.ruleError(tx, ri, ev, in, err)
 	}
@@ -217,7 +217,7 @@ func (p *Processor) windowEvent(tx *processors.Tx, ps *partState, ri *ruleInfo, 
 	}
 	at := in.Timestamp
 	if r.EventTime != nil {
-		v, err := r.EventTime.Eval(in, st)
+		v, err := ps.eval.EvalProgram(r.EventTime, in, st)
 		if err != nil {
 			return p.ruleError(tx, ri, ev, in, err)
 		}
@@ -248,7 +248,7 @@ func (p *Processor) windowEvent(tx *processors.Tx, ps *partState, ri *ruleInfo, 
 	switch len(r.Keys) {
 	case 0:
 	case 1:
-		v, err := r.Keys[0].Eval(in, st)
+		v, err := ps.eval.EvalProgram(r.Keys[0], in, st)
 		if err != nil {
 			return p.ruleError(tx, ri, ev, in, err)
 		}
@@ -256,7 +256,7 @@ func (p *Processor) windowEvent(tx *processors.Tx, ps *partState, ri *ruleInfo, 
 	default:
 		parts := make([]string, len(r.Keys))
 		for i, k := range r.Keys {
-			v, err := k.Eval(in, st)
+			v, err := ps.eval.EvalProgram(k, in, st)
 			if err != nil {
 				return p.ruleError(tx, ri, ev, in, err)
 			}
@@ -284,7 +284,7 @@ func (p *Processor) windowEvent(tx *processors.Tx, ps *partState, ri *ruleInfo, 
 		if a.Arg == nil {
 			continue
 		}
-		x, err := a.Arg.Eval(in, st)
+		x, err := ps.eval.EvalProgram(a.Arg, in, st)
 		if err != nil {
 			return p.ruleError(tx, ri, ev, in, err)
 		}

@@ -30,6 +30,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/iotpipe/iotpipe/processors"
@@ -90,7 +91,9 @@ func (p *Processor) Name() string { return Name }
 // Process implements processors.Processor: it applies one shadow request
 // and ignores every other event.
 func (p *Processor) Process(ctx context.Context, tx *processors.Tx, ev *processors.Event) error {
-	if ev.Envelope.Type != schemas.EventPublish {
+	// Most events are not shadow requests: they leave before the
+	// request (which the handlers take by pointer) is made.
+	if ev.Envelope.Type != schemas.EventPublish || !strings.HasPrefix(ev.Envelope.Topic, topicRoot) {
 		return nil
 	}
 	req, ok := ParseTopic(ev.Envelope.Topic)

@@ -499,10 +499,17 @@ func (k *compiler) call(t *ast.Call) (Fn, bool, error) {
 				return nil, false, errorf(t.P, "topic(n) needs an Int level")
 			}
 			return func(c *env.Ctx) any {
-				if s, ok := funcs.TopicLevel(c.In.Topic, n); ok {
-					return s
+				// The level as a value is made once per event.
+				if v, ok := c.In.Level(n); ok {
+					return v
 				}
-				return value.Undefined
+				s, ok := funcs.TopicLevel(c.In.Topic, n)
+				if !ok {
+					return value.Undefined
+				}
+				var v any = s
+				c.In.KeepLevel(n, v)
+				return v
 			}, false, nil
 		}
 	case "clientid":
@@ -533,11 +540,16 @@ func (k *compiler) call(t *ast.Call) (Fn, bool, error) {
 			if value.IsUndefined(v) && !takesUndefined(name) {
 				return value.Undefined
 			}
-			return impl(c, []any{v})
+			vals := c.PushArgs(1)
+			vals[0] = v
+			out := impl(c, vals)
+			c.PopArgs(vals)
+			return out
 		}
 	default:
 		fn = func(c *env.Ctx) any {
-			vals := make([]any, len(args))
+			vals := c.PushArgs(len(args))
+			defer c.PopArgs(vals)
 			for i, a := range args {
 				vals[i] = a(c)
 				if value.IsUndefined(vals[i]) && !takesUndefined(name) {

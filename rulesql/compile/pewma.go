@@ -84,9 +84,10 @@ func (k *compiler) pewma(t *ast.Call, lazy bool) (Fn, bool, error) {
 			}
 			return value.Undefined
 		}
+		// The key, then the new state's value, in c.Buf: the store
+		// copies both (env.State).
 		c.Buf = appendPewmaKey(c.Buf[:0], c.Rule, site, c.In.Thing)
-		key := c.Buf
-		st, kept, err := pewmaState(c.St, key)
+		st, kept, err := pewmaState(c.St, c.Buf)
 		if err != nil {
 			if c.Err == nil {
 				c.Err = fmt.Errorf("pewma(): read state: %w", err)
@@ -97,10 +98,11 @@ func (k *compiler) pewma(t *ast.Call, lazy bool) (Fn, bool, error) {
 		if r.Skipped {
 			return value.Undefined
 		}
-		var b [24]byte
-		nb, err := st.AppendBinary(b[:0])
+		n := len(c.Buf)
+		c.Buf, err = st.AppendBinary(c.Buf)
+		key := c.Buf[:n:n]
 		if err == nil {
-			err = c.St.Set(key, nb)
+			err = c.St.Set(key, c.Buf[n:])
 		}
 		if err != nil {
 			if c.Err == nil {
@@ -111,14 +113,36 @@ func (k *compiler) pewma(t *ast.Call, lazy bool) (Fn, bool, error) {
 		if kept != nil {
 			*kept = st
 		} else if m, ok := c.St.(env.Memo); ok {
-			m.Keep(key, &st)
+			ns := new(pewma.State)
+			*ns = st
+			m.Keep(key, ns)
 		}
 		if lazy {
-			return &pewmaOut{r: r, t: st.T}
+			// The site's result lives in the context until the
+			// evaluation builds its object (see lazyObject).
+			o := stashed[pewmaOut](c, site)
+			*o = pewmaOut{r: r, t: st.T}
+			return o
 		}
 		o := pewmaOut{r: r, t: st.T}
 		return o.object()
 	}, false, nil
+}
+
+// stashed returns the context's value of type T for a stateful call
+// site, made on first use and kept with the context (env.Ctx.Stash): a
+// closure's value that lives for one evaluation, without allocating it
+// for each.
+func stashed[T any](c *env.Ctx, site int) *T {
+	if site >= len(c.Stash) {
+		c.Stash = append(c.Stash, make([]any, site+1-len(c.Stash))...)
+	}
+	v, ok := c.Stash[site].(*T)
+	if !ok {
+		v = new(T)
+		c.Stash[site] = v
+	}
+	return v
 }
 
 // pewmaOut is a pewma() result: {mean, std, z, probability, anomaly,

@@ -27,10 +27,39 @@ type Input struct {
 	Offset    int64
 	// Shadow answers get_thing_shadow(); nil reads as "no shadow".
 	Shadow ShadowReader
+
+	// levels keeps topic levels 1 to 4 of levelsOf as values (see
+	// Level): the rules of one event read topic(2) again and again.
+	levels   [4]any
+	levelsOf string
+}
+
+// Level returns topic level n (1-based) as KeepLevel kept it for the
+// current Topic, false when it was not kept. An Input is evaluated by one
+// goroutine at a time.
+func (in *Input) Level(n int64) (any, bool) {
+	if n < 1 || n > int64(len(in.levels)) || in.levels[n-1] == nil || in.levelsOf != in.Topic {
+		return nil, false
+	}
+	return in.levels[n-1], true
+}
+
+// KeepLevel keeps v as topic level n of the current Topic (levels past
+// the fourth are not kept).
+func (in *Input) KeepLevel(n int64, v any) {
+	if n < 1 || n > int64(len(in.levels)) {
+		return
+	}
+	if in.levelsOf != in.Topic {
+		clear(in.levels[:])
+		in.levelsOf = in.Topic
+	}
+	in.levels[n-1] = v
 }
 
 // State is the key-value store stateful functions such as pewma() keep
 // their state in. Keys are built by the rule from (rule, call site, thing).
+// Set copies the key and value it keeps: callers reuse their bytes.
 type State interface {
 	Get(key []byte) ([]byte, bool, error)
 	Set(key, value []byte) error
@@ -79,16 +108,51 @@ type Ctx struct {
 	// Buf is scratch space for stateful functions (their state keys);
 	// its contents are not kept from one use to the next.
 	Buf []byte
+	// Stash holds, by stateful call site, a value the call keeps for the
+	// rest of one evaluation (its result until the output is built), so
+	// that it is not allocated on every evaluation: kept by Reset with
+	// the context, read only by the compiled rule the context serves.
+	Stash []any
+	// Args is the stack of the arguments of the function calls being
+	// evaluated (see PushArgs), kept by Reset with the context.
+	Args []any
+}
+
+// PushArgs returns n empty slots on c's argument stack for a function
+// call's arguments. They are valid until the matching PopArgs: nested
+// calls push and pop above them (growing the stack leaves them where
+// they are).
+func (c *Ctx) PushArgs(n int) []any {
+	base := len(c.Args)
+	c.Args = append(c.Args, make([]any, n)...)
+	return c.Args[base : base+n : base+n]
+}
+
+// PopArgs releases the slots of the last PushArgs, args, emptying them.
+func (c *Ctx) PopArgs(args []any) {
+	clear(args)
+	n := len(c.Args) - len(args)
+	clear(c.Args[n:])
+	c.Args = c.Args[:n]
 }
 
 // Reset makes c the context of a new evaluation of rule over in (nil:
-// none), with no Slots, keeping the space of Buf and Slots (see
-// UseSlots).
+// none), with no Slots, keeping the space of Buf, Slots, Stash and Args
+// (see UseSlots). It writes only the fields it changes: it runs before
+// every evaluation.
 func (c *Ctx) Reset(in *Input, st State, rule string) {
 	clear(c.Slots)
-	*c = Ctx{In: in, St: st, Rule: rule, Buf: c.Buf[:0], Slots: c.Slots[:0]}
+	c.In, c.St, c.Rule = in, st, rule
+	c.Doc = nil
 	if in != nil {
 		c.Doc = in.Payload
+	}
+	c.Slots, c.Buf, c.Args = c.Slots[:0], c.Buf[:0], c.Args[:0]
+	if c.Aggs != nil {
+		c.Aggs = nil
+	}
+	if c.Err != nil {
+		c.Err = nil
 	}
 }
 

@@ -14,7 +14,9 @@ import (
 	"github.com/iotpipe/iotpipe/rulesql/env"
 )
 
-// Impl evaluates a function over its evaluated arguments.
+// Impl evaluates a function over its evaluated arguments. args is the
+// caller's (its context's argument stack, env.Ctx.PushArgs): an Impl
+// reads it during the call and never keeps or returns it.
 type Impl func(c *env.Ctx, args []any) any
 
 // Func describes one catalog function.

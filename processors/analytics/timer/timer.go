@@ -167,6 +167,10 @@ type Timers struct {
 	cfg      Config
 	loaded   bool
 	episodes map[string]episode
+	// next is at or before the earliest deadline of a pending episode
+	// (math.MaxInt64: none), once loaded: Fire before it has nothing to
+	// fire and reads nothing.
+	next int64
 }
 
 // New returns Timers for cfg (validated).
@@ -190,6 +194,7 @@ func (t *Timers) load(st Store) error {
 		return nil
 	}
 	clear(t.episodes)
+	t.next = math.MaxInt64
 	var bad error
 	err := st.Scan([]byte{prefixEpisode}, []byte{prefixEpisode + 1}, func(k, v []byte) bool {
 		e, err := decodeEpisode(v)
@@ -198,6 +203,9 @@ func (t *Timers) load(st Store) error {
 			return false
 		}
 		t.episodes[string(k[1:])] = e
+		if e.state == stPending {
+			t.next = min(t.next, e.since+int64(t.cfg.For))
+		}
 		return true
 	})
 	if err != nil {
@@ -251,6 +259,7 @@ func (t *Timers) observe(st Store, key string, holds bool, at int64) ([]Event, e
 		if err := st.Set(deadlineKey(at+int64(t.cfg.For), key), nil); err != nil {
 			return nil, fmt.Errorf("timer: set timer of %q: %w", key, err)
 		}
+		t.next = min(t.next, at+int64(t.cfg.For))
 		return nil, nil
 	}
 	if at < e.since {
@@ -324,6 +333,9 @@ func (t *Timers) Fire(st Store, now time.Time) ([]Event, error) {
 }
 
 func (t *Timers) fireDue(st Store, now int64) ([]Event, error) {
+	if now < t.next {
+		return nil, nil // no pending episode is due
+	}
 	var due [][]byte
 	err := st.Scan([]byte{prefixDeadline}, deadlineKey(now+1, ""), func(k, _ []byte) bool {
 		due = append(due, append([]byte(nil), k...))
@@ -351,6 +363,17 @@ func (t *Timers) fireDue(st Store, now int64) ([]Event, error) {
 			return nil, err
 		}
 		evs = append(evs, ev)
+	}
+	// Every timer due is gone: the next one is the first left.
+	t.next = math.MaxInt64
+	err = st.Scan(deadlineKey(now+1, ""), []byte{prefixDeadline + 1}, func(k, _ []byte) bool {
+		if d, _, ok := parseDeadlineKey(k); ok {
+			t.next = d
+		}
+		return false
+	})
+	if err != nil {
+		return nil, fmt.Errorf("timer: scan the next timer: %w", err)
 	}
 	return evs, nil
 }

@@ -320,3 +320,59 @@ func TestSince(t *testing.T) {
 		}
 	}
 }
+
+// scanCounter is a store that counts its scans.
+type scanCounter struct {
+	*memStore
+	scans int
+}
+
+func (s *scanCounter) Scan(lo, hi []byte, fn func(k, v []byte) bool) error {
+	s.scans++
+	return s.memStore.Scan(lo, hi, fn)
+}
+
+// Fire reads the store only once a pending episode may be due: before
+// the earliest deadline, and with nothing pending, it scans nothing and
+// fires nothing; at a deadline it fires as before, after a restart too.
+func TestFireReadsNothingBeforeTheNextDeadline(t *testing.T) {
+	st := &scanCounter{memStore: newMemStore()}
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	tm := newTimers(t, Config{For: 10 * time.Second})
+	observe := func(key string, at time.Duration) {
+		t.Helper()
+		if _, err := tm.Observe(st, key, true, t0.Add(at)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fire := func(at time.Duration, wantScans bool, want ...string) {
+		t.Helper()
+		before := st.scans
+		evs, err := tm.Fire(st, t0.Add(at))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, e := range evs {
+			got = append(got, e.Key)
+		}
+		if !reflect.DeepEqual(got, want) || (st.scans > before) != wantScans {
+			t.Errorf("Fire at +%v: %q with %d scans; want %q, scans %t", at, got, st.scans-before, want, wantScans)
+		}
+	}
+	observe("k1", 0) // loads: one scan
+	fire(time.Second, false)
+	fire(9*time.Second, false)
+	fire(10*time.Second, true, "k1")
+	fire(20*time.Second, false) // nothing pending
+
+	observe("k3", 50*time.Second)
+	observe("k4", 55*time.Second)
+	fire(60*time.Second, true, "k3")
+	fire(62*time.Second, false) // k4 is due at +65s
+	tm = newTimers(t, Config{For: 10 * time.Second})
+	fire(63*time.Second, true) // a new Timers loads its episodes
+	fire(64*time.Second, false)
+	fire(65*time.Second, true, "k4")
+	fire(90*time.Second, false)
+}
