@@ -275,6 +275,7 @@ func (c *conn) answer(ready []*pending, buf *[]byte) {
 	// says why, for the MQTT 5 code and the log line.
 	var unlogged int
 	var why refusal
+	now := time.Now()
 	for i, p := range ready {
 		state := p.state.Load()
 		if state == logged && p.pk.FixedHeader.Retain {
@@ -291,6 +292,9 @@ func (c *conn) answer(ready []*pending, buf *[]byte) {
 		}
 		switch {
 		case state == logged:
+			// The PUBACK's latency as it is written (below, give or
+			// take routing the retained publishes first).
+			c.s.metrics.pubackLatency.Observe(now.Sub(p.start).Seconds())
 			b = append(b, packets.Puback<<4, 2, byte(p.pk.PacketID>>8), byte(p.pk.PacketID))
 		case c.v5:
 			// MQTT 5: a PUBACK with a failure reason code.

@@ -156,3 +156,12 @@ func TestCloseWithSilentConnections(t *testing.T) {
 		t.Fatal("Close still waits for connections that never sent a CONNECT")
 	}
 }
+
+// histogramCount reads a histogram's sample count.
+func histogramCount(h prometheus.Metric) uint64 {
+	var m dto.Metric
+	if err := h.Write(&m); err != nil {
+		panic(err)
+	}
+	return m.GetHistogram().GetSampleCount()
+}

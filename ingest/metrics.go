@@ -6,6 +6,7 @@ type metrics struct {
 	logged         prometheus.Counter
 	produceErrors  prometheus.Counter
 	produceLatency prometheus.Histogram
+	pubackLatency  prometheus.Histogram
 	ackTimeouts    prometheus.Counter
 	expired        prometheus.Counter
 	refused        *prometheus.CounterVec
@@ -30,6 +31,10 @@ func newMetrics() *metrics {
 		}),
 		produceLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "iotpipe_ingest_produce_seconds", Help: "Time from receiving a publish to the log's acknowledgement.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}),
+		pubackLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "iotpipe_ingest_puback_seconds", Help: "Time from receiving a QoS 1 publish to writing its PUBACK (after the log's acknowledgement): iotpipe_ingest_produce_seconds plus the wait for the connection's writer.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 		}),
 		ackTimeouts: prometheus.NewCounter(prometheus.CounterOpts{
@@ -75,7 +80,7 @@ func newMetrics() *metrics {
 // Collectors returns the server's Prometheus collectors for registration.
 func (s *Server) Collectors() []prometheus.Collector {
 	m := s.metrics
-	return append([]prometheus.Collector{m.logged, m.produceErrors, m.produceLatency, m.ackTimeouts, m.expired, m.refused, m.lifecycle, m.delivered, m.commands, m.httpPublished,
+	return append([]prometheus.Collector{m.logged, m.produceErrors, m.produceLatency, m.pubackLatency, m.ackTimeouts, m.expired, m.refused, m.lifecycle, m.delivered, m.commands, m.httpPublished,
 		m.authRefused, m.authenticated, m.handshake, m.sessionsEnded, m.authorizer},
 		s.connCollectors()...)
 }
