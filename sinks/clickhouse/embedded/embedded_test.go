@@ -2,11 +2,13 @@ package embedded_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -88,6 +90,39 @@ func TestStopEndsTheChild(t *testing.T) {
 	}
 }
 
+// The server's threads run at DefaultNice: its inserts and merges yield
+// the CPU to ingest and the processors on a shared machine (threads chDB
+// starts after the child lowered its priority inherit it).
+func TestServerRunsNiced(t *testing.T) {
+	s := srv.Get(t)
+	if s.Embedded == nil {
+		t.Skip("CLICKHOUSE_DSN names an external server; this test supervises the embedded one")
+	}
+	httpQuery(t, s.HTTPURL, "SELECT count() FROM numbers(10)")
+	dir := fmt.Sprintf("/proc/%d/task", s.Embedded.PID())
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	niced := 0
+	for _, task := range tasks {
+		b, err := os.ReadFile(filepath.Join(dir, task.Name(), "stat"))
+		if err != nil {
+			continue // the thread ended
+		}
+		// Field 19 of stat is the niceness; fields after the command
+		// name (in parentheses, which may hold spaces) start at 3.
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		if f[16] == strconv.Itoa(embedded.DefaultNice) {
+			niced++
+		}
+	}
+	// ClickHouse raises a few threads of its own (root may): most run niced.
+	if niced < len(tasks)/2 {
+		t.Errorf("%d of the server's %d threads run at nice %d", niced, len(tasks), embedded.DefaultNice)
+	}
+}
+
 func TestStartErrors(t *testing.T) {
 	tests := []struct {
 		name string
@@ -98,6 +133,7 @@ func TestStartErrors(t *testing.T) {
 		{"no data dir", embedded.Options{LibPath: "/nonexistent"}, "", "DataDir is required"},
 		{"lib missing", embedded.Options{DataDir: t.TempDir(), LibPath: "/nonexistent/libchdb.so"}, "", "make deps"},
 		{"env lib missing", embedded.Options{DataDir: t.TempDir()}, "/nonexistent/libchdb.so", "make deps"},
+		{"bad nice", embedded.Options{DataDir: t.TempDir(), LibPath: os.Args[0], Nice: 20}, "", "nice 20"},
 		{"child fails", embedded.Options{DataDir: t.TempDir(), LibPath: os.Args[0], Binary: "/bin/false", StartTimeout: 5 * time.Second}, "", "did not start"},
 	}
 	for _, tt := range tests {
@@ -123,6 +159,8 @@ func TestServeMainBadArgs(t *testing.T) {
 		{"--lib=/x"},
 		{"--lib=/x", "--path=/y", "--tcp-port=0"},
 		{"--lib=/x", "--path=/y", "--http-port=70000"},
+		{"--lib=/x", "--path=/y", "--nice=20"},
+		{"--lib=/x", "--path=/y", "--nice=-5"},
 		{"--bogus"},
 	}
 	for _, args := range tests {

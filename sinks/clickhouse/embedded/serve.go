@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"syscall"
 	"unsafe"
 
 	"github.com/ebitengine/purego"
@@ -29,6 +30,8 @@ type ServeArgs struct {
 	// Config is the configuration file the server loads (its users);
 	// "" for none.
 	Config string
+	// Nice is the niceness the server runs at (0: the parent's).
+	Nice int
 }
 
 // Args renders a as command-line flags for ServeMain.
@@ -40,6 +43,7 @@ func (a ServeArgs) Args() []string {
 		"--tcp-port=" + strconv.Itoa(a.TCPPort),
 		"--http-port=" + strconv.Itoa(a.HTTPPort),
 		"--config=" + a.Config,
+		"--nice=" + strconv.Itoa(a.Nice),
 	}
 }
 
@@ -60,6 +64,13 @@ func ServeMain(args []string) int {
 		fmt.Fprintf(os.Stderr, "clickhouse serve: %v\n", err)
 		return 2
 	}
+	if a.Nice > 0 {
+		// Before chDB starts its threads: they inherit the niceness
+		// of the thread that creates them.
+		if err := lowerPriority(a.Nice); err != nil {
+			fmt.Fprintf(os.Stderr, "clickhouse serve: %v (running at the parent's priority)\n", err)
+		}
+	}
 	if err := serve(a); err != nil {
 		fmt.Fprintf(os.Stderr, "clickhouse serve: %v\n", err)
 		return 1
@@ -77,6 +88,7 @@ func parseServeArgs(args []string, out io.Writer) (ServeArgs, error) {
 	fs.IntVar(&a.TCPPort, "tcp-port", 9000, "native protocol port")
 	fs.IntVar(&a.HTTPPort, "http-port", 8123, "HTTP port")
 	fs.StringVar(&a.Config, "config", "", "configuration file (users)")
+	fs.IntVar(&a.Nice, "nice", 0, "niceness of the server's threads (0: the parent's)")
 	if err := fs.Parse(args); err != nil {
 		return a, err
 	}
@@ -89,6 +101,8 @@ func parseServeArgs(args []string, out io.Writer) (ServeArgs, error) {
 		return a, fmt.Errorf("bad --tcp-port %d", a.TCPPort)
 	case a.HTTPPort <= 0 || a.HTTPPort > 65535:
 		return a, fmt.Errorf("bad --http-port %d", a.HTTPPort)
+	case a.Nice < 0 || a.Nice > 19:
+		return a, fmt.Errorf("bad --nice %d: want 0 to 19", a.Nice)
 	}
 	return a, nil
 }
@@ -150,6 +164,25 @@ func serve(a ServeArgs) error {
 	defer destroyResult(r)
 	if msg := resultError(r); msg != "" {
 		return fmt.Errorf("chdb: %s", msg)
+	}
+	return nil
+}
+
+// lowerPriority sets every thread of this process to niceness n (on
+// Linux, niceness is a thread's, and a new thread takes its creator's).
+func lowerPriority(n int) error {
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return fmt.Errorf("lower priority: %w", err)
+	}
+	for _, t := range tasks {
+		tid, err := strconv.Atoi(t.Name())
+		if err != nil {
+			continue
+		}
+		if err := syscall.Setpriority(syscall.PRIO_PROCESS, tid, n); err != nil {
+			return fmt.Errorf("lower priority of thread %d to nice %d: %w", tid, n, err)
+		}
 	}
 	return nil
 }

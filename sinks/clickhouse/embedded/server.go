@@ -59,7 +59,14 @@ type Options struct {
 	QueryLimits ddl.QueryLimits
 	// Logger logs starts, crashes and restarts. Default slog.Default().
 	Logger *slog.Logger
+	// Nice is the niceness the server runs at (Linux; 0 to 19), so that
+	// its inserts and merges yield the CPU to ingest and the processors
+	// on a shared machine. Default DefaultNice; -1 for the parent's.
+	Nice int
 }
+
+// DefaultNice is Options.Nice's default.
+const DefaultNice = 10
 
 func (o *Options) setDefaults() error {
 	if o.DataDir == "" {
@@ -92,6 +99,14 @@ func (o *Options) setDefaults() error {
 	}
 	if o.Args == nil {
 		o.Args = []string{"clickhouse", "serve"}
+	}
+	switch {
+	case o.Nice == 0:
+		o.Nice = DefaultNice
+	case o.Nice == -1:
+		o.Nice = 0
+	case o.Nice < 0 || o.Nice > 19:
+		return fmt.Errorf("embedded clickhouse: nice %d: want -1 or 0 to 19", o.Nice)
 	}
 	if o.StartTimeout == 0 {
 		o.StartTimeout = 60 * time.Second
@@ -268,7 +283,7 @@ func (s *Server) closeLog() {
 func (s *Server) spawn(tail io.Writer) error {
 	args := append(append([]string(nil), s.opts.Args...), ServeArgs{
 		Lib: s.opts.LibPath, Path: s.opts.DataDir, ListenHost: s.opts.ListenHost,
-		TCPPort: s.opts.TCPPort, HTTPPort: s.opts.HTTPPort, Config: s.config,
+		TCPPort: s.opts.TCPPort, HTTPPort: s.opts.HTTPPort, Config: s.config, Nice: s.opts.Nice,
 	}.Args()...)
 	cmd := exec.Command(s.opts.Binary, args...)
 	out := s.opts.Output
