@@ -116,6 +116,7 @@ lint: vet
 
 bench: deps build
 	$(GO) test -run '^$$' -bench . -benchtime 1s ./schemas/... ./processors/... ./rulesql/... ./sinks/... ./replay/...
+	$(GO) test -run '^$$' -bench BenchmarkPublishLatency -benchtime 600000x ./ingest/
 	@if [ -x benchmarks/run-mqtt.sh ]; then IOTPIPE_BIN=$(CURDIR)/$(BIN) benchmarks/run-mqtt.sh; fi
 	./$(BIN) bench e2e --out benchmarks/results
 
