@@ -56,7 +56,11 @@ func (s *StateDir) Close() error { return s.db.Close() }
 // Partition returns partition's state (the local changelog checkpoint
 // left out) and the changelog end it is current with (-1: unknown).
 func (s *StateDir) Partition(partition int32) (state map[string][]byte, changelogEnd int64, err error) {
-	snap, err := snapshot(s.db, partition)
+	return partitionState(s.db, partition)
+}
+
+func partitionState(db *pebble.DB, partition int32) (state map[string][]byte, changelogEnd int64, err error) {
+	snap, err := snapshot(db, partition)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -66,7 +70,7 @@ func (s *StateDir) Partition(partition int32) (state map[string][]byte, changelo
 	for k, v := range snap {
 		state[k] = []byte(v)
 	}
-	end, err := readChangelogEnd(s.db, partition)
+	end, err := readChangelogEnd(db, partition)
 	return state, end, err
 }
 
@@ -75,7 +79,11 @@ func (s *StateDir) Partition(partition int32) (state map[string][]byte, changelo
 // state, and the changelog end the partition is current with, in one
 // synced batch.
 func (s *StateDir) Replace(partition int32, names []string, state map[string][]byte, changelogEnd int64) error {
-	b := s.db.NewBatch()
+	return replaceState(s.db, partition, names, state, changelogEnd)
+}
+
+func replaceState(db *pebble.DB, partition int32, names []string, state map[string][]byte, changelogEnd int64) error {
+	b := db.NewBatch()
 	defer b.Close()
 	lo := partitionPrefix(partition)
 	var ranges [][]byte

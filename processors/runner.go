@@ -413,7 +413,7 @@ func (r *Runner) startPartition(ctx context.Context, p int32) (*worker, error) {
 			}
 		}
 		if err == nil {
-			w := &worker{r: r, t: t, prod: prod, wake: make(chan struct{}, 1), stop: make(chan struct{})}
+			w := &worker{r: r, t: t, prod: prod, wake: make(chan struct{}, 1), stop: make(chan struct{}), ops: make(chan *holdOp)}
 			r.mu.Lock()
 			w.cl = r.consumer
 			r.workers[p] = w

@@ -35,6 +35,8 @@ type worker struct {
 	wake chan struct{}
 	// stop asks the worker to return; done is closed when it has.
 	stop, done chan struct{}
+	// ops are Hold calls, run between two batches.
+	ops chan *holdOp
 	// next mirrors t.next for the poll loop's offset commits.
 	next atomic.Int64
 }
@@ -133,6 +135,9 @@ func (w *worker) work(ctx context.Context) {
 			return
 		case <-ctx.Done():
 			return
+		case op := <-w.ops:
+			w.runHeld(op)
+			continue
 		default:
 		}
 		var err error
@@ -150,6 +155,8 @@ func (w *worker) work(ctx context.Context) {
 					return
 				case <-ticker.C:
 					err = w.tick(ctx)
+				case op := <-w.ops:
+					w.runHeld(op)
 				case <-w.wake:
 				}
 			}

@@ -3,6 +3,7 @@ package replay
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -38,6 +39,14 @@ type RebuildOptions struct {
 	NewProcessors func() ([]processors.Processor, error)
 	// Logger receives progress (default slog.Default()).
 	Logger *slog.Logger
+
+	// OnPartition, when set, is called after each partition is
+	// rebuilt (RebuildLive), with how many are done of how many.
+	OnPartition func(done, total int)
+
+	// tickAtEnd ticks the rebuilt processors on the wall clock after
+	// the last event (a running node's).
+	tickAtEnd bool
 }
 
 // RebuildCount is what a rebuild did to one processor's state.
@@ -103,11 +112,87 @@ func Rebuild(ctx context.Context, o RebuildOptions) (*RebuildReport, error) {
 		}
 	}
 	for p := range n {
-		if err := rebuildPartition(ctx, &o, sd, p, starts, rep); err != nil {
+		if err := rebuildPartition(ctx, &o, stoppedPartition{sd, p, &o}, p, starts, rep); err != nil {
 			return rep, fmt.Errorf("partition %d: %w", p, err)
 		}
 	}
 	return rep, nil
+}
+
+// LiveRunner is a running node's processors (processors.Runner).
+type LiveRunner interface {
+	Partitions() []int32
+	Hold(ctx context.Context, p int32, fn func(*processors.Held) error) error
+}
+
+// RebuildLive rebuilds processors' state on a running node, as Rebuild
+// does on a stopped one, for the partitions the node processes: a
+// partition at a time, each held between two of its batches while its
+// state is rebuilt (its events wait in the log and are applied after,
+// on the rebuilt state; the other partitions and ingest go on).
+// o.StateDir is not used. From the events, timers and windows are
+// ticked at the end on the wall clock, as the node has ticked them, so
+// nothing the node fired is pending again in the rebuilt state.
+func RebuildLive(ctx context.Context, o RebuildOptions, r LiveRunner) (*RebuildReport, error) {
+	if o.Topics.Events == "" {
+		o.Topics = schemas.DefaultTopics()
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	o.tickAtEnd = true
+	ps := r.Partitions()
+	if len(ps) == 0 {
+		return nil, errors.New("this node processes no partition (yet)")
+	}
+	rep := &RebuildReport{Partitions: len(ps), Processors: map[string]*RebuildCount{}}
+	var starts map[int32]int64
+	if o.FromEvents {
+		var err error
+		if starts, err = startOffsets(ctx, o.Clients, o.Topics.Events); err != nil {
+			return nil, err
+		}
+	}
+	for i, p := range ps {
+		start := time.Now()
+		err := r.Hold(ctx, p, func(h *processors.Held) error {
+			return rebuildPartition(ctx, &o, h, p, starts, rep)
+		})
+		if err != nil {
+			return rep, fmt.Errorf("partition %d: %w", p, err)
+		}
+		o.Logger.Info("partition rebuilt", "partition", p, "held", time.Since(start).Round(time.Millisecond))
+		if o.OnPartition != nil {
+			o.OnPartition(i+1, len(ps))
+		}
+	}
+	return rep, nil
+}
+
+// partitionTarget is where a rebuild reads and replaces a partition's
+// state and corrects its changelog: a stopped node's state directory,
+// or a running node's held partition (processors.Held).
+type partitionTarget interface {
+	State() (map[string][]byte, int64, error)
+	Replace(names []string, state map[string][]byte, changelogEnd int64) error
+	WriteChangelog(ctx context.Context, kv map[string][]byte) (int64, error)
+}
+
+// stoppedPartition is a partition of a stopped node's state directory.
+type stoppedPartition struct {
+	sd *processors.StateDir
+	p  int32
+	o  *RebuildOptions
+}
+
+func (s stoppedPartition) State() (map[string][]byte, int64, error) { return s.sd.Partition(s.p) }
+
+func (s stoppedPartition) Replace(names []string, state map[string][]byte, changelogEnd int64) error {
+	return s.sd.Replace(s.p, names, state, changelogEnd)
+}
+
+func (s stoppedPartition) WriteChangelog(ctx context.Context, kv map[string][]byte) (int64, error) {
+	return processors.WriteChangelog(ctx, s.o.Clients, processors.RunnerOptions{Topics: s.o.Topics}, s.p, kv)
 }
 
 func startOffsets(ctx context.Context, f processors.ClientFactory, topic string) (map[int32]int64, error) {
@@ -138,12 +223,12 @@ func (o *RebuildOptions) selected(key string) (string, bool) {
 	return name, len(o.Processors) == 0 || slices.Contains(o.Processors, name)
 }
 
-func rebuildPartition(ctx context.Context, o *RebuildOptions, sd *processors.StateDir, p int32, starts map[int32]int64, rep *RebuildReport) error {
+func rebuildPartition(ctx context.Context, o *RebuildOptions, sd partitionTarget, p int32, starts map[int32]int64, rep *RebuildReport) error {
 	cl, clEnd, err := processors.ChangelogState(ctx, o.Clients, o.Topics.Changelog, p)
 	if err != nil {
 		return err
 	}
-	local, localEnd, err := sd.Partition(p)
+	local, localEnd, err := sd.State()
 	if err != nil {
 		return err
 	}
@@ -171,7 +256,7 @@ func rebuildPartition(ctx context.Context, o *RebuildOptions, sd *processors.Sta
 			}
 		}
 		if len(diff) > 0 {
-			if clEnd, err = processors.WriteChangelog(ctx, o.Clients, processors.RunnerOptions{Topics: o.Topics}, p, diff); err != nil {
+			if clEnd, err = sd.WriteChangelog(ctx, diff); err != nil {
 				return err
 			}
 			if !whole {
@@ -206,9 +291,9 @@ func rebuildPartition(ctx context.Context, o *RebuildOptions, sd *processors.Sta
 		if whole {
 			rep.Whole = append(rep.Whole, p)
 		}
-		return sd.Replace(p, nil, cl, clEnd)
+		return sd.Replace(nil, cl, clEnd)
 	}
-	return sd.Replace(p, o.Processors, cl, localEnd)
+	return sd.Replace(o.Processors, cl, localEnd)
 }
 
 func (r *RebuildReport) count(name string) *RebuildCount {
@@ -277,6 +362,10 @@ func (o *RebuildOptions) fromEvents(ctx context.Context, p int32, next int64) (m
 	})
 	if err == nil {
 		err = run()
+	}
+	if err == nil && o.tickAtEnd && started {
+		h.Now = time.Now()
+		_, err = h.Tick(ctx, p)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("rebuild from the events: %w", err)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -26,10 +27,12 @@ import (
 )
 
 const rebuildUsage = `Usage: iotpipe rebuild [--processor shadows|rules|lastseen|all] [--from-events] [node flags]
+       iotpipe rebuild --running [--processor ...] [--from-events] [--api URL] [--token T]
 
 Rebuilds the processors' state of a stopped node (iotpipe run or process,
 with the same --data-dir and flags) into a fresh store and swaps it into
-<data-dir>/state, a partition at a time:
+<data-dir>/state, a partition at a time; with --running, of a running node
+through its HTTP API (POST /api/rebuild), without stopping it:
 
   from the changelog (default)  the state iotpipe.changelog holds: what any
                                 node restores (repairs a damaged or lost state dir)
@@ -44,9 +47,21 @@ It opens the node's embedded log from <data-dir>/kafka (or uses --kafka)
 and refuses to run while the node runs. A partition whose local state is
 behind the changelog is restored whole, as the node would at its start.
 
+With --running, the node rebuilds the partitions it processes one at a
+time, each held between two of its batches while it is rebuilt: ingest
+and the other partitions go on, the held partition's events wait in the
+log and are applied after, on the rebuilt state. From the events, the
+rules run with the node's rules of the moment, and timers and windows are
+ticked on the wall clock at the end (as the node ticked them), so nothing
+it fired is pending again.
+
 Flags:
   --processor LIST   shadows, rules, lastseen or all (default all; a comma list)
   --from-events      rebuild from the events instead of the changelog
+  --running          rebuild the running node through its HTTP API
+  --api URL          its API (default $IOTPIPE_API, else http://<--http-addr>)
+  --token SECRET     API token with iotpipe:Admin on api/rebuild (default
+                     $IOTPIPE_TOKEN, else <data-dir>/admin.token)
 and the node's flags (iotpipe run --help): --data-dir, --kafka, --kafka-port,
 --rules, --shadow-*, --config, ...
 `
@@ -58,6 +73,9 @@ func rebuildMain(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	fs := flag.NewFlagSet("iotpipe rebuild", flag.ContinueOnError)
 	which := fs.String("processor", "all", "processors to rebuild")
 	fromEvents := fs.Bool("from-events", false, "rebuild from the events")
+	running := fs.Bool("running", false, "rebuild the running node through its HTTP API")
+	api := fs.String("api", os.Getenv("IOTPIPE_API"), "the running node's HTTP API")
+	token := fs.String("token", os.Getenv("IOTPIPE_TOKEN"), "API token")
 	cfg, err := loadConfig(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
 		fmt.Fprint(stdout, rebuildUsage)
@@ -74,6 +92,18 @@ func rebuildMain(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		fmt.Fprintf(stderr, "iotpipe rebuild: %v\n\n%s", err, rebuildUsage)
 		return 2
 	}
+	if *running {
+		f := apiFlags{api: *api, token: *token, dataDir: cfg.DataDir, timeout: 30 * time.Second}
+		if f.api == "" {
+			f.api = "http://" + loopbackAddr(cfg.HTTPAddr)
+		}
+		c, err := f.client()
+		if err != nil {
+			fmt.Fprintln(stderr, "iotpipe rebuild:", err)
+			return 2
+		}
+		return rebuildRunning(ctx, c, replay.RebuildRequest{Processor: *which, FromEvents: *fromEvents}, stdout, stderr)
+	}
 	log := cfg.logger()
 	lg, err := openStoppedLog(ctx, cfg, log)
 	if err != nil {
@@ -83,7 +113,7 @@ func rebuildMain(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	defer lg.Close()
 	rep, err := replay.Rebuild(ctx, replay.RebuildOptions{
 		Clients: lg, StateDir: cfg.path("state"), Topics: lg.Topics(), Processors: names, FromEvents: *fromEvents,
-		NewProcessors: nodeProcessors(cfg, lg, log), Logger: log,
+		NewProcessors: nodeProcessors(cfg, lg, log, nil), Logger: log,
 	})
 	if rep != nil {
 		fmt.Fprint(stdout, rebuildReport(rep, *fromEvents))
@@ -143,10 +173,23 @@ func openStoppedLog(ctx context.Context, cfg config, log *slog.Logger) (*eventlo
 		}
 		cancel()
 		if running {
-			return nil, fmt.Errorf("something answers on %s (the embedded log's port): is iotpipe running? stop it first (rebuild works on a stopped node), or pass --kafka %s to use that log", addr, addr)
+			return nil, fmt.Errorf("something answers on %s (the embedded log's port): is iotpipe running? stop it first, or rebuild it while it runs with --running (through its HTTP API); --kafka %s uses that log", addr, addr)
 		}
 	}
 	return eventlog.Open(ctx, opts)
+}
+
+// loopbackAddr turns a listen address into one to dial: an empty or
+// wildcard host is the loopback.
+func loopbackAddr(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return listen
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
 }
 
 // portAnswers reports whether something accepts TCP connections on addr.
@@ -160,14 +203,19 @@ func portAnswers(addr string) bool {
 }
 
 // nodeProcessors returns the processors a node with cfg runs, in its
-// order, its rules loaded once from --rules (with their last good
-// versions, as at the node's start).
-func nodeProcessors(cfg config, lg *eventlog.Log, log *slog.Logger) func() ([]processors.Processor, error) {
+// order: its rules are live's when live is set (a running node's), else
+// loaded once from --rules (with their last good versions, as at the
+// node's start).
+func nodeProcessors(cfg config, lg *eventlog.Log, log *slog.Logger, live *rules.Processor) func() ([]processors.Processor, error) {
 	var once sync.Once
 	var set *rulesql.Set
 	return func() ([]processors.Processor, error) {
 		rp := rules.New(rules.Options{Topics: lg.Topics(), Shadow: shadow.NewReader(nil), LastGoodDir: cfg.path("rules-last-good"), Logger: log})
 		once.Do(func() {
+			if live != nil {
+				set = live.Rules()
+				return
+			}
 			if err := rp.Reload(cfg.RulesDir); err != nil {
 				log.Warn("rules: some files did not load; their last good versions (if any) run", "dir", cfg.RulesDir, "err", err)
 			}

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"maps"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -36,6 +38,47 @@ CREATE RULE stuck AS SELECT dev FROM 'rb/+' WHERE seq >= 0 FOR 1 HOUR;
 	if code, _, stderr := rebuild(); code != 1 || !strings.Contains(stderr, "stop it first") {
 		t.Errorf("rebuild of a running node: exit %d, %s", code, stderr)
 	}
+	// The running node, through its API, while publishes go on: the
+	// state rebuilt from the events and from the changelog equals the
+	// live state, and no partition was fenced or restored.
+	l2 := startLoad(t, in, "rb/", 2, 10*time.Millisecond, true)
+	live := func(extra ...string) (int, string, string) {
+		return runIotpipe(t, append([]string{"rebuild", "--running", "--api", in.url(""), "--token", testAPIToken, "--data-dir", in.dataDir}, extra...)...)
+	}
+	code, out, stderr := live("--from-events")
+	if code != 0 || !strings.Contains(out, "rebuilt from the events: 4 partitions") {
+		t.Fatalf("rebuild --running --from-events: exit %d\n%s%s", code, out, stderr)
+	}
+	for _, n := range []string{"lastseen", "rules", "shadow"} {
+		if !strings.Contains(out, "  "+n) || strings.Count(out, "0 differed from the local state, 0 written to the changelog") != 3 {
+			t.Errorf("rebuild --running --from-events report:\n%s", out)
+		}
+	}
+	if code, out, stderr = live("--processor", "shadows,rules"); code != 0 || !strings.Contains(out, "rebuilt from the changelog: 4 partitions") || strings.Count(out, " 0 differed") != 2 {
+		t.Fatalf("rebuild --running: exit %d\n%s%s", code, out, stderr)
+	}
+	if resp, err := http.Post(in.url("/api/rebuild"), "application/json", strings.NewReader(`{"processor": "bogus"}`)); err != nil || resp.StatusCode != 400 {
+		t.Errorf("POST /api/rebuild of a bogus processor: %v %v", resp, err)
+	}
+	var last struct {
+		ID    int    `json:"id"`
+		State string `json:"state"`
+		Done  int    `json:"partitions_done"`
+	}
+	if resp, err := http.Get(in.url("/api/rebuild")); err != nil {
+		t.Error(err)
+	} else if err := json.NewDecoder(resp.Body).Decode(&last); err != nil || last.ID != 2 || last.State != "done" || last.Done != 4 {
+		t.Errorf("GET /api/rebuild: %+v %v", last, err)
+	}
+	l2.end()
+	if n := metricValue(t, in, "iotpipe_processor_events_total"); n <= 0 {
+		t.Fatalf("iotpipe_processor_events_total = %v", n)
+	}
+	for _, m := range []string{"iotpipe_processor_aborted_batches_total", "iotpipe_processor_restores_total"} {
+		if v := metricValue(t, in, m); v != 0 {
+			t.Errorf("%s = %v after the live rebuilds, want 0", m, v)
+		}
+	}
 	time.Sleep(2 * time.Second) // the processors catch up
 	in.stop()
 	state := filepath.Join(in.dataDir, "state")
@@ -52,7 +95,7 @@ CREATE RULE stuck AS SELECT dev FROM 'rb/+' WHERE seq >= 0 FOR 1 HOUR;
 			}
 		}
 	}
-	code, out, stderr := rebuild()
+	code, out, stderr = rebuild()
 	if code != 0 || !strings.Contains(out, "rebuilt from the changelog: 4 partitions") || !strings.Contains(out, "0 differed") {
 		t.Fatalf("rebuild: exit %d\n%s%s", code, out, stderr)
 	}

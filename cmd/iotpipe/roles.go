@@ -346,6 +346,10 @@ func (n *node) startProcessors() error {
 	n.lc.onStop(processPhase, "state store", func(context.Context) error { return runner.Close() })
 	n.reg.MustRegister(runner.Collectors()...)
 	n.route("GET /api/things/{name}", apiauth.ActionRead, apiauth.Fixed("api/things"), lastseen.Handler(runner))
+	// iotpipe rebuild --running: the partitions rebuilt while the node runs.
+	lr := replay.RebuildHandler(n.lc.ctx(processPhase), runner, liveRebuildOptions(cfg, lg, rp, n), n.log)
+	n.route("POST /api/rebuild", apiauth.ActionAdmin, apiauth.Fixed("api/rebuild"), lr)
+	n.route("GET /api/rebuild", apiauth.ActionRead, apiauth.Fixed("api/rebuild"), lr)
 	n.lc.run(processPhase, "processors", runner.Run)
 	n.waitReady("the processors' partitions are not assigned yet", runner.Ready)
 	n.lc.run(processPhase, "rules watcher", func(ctx context.Context) error { return rp.Watch(ctx, cfg.RulesDir, time.Second) })
