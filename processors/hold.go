@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -76,6 +77,11 @@ func (w *worker) runHeld(op *holdOp) {
 
 // Partition is the held partition.
 func (h *Held) Partition() int32 { return h.w.t.partition }
+
+// LastTick is the clock of the partition's last tick that was applied
+// (zero: none since the partition started here). Timers and windows due
+// by then have fired; the others have not.
+func (h *Held) LastTick() time.Time { return h.w.t.ticked }
 
 // State returns the partition's committed state, keyed as the changelog
 // is (the local changelog checkpoint left out), and the changelog end it

@@ -41,6 +41,8 @@ type task struct {
 	// next is the offset of the next event to apply (the state's), -1
 	// before the first.
 	next int64
+	// ticked is the clock of the last tick applied (zero: none yet).
+	ticked time.Time
 	// tx, ev and ov are reused for every call of a processor (all valid
 	// only during the call).
 	tx Tx
@@ -305,6 +307,7 @@ func (t *task) apply(ctx context.Context, bt *batch, rec *kgo.Record, env *schem
 // seals it (a batch of its own), replay's harness goes on with events.
 func (t *task) tick(ctx context.Context, bt *batch) error {
 	now := t.clock()
+	t.ticked = now
 	source := append(strconv.AppendInt(nil, int64(t.partition), 10), "/tick"...)
 	for i, p := range t.procs {
 		tk, ok := p.(Ticker)

@@ -255,6 +255,18 @@ func (w *worker) tick(ctx context.Context) error {
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), batchTimeout)
 	defer cancel()
 	t := w.t
+	prev := t.ticked
+	err := w.tickBatch(bctx)
+	if err != nil {
+		t.ticked = prev // not applied
+	}
+	return err
+}
+
+// tickBatch is tick's batch: the ticks applied, committed when they
+// wrote or emitted anything.
+func (w *worker) tickBatch(bctx context.Context) error {
+	t := w.t
 	bt := t.newBatch()
 	if err := t.tick(bctx, bt); err != nil {
 		t.abort(bt)

@@ -43,10 +43,6 @@ type RebuildOptions struct {
 	// OnPartition, when set, is called after each partition is
 	// rebuilt (RebuildLive), with how many are done of how many.
 	OnPartition func(done, total int)
-
-	// tickAtEnd ticks the rebuilt processors on the wall clock after
-	// the last event (a running node's).
-	tickAtEnd bool
 }
 
 // RebuildCount is what a rebuild did to one processor's state.
@@ -131,8 +127,12 @@ type LiveRunner interface {
 // state is rebuilt (its events wait in the log and are applied after,
 // on the rebuilt state; the other partitions and ingest go on).
 // o.StateDir is not used. From the events, timers and windows are
-// ticked at the end on the wall clock, as the node has ticked them, so
-// nothing the node fired is pending again in the rebuilt state.
+// ticked on the events' receive times up to the partition's last tick on
+// the node, then at that tick's time: what was due by then has fired
+// (the node fired it: it is not pending again in the rebuilt state), what
+// was not is still pending (the node fires it, once). A partition that
+// has not ticked yet since it started on the node is refused (try again
+// a second later).
 func RebuildLive(ctx context.Context, o RebuildOptions, r LiveRunner) (*RebuildReport, error) {
 	if o.Topics.Events == "" {
 		o.Topics = schemas.DefaultTopics()
@@ -140,7 +140,6 @@ func RebuildLive(ctx context.Context, o RebuildOptions, r LiveRunner) (*RebuildR
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	o.tickAtEnd = true
 	ps := r.Partitions()
 	if len(ps) == 0 {
 		return nil, errors.New("this node processes no partition (yet)")
@@ -156,6 +155,9 @@ func RebuildLive(ctx context.Context, o RebuildOptions, r LiveRunner) (*RebuildR
 	for i, p := range ps {
 		start := time.Now()
 		err := r.Hold(ctx, p, func(h *processors.Held) error {
+			if o.FromEvents && h.LastTick().IsZero() {
+				return errors.New("the partition has not ticked yet since it started on this node (its timers' state is not settled): try again in a second")
+			}
 			return rebuildPartition(ctx, &o, h, p, starts, rep)
 		})
 		if err != nil {
@@ -176,6 +178,9 @@ type partitionTarget interface {
 	State() (map[string][]byte, int64, error)
 	Replace(names []string, state map[string][]byte, changelogEnd int64) error
 	WriteChangelog(ctx context.Context, kv map[string][]byte) (int64, error)
+	// LastTick is the running node's last tick of the partition (zero:
+	// none; always zero on a stopped node).
+	LastTick() time.Time
 }
 
 // stoppedPartition is a partition of a stopped node's state directory.
@@ -186,6 +191,8 @@ type stoppedPartition struct {
 }
 
 func (s stoppedPartition) State() (map[string][]byte, int64, error) { return s.sd.Partition(s.p) }
+
+func (stoppedPartition) LastTick() time.Time { return time.Time{} }
 
 func (s stoppedPartition) Replace(names []string, state map[string][]byte, changelogEnd int64) error {
 	return s.sd.Replace(s.p, names, state, changelogEnd)
@@ -240,7 +247,7 @@ func rebuildPartition(ctx context.Context, o *RebuildOptions, sd partitionTarget
 		if s := starts[p]; s > 0 {
 			return fmt.Errorf("the log no longer holds its events before offset %d (retention): a state rebuilt from the rest would miss them; rebuild from the changelog (without --from-events)", s)
 		}
-		built, err := o.fromEvents(ctx, p, next)
+		built, err := o.fromEvents(ctx, p, next, sd.LastTick())
 		if err != nil {
 			return err
 		}
@@ -307,8 +314,10 @@ func (r *RebuildReport) count(name string) *RebuildCount {
 
 // fromEvents runs the node's processors over partition p's events up to
 // next, effects off, ticked on the events' receive times, and returns
-// the state they leave (keyed as the changelog is).
-func (o *RebuildOptions) fromEvents(ctx context.Context, p int32, next int64) (map[string][]byte, error) {
+// the state they leave (keyed as the changelog is). With tickTo set (a
+// running node's last tick), no tick goes past it, and a last tick runs
+// at it.
+func (o *RebuildOptions) fromEvents(ctx context.Context, p int32, next int64, tickTo time.Time) (map[string][]byte, error) {
 	procs, err := o.NewProcessors()
 	if err != nil {
 		return nil, err
@@ -343,7 +352,7 @@ func (o *RebuildOptions) fromEvents(ctx context.Context, p int32, next int64) (m
 		if ev.Err == nil && ruletest.Routable(string(ev.Envelope.Type)) {
 			if t := ruletest.TickAt(ev.Time().UnixMilli()); !started {
 				started, ticked = true, t
-			} else if t > ticked {
+			} else if t > ticked && (tickTo.IsZero() || t <= tickTo.UnixMilli()) {
 				if err := run(); err != nil {
 					return err
 				}
@@ -363,8 +372,8 @@ func (o *RebuildOptions) fromEvents(ctx context.Context, p int32, next int64) (m
 	if err == nil {
 		err = run()
 	}
-	if err == nil && o.tickAtEnd && started {
-		h.Now = time.Now()
+	if err == nil && !tickTo.IsZero() && started {
+		h.Now = tickTo
 		_, err = h.Tick(ctx, p)
 	}
 	if err != nil {

@@ -206,3 +206,47 @@ func TestRebuildRefusesLostEvents(t *testing.T) {
 		t.Errorf("error %v", err)
 	}
 }
+
+// TestRebuildFromEventsTicksNoFurtherThanTheNode: on a running node, a
+// rebuild from the events ticks no further than the node's last tick: a
+// FOR episode due after it stays pending (the node fires it, once), one
+// due before it has fired (the node fired it: it is not pending again),
+// whatever later events' receive times say. A stopped node's rebuild
+// (no last tick) ticks on the events' times.
+func TestRebuildFromEventsTicksNoFurtherThanTheNode(t *testing.T) {
+	h := newHistory(t, 1)
+	h.produce(
+		ev{thing: "d", topic: "f/d", payload: `{"v":1}`},
+		ev{thing: "d", topic: "f/d", payload: `{"v":1}`, at: time.Second},
+		ev{thing: "e", topic: "f/e", payload: `{"v":0}`, at: 10 * time.Second},
+	)
+	topics := h.l.Topics()
+	o := RebuildOptions{Clients: h.l, Topics: topics, FromEvents: true, Logger: logtest.Quiet(),
+		NewProcessors: nodeProcessors(t, topics, `CREATE RULE held AS SELECT v FROM 'f/+' WHERE v > 0 FOR 3 SECONDS`)}
+	state := func(tickTo time.Time) map[string]string {
+		t.Helper()
+		kv, err := o.fromEvents(context.Background(), 0, 3, tickTo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]string{}
+		for k, v := range kv {
+			if k != processors.OffsetKey && k[:len(rules.Name)] == rules.Name {
+				out[k] = string(v)
+			}
+		}
+		return out
+	}
+	stopped := state(time.Time{})            // ticked at 10 s: fired at 3 s
+	before := state(t0.Add(2 * time.Second)) // the node ticked last at 2 s: pending
+	after := state(t0.Add(5 * time.Second))  // at 5 s: fired
+	if maps.Equal(stopped, before) {
+		t.Fatalf("a rebuild capped at the node's tick before the deadline fired the episode: %v", before)
+	}
+	if !maps.Equal(stopped, after) {
+		t.Fatalf("capped at a tick after the deadline: %v, want %v", after, stopped)
+	}
+	if before2 := state(t0.Add(2500 * time.Millisecond)); !maps.Equal(before, before2) {
+		t.Fatalf("two ticks before the deadline give different states: %v, %v", before, before2)
+	}
+}

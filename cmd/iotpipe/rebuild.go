@@ -52,8 +52,8 @@ time, each held between two of its batches while it is rebuilt: ingest
 and the other partitions go on, the held partition's events wait in the
 log and are applied after, on the rebuilt state. From the events, the
 rules run with the node's rules of the moment, and timers and windows are
-ticked on the wall clock at the end (as the node ticked them), so nothing
-it fired is pending again.
+ticked no further than the node's last tick of the partition, then at it:
+what the node fired is not pending again, what it has not fired is.
 
 Flags:
   --processor LIST   shadows, rules, lastseen or all (default all; a comma list)
