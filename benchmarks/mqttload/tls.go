@@ -2,10 +2,10 @@ package mqttload
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"os"
+
+	"github.com/iotpipe/iotpipe/ingest/pki"
 )
 
 // tlsFiles are the command's --cafile, --cert and --key.
@@ -25,21 +25,9 @@ func (f tlsFiles) config() (*tls.Config, error) {
 	if (f.cert == "") != (f.key == "") {
 		return nil, errors.New("--cert and --key go together")
 	}
-	pem, err := os.ReadFile(f.ca)
+	c, err := pki.ClientTLS(f.ca, f.cert, f.key)
 	if err != nil {
-		return nil, fmt.Errorf("--cafile: %w", err)
+		return nil, fmt.Errorf("--cafile, --cert, --key: %w", err)
 	}
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("--cafile %s: no PEM certificate in it", f.ca)
-	}
-	conf := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
-	if f.cert != "" {
-		c, err := tls.LoadX509KeyPair(f.cert, f.key)
-		if err != nil {
-			return nil, fmt.Errorf("--cert/--key: %w", err)
-		}
-		conf.Certificates = []tls.Certificate{c}
-	}
-	return conf, nil
+	return c, nil
 }

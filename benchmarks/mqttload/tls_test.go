@@ -102,9 +102,9 @@ func TestCommandTLS(t *testing.T) {
 	}{
 		{"cert without cafile", []string{"--cert", files.Cert, "--key", files.Key}, "need --cafile"},
 		{"cert without key", []string{"--cafile", files.CA, "--cert", files.Cert}, "go together"},
-		{"missing cafile", []string{"--cafile", filepath.Join(t.TempDir(), "none.pem")}, "--cafile: open"},
+		{"missing cafile", []string{"--cafile", filepath.Join(t.TempDir(), "none.pem")}, "CA certificate: open"},
 		{"cafile without a certificate", []string{"--cafile", files.Key}, "no PEM certificate"},
-		{"key of another file", []string{"--cafile", files.CA, "--cert", files.Cert, "--key", files.CA}, "--cert/--key"},
+		{"key of another file", []string{"--cafile", files.CA, "--cert", files.Cert, "--key", files.CA}, "client certificate: tls"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

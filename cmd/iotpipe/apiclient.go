@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -73,15 +71,11 @@ func (f *apiFlags) client() (*apiClient, error) {
 		if caFile == "" {
 			caFile = filepath.Join(f.dataDir, "pki", pki.CACertFile)
 		}
-		pem, err := os.ReadFile(caFile)
+		tc, err := pki.ClientTLS(caFile, "", "")
 		if err != nil {
 			return nil, fmt.Errorf("--cafile: %w (the CA that signed the API's certificate)", err)
 		}
-		roots := x509.NewCertPool()
-		if !roots.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--cafile %s: no PEM certificate in it", caFile)
-		}
-		tr.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+		tr.TLSClientConfig = tc
 	}
 	return &apiClient{base: strings.TrimRight(f.api, "/"), token: tok, hc: &http.Client{Transport: tr, Timeout: f.timeout}}, nil
 }

@@ -22,6 +22,7 @@ import (
 const replayUsage = `Usage: iotpipe replay --rules PATH [selection] [--export FILE.parquet]
        iotpipe replay --diff OLD_PATH NEW_PATH [selection] [--json]
        iotpipe replay --trace --rules PATH --thing NAME [selection] [--json]
+       iotpipe replay --to-mqtt PREFIX [--speed 1|10|max] [selection] [MQTT flags]
 
 Runs rule files (.sql files or directories) over the events the log holds,
 with every effect off: nothing is produced to any topic, no webhook,
@@ -42,6 +43,15 @@ fire: the topic match, the WHERE value with the Undefined attributes
 named, the output or the error, and what the timers and windows that time
 passing fired.
 
+--to-mqtt is the one mode with an effect, and only when asked for: it
+re-publishes the selected device publishes over MQTT, each to
+PREFIX/<its topic> with its payload and QoS (at most 1; never retained),
+with the spacing their receive times had, divided by --speed (max: as fast
+as they are acknowledged), to drive a test environment with real history.
+Lifecycle events are skipped. Progress goes to stderr on a terminal; a
+summary (published, failed, skipped, the history's span and how long it
+took) at the end.
+
 Selection (as iotpipe events):
   --thing NAME, --topic FILTER, --type LIST, --from TIME, --to TIME, --limit N
   --kafka BROKERS   the log's brokers (default $IOTPIPE_KAFKA, else 127.0.0.1:9092)
@@ -50,6 +60,12 @@ Flags:
   --rules PATH      rule file or directory (may be repeated)
   --export FILE     also write the outputs to FILE as Parquet
   --json            --diff and --trace: JSON lines
+MQTT flags (--to-mqtt):
+  --speed S         1 (default: the original spacing), 10 (ten times faster), 0.5, or max
+  --mqtt ADDR       the broker's host:port (default $IOTPIPE_MQTT, else 127.0.0.1:1883)
+  --mqtt-username U, --mqtt-password P   CONNECT credentials (iotpipe: a token as the password)
+  --tls-ca FILE     connect over TLS, trusting this CA (iotpipe's: <data-dir>/pki/ca.pem)
+  --cert FILE, --key FILE   a client certificate for TLS
 
 Exit status: 0, 1 on a failure (or, with --diff, when the outputs differ),
 2 on bad usage, 130 when interrupted.
@@ -80,12 +96,16 @@ func replayMain(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	trace := fs.Bool("trace", false, "explain every rule for every event")
 	asJSON := fs.Bool("json", false, "JSON lines")
 	export := fs.String("export", "", "Parquet file")
+	var mq mqttTarget
+	mq.bind(fs)
 	pos, err := parseArgs(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
 		fmt.Fprint(stdout, replayUsage)
 		return 0
 	}
-	if err == nil {
+	if err == nil && mq.prefix != "" {
+		err = mq.check(*diff, *trace, rules, pos, *export)
+	} else if err == nil {
 		err = checkReplayArgs(*diff, *trace, rules, pos, ls.thing, *export)
 	}
 	var sel replay.Selection
@@ -95,6 +115,9 @@ func replayMain(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if err != nil {
 		fmt.Fprintf(stderr, "iotpipe replay: %v\n\n%s", err, replayUsage)
 		return 2
+	}
+	if mq.prefix != "" {
+		return replayToMQTT(ctx, &ls, sel, &mq, stderr)
 	}
 	var sets []*rulesql.Set
 	for _, paths := range ruleSets(*diff, rules, pos) {

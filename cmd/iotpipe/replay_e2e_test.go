@@ -311,3 +311,77 @@ func TestEventsFollowStopsOnInterrupt(t *testing.T) {
 		t.Errorf("more output after SIGINT: %q", l)
 	}
 }
+
+// TestReplayToMQTT: iotpipe replay --to-mqtt re-publishes the selected
+// history over MQTT under a prefix, in order, with its payloads and the
+// spacing it had (at --speed 1 no two arrive closer than most of the
+// original gap), or as fast as acknowledged with --speed max; a bad
+// prefix or speed is refused before anything is read.
+func TestReplayToMQTT(t *testing.T) {
+	in := newInstance(t)
+	in.start()
+	for i := range 4 {
+		if i > 0 {
+			time.Sleep(400 * time.Millisecond)
+		}
+		mosquittoPub(t, in, "d1", "hist/d1", fmt.Sprintf(`{"n":%d}`, i))
+	}
+	type got struct {
+		topic, payload string
+		at             time.Time
+	}
+	arrived := make(chan got, 100)
+	sub := paho.NewClient(paho.NewClientOptions().AddBroker(fmt.Sprintf("tcp://127.0.0.1:%d", in.mqtt)).SetClientID("again-sub").SetAutoReconnect(false))
+	if tok := sub.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscriber connect: %v", tok.Error())
+	}
+	defer sub.Disconnect(100)
+	if tok := sub.Subscribe("again/#", 1, func(_ paho.Client, m paho.Message) {
+		arrived <- got{m.Topic(), string(m.Payload()), time.Now()}
+	}); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	replayTo := func(prefix, speed string) (int, string) {
+		t.Helper()
+		code, _, stderr := runIotpipe(t, "replay", "--to-mqtt", prefix, "--speed", speed, "--topic", "hist/#",
+			"--kafka", fmt.Sprintf("127.0.0.1:%d", in.kafka), "--data-dir", in.dataDir, "--mqtt", fmt.Sprintf("127.0.0.1:%d", in.mqtt))
+		return code, stderr
+	}
+	receive := func(prefix string) []got {
+		t.Helper()
+		var out []got
+		for len(out) < 4 {
+			select {
+			case g := <-arrived:
+				out = append(out, g)
+			case <-time.After(30 * time.Second):
+				t.Fatalf("%d of 4 re-published events arrived", len(out))
+			}
+		}
+		for i, g := range out {
+			if g.topic != prefix+"/hist/d1" || g.payload != fmt.Sprintf(`{"n":%d}`, i) {
+				t.Errorf("arrival %d: %s %s", i, g.topic, g.payload)
+			}
+		}
+		return out
+	}
+	code, stderr := replayTo("again/slow", "1")
+	if code != 0 || !strings.Contains(stderr, "4 published to again/slow/..., 0 failed") {
+		t.Fatalf("replay --to-mqtt: exit %d\n%s", code, stderr)
+	}
+	slow := receive("again/slow")
+	for i := 1; i < len(slow); i++ {
+		if gap := slow[i].at.Sub(slow[i-1].at); gap < 300*time.Millisecond {
+			t.Errorf("at --speed 1, arrivals %d and %d %v apart; they were published 400ms+ apart", i-1, i, gap)
+		}
+	}
+	if code, stderr = replayTo("again/fast", "max"); code != 0 || !strings.Contains(stderr, "4 published to again/fast/...") {
+		t.Fatalf("replay --to-mqtt --speed max: exit %d\n%s", code, stderr)
+	}
+	receive("again/fast")
+	for _, c := range [][2]string{{"again/+", "1"}, {"$aws/x", "1"}, {"again", "fast"}, {"again", "0"}} {
+		if code, stderr := replayTo(c[0], c[1]); code != 2 {
+			t.Errorf("--to-mqtt %q --speed %q: exit %d, %s", c[0], c[1], code, stderr)
+		}
+	}
+}

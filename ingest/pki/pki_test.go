@@ -432,3 +432,35 @@ func FuzzParsePEM(f *testing.F) {
 		}
 	})
 }
+
+// ClientTLS trusts the CA file, presents the client certificate when
+// given, and says what is wrong otherwise.
+func TestClientTLS(t *testing.T) {
+	dir := t.TempDir()
+	ca := newCA(t, t.TempDir(), nil)
+	is, err := ca.Issue(IssueRequest{CommonName: "dev-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := WriteDeviceFiles(dir, "dev-1", is, ca.CertificatePEM())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ClientTLS(files.CA, files.Cert, files.Key)
+	if err != nil || c.RootCAs == nil || len(c.Certificates) != 1 || c.MinVersion != tls.VersionTLS12 {
+		t.Fatalf("ClientTLS: %+v %v", c, err)
+	}
+	if c, err := ClientTLS(files.CA, "", ""); err != nil || len(c.Certificates) != 0 {
+		t.Fatalf("CA only: %+v %v", c, err)
+	}
+	for _, bad := range [][3]string{
+		{filepath.Join(dir, "missing.pem"), "", ""},
+		{files.Key, "", ""},
+		{files.CA, files.Cert, ""},
+		{files.CA, files.Cert, files.CA},
+	} {
+		if _, err := ClientTLS(bad[0], bad[1], bad[2]); err == nil {
+			t.Errorf("ClientTLS(%q): no error", bad)
+		}
+	}
+}
