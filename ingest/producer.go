@@ -18,7 +18,7 @@ func ProducerOpts() []kgo.Opt {
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.MaxBufferedRecords(1 << 20),
 		kgo.MaxBufferedBytes(ProducerMaxBufferedBytes),
-		kgo.ProducerLinger(2*time.Millisecond),
+		kgo.ProducerLinger(2 * time.Millisecond),
 		kgo.RecordDeliveryTimeout(10 * time.Second),
 		kgo.ProducerBatchMaxBytes(1 << 20),
 	}

@@ -123,7 +123,10 @@ type inPlaceState struct {
 	kept map[string]any
 }
 
-func (m *inPlaceState) Get(k []byte) ([]byte, bool, error) { v, ok := m.vals[string(k)]; return v, ok, nil }
+func (m *inPlaceState) Get(k []byte) ([]byte, bool, error) {
+	v, ok := m.vals[string(k)]
+	return v, ok, nil
+}
 func (m *inPlaceState) Set(k, v []byte) error {
 	if old, ok := m.vals[string(k)]; ok && len(old) == len(v) {
 		copy(old, v)
