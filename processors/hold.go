@@ -78,6 +78,10 @@ func (w *worker) runHeld(op *holdOp) {
 // Partition is the held partition.
 func (h *Held) Partition() int32 { return h.w.t.partition }
 
+// Next is the offset of the partition's next event to apply (-1: none
+// applied yet).
+func (h *Held) Next() int64 { return h.w.t.next }
+
 // LastTick is the clock of the partition's last tick that was applied
 // (zero: none since the partition started here). Timers and windows due
 // by then have fired; the others have not.

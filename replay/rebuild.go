@@ -108,7 +108,8 @@ func Rebuild(ctx context.Context, o RebuildOptions) (*RebuildReport, error) {
 		}
 	}
 	for p := range n {
-		if err := rebuildPartition(ctx, &o, stoppedPartition{sd, p, &o}, p, starts, rep); err != nil {
+		build := func(next int64, tickTo time.Time) (map[string][]byte, error) { return o.fromEvents(ctx, p, next, tickTo) }
+		if err := rebuildPartition(ctx, &o, stoppedPartition{sd, p, &o}, p, starts, rep, build); err != nil {
 			return rep, fmt.Errorf("partition %d: %w", p, err)
 		}
 	}
@@ -153,22 +154,61 @@ func RebuildLive(ctx context.Context, o RebuildOptions, r LiveRunner) (*RebuildR
 		}
 	}
 	for i, p := range ps {
-		start := time.Now()
-		err := r.Hold(ctx, p, func(h *processors.Held) error {
-			if o.FromEvents && h.LastTick().IsZero() {
-				return errors.New("the partition has not ticked yet since it started on this node (its timers' state is not settled): try again in a second")
-			}
-			return rebuildPartition(ctx, &o, h, p, starts, rep)
-		})
+		held, err := rebuildHeld(ctx, &o, r, p, starts, rep)
 		if err != nil {
 			return rep, fmt.Errorf("partition %d: %w", p, err)
 		}
-		o.Logger.Info("partition rebuilt", "partition", p, "held", time.Since(start).Round(time.Millisecond))
+		o.Logger.Info("partition rebuilt", "partition", p, "held", held.Round(time.Millisecond))
 		if o.OnPartition != nil {
 			o.OnPartition(i+1, len(ps))
 		}
 	}
 	return rep, nil
+}
+
+// rebuildHeld rebuilds partition p of a running node and returns how
+// long the partition was held. From the events, the events the node had
+// applied before it are run first, without holding it (bounded by its
+// last tick then), so that it is held only while the processors run over
+// the events applied since.
+func rebuildHeld(ctx context.Context, o *RebuildOptions, r LiveRunner, p int32, starts map[int32]int64, rep *RebuildReport) (time.Duration, error) {
+	var build buildFunc
+	if o.FromEvents {
+		var next int64
+		var tick time.Time
+		if err := r.Hold(ctx, p, func(h *processors.Held) error {
+			next, tick = h.Next(), h.LastTick()
+			return nil
+		}); err != nil {
+			return 0, err
+		}
+		if tick.IsZero() {
+			return 0, errors.New("the partition has not ticked yet since it started on this node (its timers' state is not settled): try again in a second")
+		}
+		b, err := o.newEventBuilder(ctx, p)
+		if err != nil {
+			return 0, err
+		}
+		defer b.close()
+		if starts[p] == 0 {
+			if err := b.advance(ctx, next, tick, true); err != nil {
+				return 0, err
+			}
+		}
+		build = func(next int64, tickTo time.Time) (map[string][]byte, error) {
+			if err := b.advance(ctx, next, tickTo, false); err != nil {
+				return nil, err
+			}
+			return b.state(ctx, tickTo)
+		}
+	}
+	var held time.Duration
+	err := r.Hold(ctx, p, func(h *processors.Held) error {
+		start := time.Now()
+		defer func() { held = time.Since(start) }()
+		return rebuildPartition(ctx, o, h, p, starts, rep, build)
+	})
+	return held, err
 }
 
 // partitionTarget is where a rebuild reads and replaces a partition's
@@ -230,7 +270,11 @@ func (o *RebuildOptions) selected(key string) (string, bool) {
 	return name, len(o.Processors) == 0 || slices.Contains(o.Processors, name)
 }
 
-func rebuildPartition(ctx context.Context, o *RebuildOptions, sd partitionTarget, p int32, starts map[int32]int64, rep *RebuildReport) error {
+// buildFunc returns the state a partition's events give up to next,
+// ticked no further than tickTo (zero: no bound).
+type buildFunc func(next int64, tickTo time.Time) (map[string][]byte, error)
+
+func rebuildPartition(ctx context.Context, o *RebuildOptions, sd partitionTarget, p int32, starts map[int32]int64, rep *RebuildReport, build buildFunc) error {
 	cl, clEnd, err := processors.ChangelogState(ctx, o.Clients, o.Topics.Changelog, p)
 	if err != nil {
 		return err
@@ -247,7 +291,7 @@ func rebuildPartition(ctx context.Context, o *RebuildOptions, sd partitionTarget
 		if s := starts[p]; s > 0 {
 			return fmt.Errorf("the log no longer holds its events before offset %d (retention): a state rebuilt from the rest would miss them; rebuild from the changelog (without --from-events)", s)
 		}
-		built, err := o.fromEvents(ctx, p, next, sd.LastTick())
+		built, err := build(next, sd.LastTick())
 		if err != nil {
 			return err
 		}
@@ -318,6 +362,34 @@ func (r *RebuildReport) count(name string) *RebuildCount {
 // running node's last tick), no tick goes past it, and a last tick runs
 // at it.
 func (o *RebuildOptions) fromEvents(ctx context.Context, p int32, next int64, tickTo time.Time) (map[string][]byte, error) {
+	b, err := o.newEventBuilder(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	defer b.close()
+	if err := b.advance(ctx, next, tickTo, false); err != nil {
+		return nil, err
+	}
+	return b.state(ctx, tickTo)
+}
+
+// eventBuilder runs the node's processors over a partition's events,
+// effects off, in steps: a running node's rebuild reads most of them
+// before it holds the partition, and only the rest while it holds it.
+type eventBuilder struct {
+	o    *RebuildOptions
+	p    int32
+	h    *processors.Harness
+	seg  []*kgo.Record
+	last time.Time
+	// read is the offset the next step reads from; ticked the last
+	// tick (Unix ms) once started.
+	read    int64
+	ticked  int64
+	started bool
+}
+
+func (o *RebuildOptions) newEventBuilder(ctx context.Context, p int32) (*eventBuilder, error) {
 	procs, err := o.NewProcessors()
 	if err != nil {
 		return nil, err
@@ -326,60 +398,89 @@ func (o *RebuildOptions) fromEvents(ctx context.Context, p int32, next int64, ti
 	if err != nil {
 		return nil, err
 	}
-	defer h.Close()
 	n, err := eventlog.PartitionCount(ctx, o.Clients.Client, o.Topics.Events)
 	if err != nil {
+		h.Close()
 		return nil, err
 	}
 	h.DryRun, h.DropChangelog, h.Partitions, h.DLQ = true, true, int(n), o.Topics.DLQ
-	var seg []*kgo.Record
-	var last time.Time
-	ticked, started := int64(0), false
-	run := func() error {
-		if len(seg) == 0 {
-			return nil
-		}
-		h.Now = last
-		_, err := h.Records(ctx, seg)
-		seg = seg[:0]
-		return err
+	return &eventBuilder{o: o, p: p, h: h}, nil
+}
+
+func (b *eventBuilder) close() { b.h.Close() }
+
+// run applies the events held.
+func (b *eventBuilder) run(ctx context.Context) error {
+	if len(b.seg) == 0 {
+		return nil
 	}
-	_, err = eventlog.ReadPartition(ctx, o.Clients.Client, o.Topics.Events, p, 0, func(r *kgo.Record) error {
+	b.h.Now = b.last
+	_, err := b.h.Records(ctx, b.seg)
+	b.seg = b.seg[:0]
+	return err
+}
+
+// advance applies the events from where the last step stopped up to
+// next, ticked on their receive times but never past tickTo (zero: no
+// bound). With early, it stops instead before the first event that
+// would need a tick past tickTo, so that a later step, with a later
+// bound, goes on exactly as one step to its bound would have.
+func (b *eventBuilder) advance(ctx context.Context, next int64, tickTo time.Time, early bool) error {
+	if next <= b.read {
+		return nil
+	}
+	h, p := b.h, b.p
+	stop := next
+	_, err := eventlog.ReadPartition(ctx, b.o.Clients.Client, b.o.Topics.Events, p, b.read, func(r *kgo.Record) error {
 		if r.Offset >= next {
 			return eventlog.ErrStop
 		}
 		ev := decode(r)
 		if ev.Err == nil && ruletest.Routable(string(ev.Envelope.Type)) {
-			if t := ruletest.TickAt(ev.Time().UnixMilli()); !started {
-				started, ticked = true, t
-			} else if t > ticked && (tickTo.IsZero() || t <= tickTo.UnixMilli()) {
-				if err := run(); err != nil {
+			t := ruletest.TickAt(ev.Time().UnixMilli())
+			capped := !tickTo.IsZero() && t > tickTo.UnixMilli()
+			if !b.started {
+				b.started, b.ticked = true, t
+			} else if t > b.ticked && capped && early {
+				stop = r.Offset
+				return eventlog.ErrStop
+			} else if t > b.ticked && !capped {
+				if err := b.run(ctx); err != nil {
 					return err
 				}
-				ticked, h.Now = t, time.UnixMilli(t)
+				b.ticked, h.Now = t, time.UnixMilli(t)
 				if _, err := h.Tick(ctx, p); err != nil {
 					return err
 				}
 			}
 		}
-		last = ev.Time()
-		seg = append(seg, r)
-		if len(seg) >= segmentMax {
-			return run()
+		b.last = ev.Time()
+		b.seg = append(b.seg, r)
+		if len(b.seg) >= segmentMax {
+			return b.run(ctx)
 		}
 		return nil
 	})
 	if err == nil {
-		err = run()
-	}
-	if err == nil && !tickTo.IsZero() && started {
-		h.Now = tickTo
-		_, err = h.Tick(ctx, p)
+		err = b.run(ctx)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("rebuild from the events: %w", err)
+		return fmt.Errorf("rebuild from the events: %w", err)
 	}
-	snap, err := h.Snapshot(p)
+	b.read = stop
+	return nil
+}
+
+// state ticks at tickTo (when set) and returns the state the events
+// left, checked to be at the offset the last step reached.
+func (b *eventBuilder) state(ctx context.Context, tickTo time.Time) (map[string][]byte, error) {
+	if !tickTo.IsZero() && b.started {
+		b.h.Now = tickTo
+		if _, err := b.h.Tick(ctx, b.p); err != nil {
+			return nil, fmt.Errorf("rebuild from the events: %w", err)
+		}
+	}
+	snap, err := b.h.Snapshot(b.p)
 	if err != nil {
 		return nil, err
 	}
@@ -387,8 +488,8 @@ func (o *RebuildOptions) fromEvents(ctx context.Context, p int32, next int64, ti
 	for k, v := range snap {
 		out[k] = []byte(v)
 	}
-	if got := processors.NextOffset(out); got != next {
-		return nil, fmt.Errorf("rebuild from the events reached offset %d, the changelog records %d", got, next)
+	if got := processors.NextOffset(out); got != b.read {
+		return nil, fmt.Errorf("rebuild from the events reached offset %d, the changelog records %d", got, b.read)
 	}
 	return out, nil
 }

@@ -250,3 +250,56 @@ func TestRebuildFromEventsTicksNoFurtherThanTheNode(t *testing.T) {
 		t.Fatalf("two ticks before the deadline give different states: %v, %v", before, before2)
 	}
 }
+
+// TestEventBuilderInSteps: a running node's rebuild reads most events
+// before it holds the partition (bounded by the node's last tick then)
+// and the rest while it holds it (bounded by its last tick now): the
+// state equals one pass to the later bound, whatever the first bound.
+func TestEventBuilderInSteps(t *testing.T) {
+	h := newHistory(t, 1)
+	h.produce(scenario()...)
+	topics := h.l.Topics()
+	o := RebuildOptions{Clients: h.l, Topics: topics, FromEvents: true, Logger: logtest.Quiet(),
+		NewProcessors: nodeProcessors(t, topics, scenarioRules)}
+	ctx := context.Background()
+	end, err := eventlog.EndOffset(ctx, h.l.Client, topics.Events, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := t0.Add(45 * time.Second)
+	want, err := o.fromEvents(ctx, 0, end, last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		first time.Duration // the node's last tick before the hold
+		next  int64         // its next offset then
+	}{
+		{5 * time.Second, end / 2},
+		{20 * time.Second, end / 2},
+		{20 * time.Second, end},
+		{45 * time.Second, end - 1},
+	} {
+		b, err := o.newEventBuilder(ctx, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.advance(ctx, c.next, t0.Add(c.first), true); err != nil {
+			t.Fatal(err)
+		}
+		if b.read > c.next {
+			t.Fatalf("first step read to %d, past %d", b.read, c.next)
+		}
+		if err := b.advance(ctx, end, last, false); err != nil {
+			t.Fatal(err)
+		}
+		got, err := b.state(ctx, last)
+		b.close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !maps.EqualFunc(got, want, func(a, b []byte) bool { return string(a) == string(b) }) {
+			t.Errorf("first step to %d bounded at %v: the state differs from one pass (%d keys, %d)", c.next, c.first, len(got), len(want))
+		}
+	}
+}
