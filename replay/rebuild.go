@@ -108,7 +108,9 @@ func Rebuild(ctx context.Context, o RebuildOptions) (*RebuildReport, error) {
 		}
 	}
 	for p := range n {
-		build := func(next int64, tickTo time.Time) (map[string][]byte, error) { return o.fromEvents(ctx, p, next, tickTo) }
+		build := func(next int64, tickTo time.Time) (map[string][]byte, error) {
+			return o.fromEvents(ctx, p, next, tickTo)
+		}
 		if err := rebuildPartition(ctx, &o, stoppedPartition{sd, p, &o}, p, starts, rep, build); err != nil {
 			return rep, fmt.Errorf("partition %d: %w", p, err)
 		}
