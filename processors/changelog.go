@@ -158,14 +158,7 @@ func (r *Runner) bootstrap(ctx context.Context, t *task, prod *kgo.Client) error
 	if err := it.Close(); err != nil {
 		return Fatal(err)
 	}
-	if err := prod.BeginTransaction(); err != nil {
-		return fmt.Errorf("changelog bootstrap of partition %d: %w", p, err)
-	}
-	if err := prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		_ = prod.EndTransaction(context.WithoutCancel(ctx), kgo.TryAbort)
-		return fmt.Errorf("changelog bootstrap of partition %d: %w", p, err)
-	}
-	if err := prod.EndTransaction(ctx, kgo.TryCommit); err != nil {
+	if err := produceCommitted(ctx, prod, recs); err != nil {
 		return fmt.Errorf("changelog bootstrap of partition %d: %w", p, err)
 	}
 	hwm, err := eventlog.EndOffset(ctx, r.factory.Client, topic, p)

@@ -7,8 +7,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/iotpipe/iotpipe/internal/eventlog"
 )
 
@@ -123,19 +121,8 @@ func (h *Held) Replace(names []string, state map[string][]byte, changelogEnd int
 func (h *Held) WriteChangelog(ctx context.Context, kv map[string][]byte) (int64, error) {
 	w := h.w
 	p, topic := w.t.partition, w.r.opts.Topics.Changelog
-	if err := w.prod.BeginTransaction(); err != nil {
+	if err := produceCommitted(ctx, w.prod, changelogRecords(topic, p, kv)); err != nil {
 		return 0, fmt.Errorf("changelog %s/%d: %w", topic, p, err)
-	}
-	recs := make([]*kgo.Record, 0, len(kv))
-	for k, v := range kv {
-		recs = append(recs, &kgo.Record{Topic: topic, Partition: p, Key: []byte(k), Value: v})
-	}
-	if err := w.prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		_ = w.prod.EndTransaction(context.WithoutCancel(ctx), kgo.TryAbort)
-		return 0, fmt.Errorf("changelog %s/%d: %w", topic, p, err)
-	}
-	if err := w.prod.EndTransaction(ctx, kgo.TryCommit); err != nil {
-		return 0, fmt.Errorf("changelog %s/%d: commit: %w", topic, p, err)
 	}
 	return eventlog.EndOffset(ctx, w.r.factory.Client, topic, p)
 }

@@ -164,21 +164,36 @@ func WriteChangelog(ctx context.Context, factory ClientFactory, opts RunnerOptio
 		return 0, err
 	}
 	defer prod.Close()
-	if err := prod.BeginTransaction(); err != nil {
+	if err := produceCommitted(ctx, prod, changelogRecords(topic, partition, kv)); err != nil {
 		return 0, fmt.Errorf("changelog %s/%d: %w", topic, partition, err)
-	}
-	recs := make([]*kgo.Record, 0, len(kv))
-	for k, v := range kv {
-		recs = append(recs, &kgo.Record{Topic: topic, Partition: partition, Key: []byte(k), Value: v})
-	}
-	if err := prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		_ = prod.EndTransaction(context.WithoutCancel(ctx), kgo.TryAbort)
-		return 0, fmt.Errorf("changelog %s/%d: %w", topic, partition, err)
-	}
-	if err := prod.EndTransaction(ctx, kgo.TryCommit); err != nil {
-		return 0, fmt.Errorf("changelog %s/%d: commit: %w", topic, partition, err)
 	}
 	// The end after the commit marker: what a runner compares its
 	// checkpoint with.
 	return eventlog.EndOffset(ctx, factory.Client, topic, partition)
+}
+
+// changelogRecords are the records of kv (a nil value deletes its key)
+// for partition of the changelog topic.
+func changelogRecords(topic string, partition int32, kv map[string][]byte) []*kgo.Record {
+	recs := make([]*kgo.Record, 0, len(kv))
+	for k, v := range kv {
+		recs = append(recs, &kgo.Record{Topic: topic, Partition: partition, Key: []byte(k), Value: v})
+	}
+	return recs
+}
+
+// produceCommitted produces recs in one transaction of prod, aborted
+// when a record fails.
+func produceCommitted(ctx context.Context, prod *kgo.Client, recs []*kgo.Record) error {
+	if err := prod.BeginTransaction(); err != nil {
+		return err
+	}
+	if err := prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		_ = prod.EndTransaction(context.WithoutCancel(ctx), kgo.TryAbort)
+		return err
+	}
+	if err := prod.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
 }
