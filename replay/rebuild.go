@@ -108,9 +108,7 @@ func Rebuild(ctx context.Context, o RebuildOptions) (*RebuildReport, error) {
 		}
 	}
 	for p := range n {
-		build := func(next int64, tickTo time.Time) (map[string][]byte, error) {
-			return o.fromEvents(ctx, p, next, tickTo)
-		}
+		build := func(next int64) (map[string][]byte, error) { return o.fromEvents(ctx, p, next, time.Time{}) }
 		if err := rebuildPartition(ctx, &o, stoppedPartition{sd, p, &o}, p, starts, rep, build); err != nil {
 			return rep, fmt.Errorf("partition %d: %w", p, err)
 		}
@@ -174,7 +172,7 @@ func RebuildLive(ctx context.Context, o RebuildOptions, r LiveRunner) (*RebuildR
 // last tick then), so that it is held only while the processors run over
 // the events applied since.
 func rebuildHeld(ctx context.Context, o *RebuildOptions, r LiveRunner, p int32, starts map[int32]int64, rep *RebuildReport) (time.Duration, error) {
-	var build buildFunc
+	var b *eventBuilder
 	if o.FromEvents {
 		var next int64
 		var tick time.Time
@@ -187,8 +185,8 @@ func rebuildHeld(ctx context.Context, o *RebuildOptions, r LiveRunner, p int32, 
 		if tick.IsZero() {
 			return 0, errors.New("the partition has not ticked yet since it started on this node (its timers' state is not settled): try again in a second")
 		}
-		b, err := o.newEventBuilder(ctx, p)
-		if err != nil {
+		var err error
+		if b, err = o.newEventBuilder(ctx, p); err != nil {
 			return 0, err
 		}
 		defer b.close()
@@ -197,17 +195,20 @@ func rebuildHeld(ctx context.Context, o *RebuildOptions, r LiveRunner, p int32, 
 				return 0, err
 			}
 		}
-		build = func(next int64, tickTo time.Time) (map[string][]byte, error) {
-			if err := b.advance(ctx, next, tickTo, false); err != nil {
-				return nil, err
-			}
-			return b.state(ctx, tickTo)
-		}
 	}
 	var held time.Duration
 	err := r.Hold(ctx, p, func(h *processors.Held) error {
 		start := time.Now()
 		defer func() { held = time.Since(start) }()
+		var build buildFunc
+		if b != nil {
+			build = func(next int64) (map[string][]byte, error) {
+				if err := b.advance(ctx, next, h.LastTick(), false); err != nil {
+					return nil, err
+				}
+				return b.state(ctx, h.LastTick())
+			}
+		}
 		return rebuildPartition(ctx, o, h, p, starts, rep, build)
 	})
 	return held, err
@@ -220,9 +221,6 @@ type partitionTarget interface {
 	State() (map[string][]byte, int64, error)
 	Replace(names []string, state map[string][]byte, changelogEnd int64) error
 	WriteChangelog(ctx context.Context, kv map[string][]byte) (int64, error)
-	// LastTick is the running node's last tick of the partition (zero:
-	// none; always zero on a stopped node).
-	LastTick() time.Time
 }
 
 // stoppedPartition is a partition of a stopped node's state directory.
@@ -233,8 +231,6 @@ type stoppedPartition struct {
 }
 
 func (s stoppedPartition) State() (map[string][]byte, int64, error) { return s.sd.Partition(s.p) }
-
-func (stoppedPartition) LastTick() time.Time { return time.Time{} }
 
 func (s stoppedPartition) Replace(names []string, state map[string][]byte, changelogEnd int64) error {
 	return s.sd.Replace(s.p, names, state, changelogEnd)
@@ -272,9 +268,8 @@ func (o *RebuildOptions) selected(key string) (string, bool) {
 	return name, len(o.Processors) == 0 || slices.Contains(o.Processors, name)
 }
 
-// buildFunc returns the state a partition's events give up to next,
-// ticked no further than tickTo (zero: no bound).
-type buildFunc func(next int64, tickTo time.Time) (map[string][]byte, error)
+// buildFunc returns the state a partition's events give up to next.
+type buildFunc func(next int64) (map[string][]byte, error)
 
 func rebuildPartition(ctx context.Context, o *RebuildOptions, sd partitionTarget, p int32, starts map[int32]int64, rep *RebuildReport, build buildFunc) error {
 	cl, clEnd, err := processors.ChangelogState(ctx, o.Clients, o.Topics.Changelog, p)
@@ -293,7 +288,7 @@ func rebuildPartition(ctx context.Context, o *RebuildOptions, sd partitionTarget
 		if s := starts[p]; s > 0 {
 			return fmt.Errorf("the log no longer holds its events before offset %d (retention): a state rebuilt from the rest would miss them; rebuild from the changelog (without --from-events)", s)
 		}
-		built, err := build(next, sd.LastTick())
+		built, err := build(next)
 		if err != nil {
 			return err
 		}

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/iotpipe/iotpipe/internal/eventlog"
 	"github.com/iotpipe/iotpipe/processors/rules"
 	"github.com/iotpipe/iotpipe/replay"
 )
@@ -16,14 +15,14 @@ import (
 // liveRebuildOptions makes the options of a rebuild on the running node
 // (POST /api/rebuild) of its request: the node's log and processors,
 // its rules of the moment.
-func liveRebuildOptions(cfg config, lg *eventlog.Log, rp *rules.Processor, n *node) func(replay.RebuildRequest) (replay.RebuildOptions, error) {
+func (n *node) liveRebuildOptions(rp *rules.Processor) func(replay.RebuildRequest) (replay.RebuildOptions, error) {
 	return func(req replay.RebuildRequest) (replay.RebuildOptions, error) {
 		names, err := parseProcessors(req.Processor)
 		if err != nil {
 			return replay.RebuildOptions{}, err
 		}
-		return replay.RebuildOptions{Clients: lg, Topics: lg.Topics(), Processors: names, FromEvents: req.FromEvents,
-			NewProcessors: nodeProcessors(cfg, lg, n.log, rp), Logger: n.log}, nil
+		return replay.RebuildOptions{Clients: n.lg, Topics: n.lg.Topics(), Processors: names, FromEvents: req.FromEvents,
+			NewProcessors: nodeProcessors(n.cfg, n.lg, n.log, rp), Logger: n.log}, nil
 	}
 }
 

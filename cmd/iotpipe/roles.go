@@ -347,7 +347,7 @@ func (n *node) startProcessors() error {
 	n.reg.MustRegister(runner.Collectors()...)
 	n.route("GET /api/things/{name}", apiauth.ActionRead, apiauth.Fixed("api/things"), lastseen.Handler(runner))
 	// iotpipe rebuild --running: the partitions rebuilt while the node runs.
-	lr := replay.RebuildHandler(n.lc.ctx(processPhase), runner, liveRebuildOptions(cfg, lg, rp, n), n.log)
+	lr := replay.RebuildHandler(n.lc.ctx(processPhase), runner, n.liveRebuildOptions(rp), n.log)
 	n.route("POST /api/rebuild", apiauth.ActionAdmin, apiauth.Fixed("api/rebuild"), lr)
 	n.route("GET /api/rebuild", apiauth.ActionRead, apiauth.Fixed("api/rebuild"), lr)
 	n.lc.run(processPhase, "processors", runner.Run)
