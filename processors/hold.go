@@ -73,9 +73,6 @@ func (w *worker) runHeld(op *holdOp) {
 	op.done <- op.fn(&Held{w: w})
 }
 
-// Partition is the held partition.
-func (h *Held) Partition() int32 { return h.w.t.partition }
-
 // Next is the offset of the partition's next event to apply (-1: none
 // applied yet).
 func (h *Held) Next() int64 { return h.w.t.next }
